@@ -1,0 +1,133 @@
+"""The `ems` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from runtime import __version__
+from runtime.clock import RealClock, VirtualClock
+from runtime.config.io_map import load_io_map
+from runtime.config.schema import IoMap
+from runtime.config.structure import ConfigErrors
+from runtime.logs import setup_logging
+
+log = logging.getLogger("ems")
+
+DEFAULT_IO_MAP = "io_maps/sim_home.toml"
+EXIT_CONFIG = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "handler"):
+        parser.print_help()
+        return EXIT_CONFIG
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except ConfigErrors as exc:
+        _print_config_errors(exc)
+        return EXIT_CONFIG
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ems", description="EMS controller for battery energy storage systems")
+    parser.add_argument("--version", action="version", version=f"ems {__version__}")
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the controller on a site")
+    run.add_argument("--io-map", default=DEFAULT_IO_MAP, help=f"site io_map file (default {DEFAULT_IO_MAP})")
+    run.add_argument("--virtual-time", action="store_true", help="run on the virtual clock, as fast as possible")
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this much (clock) time")
+    run.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--data-dir", help="override the site's data directory (logs, stores)")
+    run.set_defaults(handler=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate an io_map; exit 0 when valid, 2 with every error")
+    check.add_argument("file")
+    check.set_defaults(handler=cmd_check_config)
+
+    tags = sub.add_parser("tags", help="list the tags of a site (the register map)")
+    tags.add_argument("--io-map", default=DEFAULT_IO_MAP)
+    tags.add_argument("--format", choices=["table", "csv", "markdown"], default="table")
+    tags.set_defaults(handler=cmd_tags)
+    return parser
+
+
+def _print_config_errors(exc: ConfigErrors) -> None:
+    count = len(exc.errors)
+    print(f"{count} error{'s' if count != 1 else ''} in configuration:", file=sys.stderr)
+    for error in exc.errors:
+        print(f"  {error}", file=sys.stderr)
+
+
+def _load(path: str) -> IoMap:
+    return load_io_map(path)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from runtime.site import build_site
+
+    io_map = _load(args.file)
+    build_site(io_map, VirtualClock())  # programs bind to their tags: catches references too
+    print(f"{args.file}: OK ({len(io_map.devices)} devices, {len(io_map.tags)} tags, "
+          f"{len(io_map.programs)} programs)")
+    return 0
+
+
+def cmd_tags(args: argparse.Namespace) -> int:
+    from runtime import tag_table
+    from runtime.site import build_site
+
+    site = build_site(_load(args.io_map), VirtualClock())
+    specs = site.image.specs()
+    render = {"table": tag_table.to_text, "csv": tag_table.to_csv, "markdown": tag_table.to_markdown}
+    sys.stdout.write(render[args.format](specs))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runtime.site import build_site
+
+    io_map = _load(args.io_map)
+    data_dir = Path(args.data_dir or io_map.site.data_dir)
+    setup_logging(args.log_level or io_map.logging.level, data_dir / "log" / io_map.logging.file,
+                  io_map.logging.max_bytes, io_map.logging.backups)
+    clock = VirtualClock() if args.virtual_time else RealClock()
+    site = build_site(io_map, clock)
+    log.info("site %s: %d tags, %d devices, %d programs, scan period %.3f s, %s clock",
+             io_map.site.id, len(site.image), len(site.drivers), len(site.programs),
+             site.period_s, "virtual" if clock.virtual else "real")
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("%s received: stopping", signal.Signals(signum).name)
+        site.engine.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = time.perf_counter()
+    try:
+        site.start()
+        site.run(args.duration)
+    finally:
+        site.stop()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    wall = time.perf_counter() - started
+    summary = site.engine.stats.summary()
+    simulated = summary["scans"] * site.period_s
+    log.info("stopped after %d scans (%.1f s of site time in %.1f s wall, %.0fx), %d overruns, "
+             "scan p99 %.3f ms, jitter p99 %.3f ms", summary["scans"], simulated, wall,
+             simulated / wall if wall > 0 else 0.0, summary["overruns"], summary["duration_p99_s"] * 1e3,
+             summary["jitter_p99_s"] * 1e3)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

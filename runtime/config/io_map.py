@@ -1,0 +1,291 @@
+"""Load and check an io_map file: every error at once, each with its file, line and key path."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path as FsPath
+from typing import Any
+
+from runtime.config.lines import Path, key_lines, line_of
+from runtime.config.schema import (
+    DeviceConfig,
+    IoConfig,
+    IoMap,
+    LoggingConfig,
+    ModbusServerConfig,
+    ProgramConfig,
+    SiteConfig,
+    SupervisorConfig,
+    TagConfig,
+)
+from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
+from runtime.tags import Access, Area, DType, ModbusTable, TagSpec, TagValueError, make_checker
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+SECTIONS = ("site", "supervisor", "logging", "modbus_server", "devices", "tags", "programs")
+BOOL_TABLES = (ModbusTable.COIL, ModbusTable.DISCRETE)
+WRITABLE_TABLES = (ModbusTable.COIL, ModbusTable.HOLDING)
+
+
+def load_io_map(path: str | FsPath) -> IoMap:
+    """Parse and validate an io_map file; raise ConfigErrors listing every problem."""
+    path = FsPath(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigErrors([ConfigError((), f"cannot read file: {exc.strerror}", str(path))]) from None
+    return parse_io_map(text, str(path))
+
+
+def parse_io_map(text: str, filename: str = "<io_map>") -> IoMap:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        line = int(match.group(1)) if match else None
+        raise ConfigErrors([ConfigError((), f"not valid TOML: {exc}", filename, line)]) from None
+    errors = Errors()
+    io_map = _build(data, filename, errors)
+    if errors:
+        lines = key_lines(text)
+        raise ConfigErrors([
+            ConfigError(e.path, e.message, filename, line_of(lines, e.path)) for e in errors.items
+        ])
+    return io_map
+
+
+def _build(data: dict[str, Any], filename: str, errors: Errors) -> IoMap:
+    from programs.registry import program_kinds
+    from runtime.io.registry import driver_kinds
+
+    for key in data:
+        if key not in SECTIONS:
+            errors.add((key,), f"unknown section{_suggest(key, SECTIONS)}")
+    if "site" not in data:
+        errors.add(("site",), "missing required section")
+    site = structure(SiteConfig, data.get("site", {}), ("site",), errors)
+    supervisor = structure(SupervisorConfig, data.get("supervisor", {}), ("supervisor",), errors)
+    logging_cfg = structure(LoggingConfig, data.get("logging", {}), ("logging",), errors)
+    modbus = structure(ModbusServerConfig, data.get("modbus_server", {}), ("modbus_server",), errors)
+
+    kinds = driver_kinds()
+    devices, options = _devices(_array(data, "devices", errors), kinds, errors)
+    tags, tag_io = _tags(_array(data, "tags", errors), devices, kinds, errors)
+    programs, params = _programs(_array(data, "programs", errors), program_kinds(), errors)
+    _check_drivers(devices, options, tags, tag_io, kinds, errors)
+    return IoMap(
+        path=filename,
+        site=site,
+        supervisor=supervisor,
+        logging=logging_cfg,
+        modbus_server=modbus,
+        devices=tuple(devices.values()),
+        device_options=options,
+        tags=tuple(tags.values()),
+        tag_io={name: (binding, point) for name, (binding, point, _) in tag_io.items()},
+        programs=tuple(programs),
+        program_params=params,
+    )
+
+
+def _array(data: dict[str, Any], key: str, errors: Errors) -> list[tuple[Path, Any]]:
+    value = data.get(key, [])
+    if not isinstance(value, list):
+        errors.add((key,), f"expected an array of tables ([[{key}]]), got {type(value).__name__}")
+        return []
+    return [((key, i), item) for i, item in enumerate(value)]
+
+
+def _split(item: Any, key: str) -> tuple[Any, Any]:
+    """Take one sub-table out of a table, leaving the rest to be structured."""
+    if not isinstance(item, dict):
+        return item, None
+    rest = dict(item)
+    return rest, rest.pop(key, None)
+
+
+def _devices(items, kinds, errors: Errors):  # type: ignore[no-untyped-def]
+    devices: dict[str, DeviceConfig] = {}
+    options: dict[str, Any] = {}
+    for path, item in items:
+        driver = item.get("driver") if isinstance(item, dict) else None
+        rest, sub = _split(item, driver) if isinstance(driver, str) else (item, None)
+        device = structure(DeviceConfig, rest, path, errors)
+        if device is MISSING:
+            continue
+        if device.name in devices:
+            errors.add(path + ("name",), f"device {device.name!r} is declared twice")
+            continue
+        kind = kinds.get(device.driver)
+        if kind is None:
+            errors.add(path + ("driver",), f"unknown driver {device.driver!r}{_suggest(device.driver, kinds)}")
+            continue
+        sub = sub if sub is not None else {}
+        if kind.parse_options is not None:
+            opts = kind.parse_options(sub, path + (device.driver,), errors)
+        else:
+            opts = structure(kind.options, sub, path + (device.driver,), errors)
+        devices[device.name] = device
+        if opts is not MISSING:
+            options[device.name] = opts
+    return devices, options
+
+
+def _tags(items, devices, kinds, errors: Errors):  # type: ignore[no-untyped-def]
+    tags: dict[str, TagConfig] = {}
+    tag_io: dict[str, tuple[IoConfig, Any, Path]] = {}
+    used: dict[tuple[ModbusTable, int], str] = {}
+    for path, item in items:
+        rest, io = _split(item, "io")
+        tag = structure(TagConfig, rest, path, errors)
+        if tag is MISSING:
+            continue
+        if tag.name in tags:
+            errors.add(path + ("name",), f"tag {tag.name!r} is declared twice")
+            continue
+        tags[tag.name] = tag
+        _check_tag(tag, path, errors)
+        _check_modbus(tag, path, used, errors)
+        if io is None:
+            if tag.area is not Area.MEMORY:
+                errors.add(path + ("io",), f"{tag.area.value} tag needs an io binding (io = {{ device = ... }})")
+            continue
+        if tag.area is Area.MEMORY:
+            errors.add(path + ("io",), "a memory tag has no io binding; make it an input or an output")
+            continue
+        binding = _io(io, path + ("io",), devices, kinds, errors)
+        if binding is not None:
+            tag_io[tag.name] = (*binding, path + ("io",))
+    return tags, tag_io
+
+
+def _io(io: Any, path: Path, devices, kinds, errors: Errors):  # type: ignore[no-untyped-def]
+    if not isinstance(io, dict):
+        errors.add(path, "expected a table")
+        return None
+    common = {k: io[k] for k in ("device", "scale", "offset") if k in io}
+    specific = {k: val for k, val in io.items() if k not in common}
+    binding = structure(IoConfig, common, path, errors)
+    if binding is MISSING:
+        return None
+    device = devices.get(binding.device)
+    if device is None:
+        errors.add(path + ("device",), f"no device named {binding.device!r}{_suggest(binding.device, devices)}")
+        return None
+    point = structure(kinds[device.driver].point, specific, path, errors)
+    return None if point is MISSING else (binding, point)
+
+
+def tag_spec(tag: TagConfig, default_max_age_s: float | None = None) -> TagSpec:
+    """The runtime declaration of an io_map tag."""
+    from runtime.tags import ModbusAddress
+
+    modbus = None
+    if tag.modbus is not None:
+        modbus = ModbusAddress(tag.modbus.table, tag.modbus.address, tag.modbus.scale)
+    return TagSpec(
+        name=tag.name,
+        dtype=tag.dtype,
+        area=tag.area,
+        unit=tag.unit,
+        min=tag.min,
+        max=tag.max,
+        access=tag.access,
+        description=tag.description,
+        modbus=modbus,
+        retain=tag.retain,
+        safe_value=tag.safe_value,
+        initial=tag.initial,
+        max_age_s=tag.max_age_s if tag.max_age_s is not None else default_max_age_s,
+        enum_labels=tag.enum_labels,
+        length=tag.length,
+    )
+
+
+def _check_tag(tag: TagConfig, path: Path, errors: Errors) -> None:
+    if tag.min is not None and tag.max is not None and tag.min > tag.max:
+        errors.add(path + ("min",), f"min {tag.min} is above max {tag.max}")
+        return
+    if tag.dtype is DType.ENUM and not tag.enum_labels:
+        errors.add(path + ("enum_labels",), "an enum tag needs its labels")
+    if tag.dtype is DType.STRING and tag.length == 0:
+        errors.add(path + ("length",), "a string tag needs its length in characters")
+    if tag.area is Area.OUTPUT and tag.safe_value is None:
+        errors.add(path + ("safe_value",), "an output tag needs the safe value it takes whenever in doubt")
+    if tag.area is Area.INPUT and tag.access is Access.RW:
+        errors.add(path + ("access",), "an input tag is written by its device only; use access = \"ro\"")
+    check = make_checker(tag_spec(tag))
+    for key in ("safe_value", "initial"):
+        value = getattr(tag, key)
+        if value is None:
+            continue
+        try:
+            check(value)
+        except TagValueError as exc:
+            errors.add(path + (key,), str(exc))
+
+
+def _check_modbus(tag: TagConfig, path: Path, used: dict, errors: Errors) -> None:  # type: ignore[type-arg]
+    if tag.modbus is None:
+        return
+    table = tag.modbus.table
+    is_bool = tag.dtype is DType.BOOL
+    if is_bool != (table in BOOL_TABLES):
+        wanted = "coil or discrete" if is_bool else "holding or input"
+        errors.add(path + ("modbus", "table"), f"a {tag.dtype.value} tag belongs in a {wanted} table, not {table.value}")
+        return
+    if tag.access is Access.RW and table not in WRITABLE_TABLES:
+        errors.add(path + ("modbus", "table"), f"a writable tag must be in a coil or holding table, not {table.value}")
+    if tag.modbus.scale != 1.0 and tag.dtype not in (DType.INT16, DType.UINT16, DType.INT32, DType.UINT32):
+        errors.add(path + ("modbus", "scale"), "a scale factor applies to integer tags only")
+    words = tag_spec(tag).words
+    for address in range(tag.modbus.address, tag.modbus.address + words):
+        other = used.get((table, address))
+        if other is not None:
+            errors.add(path + ("modbus", "address"),
+                       f"{table.value} address {address} is already taken by tag {other!r}")
+            return
+        if address > 65535:
+            errors.add(path + ("modbus", "address"), f"{words} registers from {tag.modbus.address} pass 65535")
+            return
+    for address in range(tag.modbus.address, tag.modbus.address + words):
+        used[(table, address)] = tag.name
+
+
+def _programs(items, kinds, errors: Errors):  # type: ignore[no-untyped-def]
+    programs: list[ProgramConfig] = []
+    params: dict[str, Any] = {}
+    for path, item in items:
+        rest, raw = _split(item, "params")
+        program = structure(ProgramConfig, rest, path, errors)
+        if program is MISSING:
+            continue
+        if any(p.name == program.name for p in programs):
+            errors.add(path + ("name",), f"program {program.name!r} is declared twice")
+            continue
+        cls = kinds.get(program.kind)
+        if cls is None:
+            errors.add(path + ("kind",), f"unknown program kind {program.kind!r}{_suggest(program.kind, kinds)}")
+            continue
+        value = structure(cls.Params, raw if raw is not None else {}, path + ("params",), errors)
+        programs.append(program)
+        if value is not MISSING:
+            params[program.name] = value
+    return programs, params
+
+
+def _check_drivers(devices, options, tags, tag_io, kinds, errors: Errors) -> None:  # type: ignore[no-untyped-def]
+    by_device: dict[str, list] = {name: [] for name in devices}  # type: ignore[type-arg]
+    for name, (binding, point, path) in tag_io.items():
+        by_device[binding.device].append((tags[name], point, path))
+    for name, device in devices.items():
+        kind = kinds[device.driver]
+        if kind.check is None or name not in options:
+            continue
+        for path, message in kind.check(options[name], by_device[name]):
+            errors.add(path, message)

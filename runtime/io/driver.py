@@ -1,0 +1,293 @@
+"""The IO driver contract: drivers run beside the scan, never inside it.
+
+A driver owns a connection to one device. Its thread writes the outputs the scan last staged,
+reads the device's inputs and publishes them as one immutable tuple of samples. The scan
+only copies that tuple (read phase) and stages new outputs (write phase), so a dead or slow
+device can make values stale or bad, but can never make a scan late.
+
+Subclasses implement `open`, `read_inputs`, `write_outputs` and `close`. Everything else
+(the poll thread, restart with backoff when a call raises, replacement of a hung thread,
+fault counting and logging once per change) lives here, once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Callable, ClassVar, NamedTuple, Sequence
+
+import attrs
+
+from runtime.clock import Clock
+from runtime.tags import Quality
+
+log = logging.getLogger(__name__)
+
+
+class Sample(NamedTuple):
+    value: Any
+    quality: Quality
+    stamp: float
+
+
+class _Unchanged:
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Any = _Unchanged()
+"""Returned by `read_inputs` for a point with no new reading: the old sample ages into STALE."""
+
+
+@attrs.frozen
+class Point:
+    """One tag bound to one device point (register, signal, pin or plant variable)."""
+
+    tag: str
+    address: Any
+    scale: float = 1.0
+    offset: float = 0.0
+    is_bool: bool = False
+    # Turns an engineering value into the tag's type and checks its range; raising marks it BAD.
+    convert: Callable[[Any], Any] | None = attrs.field(default=None, eq=False, repr=False)
+
+    def to_engineering(self, raw: Any) -> Any:
+        if self.is_bool or raw is None:
+            return raw
+        return raw * self.scale + self.offset
+
+    def to_raw(self, value: Any) -> Any:
+        if self.is_bool:
+            return value
+        return (value - self.offset) / self.scale
+
+
+@attrs.frozen
+class DriverSettings:
+    """Timing shared by every driver kind (from the io_map's [[devices]] entry)."""
+
+    poll_period_s: float = 0.1
+    hang_timeout_s: float = 5.0
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 30.0
+
+
+class Driver:
+    """Base of all drivers. See the module docstring for the contract."""
+
+    kind: ClassVar[str] = "abstract"
+    supports_virtual_time: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        name: str,
+        inputs: Sequence[Point],
+        outputs: Sequence[Point],
+        clock: Clock,
+        settings: DriverSettings = DriverSettings(),
+    ):
+        self.name = name
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self.clock = clock
+        self.settings = settings
+        bad = Sample(None, Quality.UNINIT, float("-inf"))
+        self.latest: tuple[Sample, ...] = (bad,) * len(self.inputs)
+        self._staged: tuple[Any, ...] | None = None
+        self._written: tuple[Any, ...] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._generation = 0
+        self._poll_started: float | None = None
+        self._opened = False
+        self._next_poll = float("-inf")
+        self._backoff = settings.backoff_initial_s
+        self._last_error = ""
+        self._point_errors: dict[str, str] = {}
+        self.fault_count = 0
+        self.restart_count = 0
+        self.poll_count = 0
+
+    # --- device side: subclasses implement these ------------------------------------------------
+    def open(self) -> None:
+        """Connect to the device. May raise."""
+
+    def read_inputs(self, now: float) -> Sequence[Any]:
+        """Raw values aligned with `self.inputs`: a number, None (bad) or UNCHANGED. May raise."""
+        raise NotImplementedError(f"{type(self).__name__} must implement read_inputs")
+
+    def write_outputs(self, raw: Sequence[Any]) -> None:
+        """Send raw output values aligned with `self.outputs`. May raise."""
+
+    def close(self) -> None:
+        """Release the connection. Must not raise."""
+
+    # --- scan side --------------------------------------------------------------------------
+    def stage(self, values: tuple[Any, ...]) -> None:
+        """Hand the outputs of this scan to the driver (engineering units, aligned with outputs)."""
+        self._staged = values
+
+    def check_hang(self, now: float) -> None:
+        """Replace the poll thread if a device call has been stuck longer than its timeout."""
+        started = self._poll_started
+        if started is None or now - started <= self.settings.hang_timeout_s or self.clock.virtual:
+            return
+        self._poll_started = None
+        self._fault(f"no answer for {now - started:.1f} s; abandoning the hung call and restarting")
+        self._generation += 1
+        self.restart_count += 1
+        self._opened = False
+        self._spawn()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self.clock.virtual:
+            if not self.supports_virtual_time:
+                raise RuntimeError(f"device {self.name!r}: driver {self.kind!r} cannot run on virtual time")
+            return
+        self._spawn()
+
+    def stop(self, safe_outputs: tuple[Any, ...] | None = None, timeout_s: float = 2.0) -> None:
+        """Write the safe outputs one last time, stop the thread and close the device."""
+        if safe_outputs is not None:
+            self._staged = safe_outputs
+        self._stop.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+            if thread.is_alive():
+                log.error("device %s: poll thread did not stop within %.1f s", self.name, timeout_s)
+        elif safe_outputs is not None:
+            self._flush_outputs()
+        self._close_quietly()
+
+    def step_virtual(self, now: float) -> None:
+        """One poll in the scan's own thread; used only with the virtual clock (deterministic)."""
+        if now + 1e-9 < self._next_poll:
+            return
+        self._next_poll = max(self._next_poll + self.settings.poll_period_s, now)
+        try:
+            self._poll_once(now)
+        except Exception as exc:  # a driver error must never break the scan
+            self._on_error(exc)
+            self._next_poll = now + self._backoff
+            self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
+
+    @property
+    def healthy(self) -> bool:
+        return self._opened and not self._last_error
+
+    # --- internals --------------------------------------------------------------------------
+    def _spawn(self) -> None:
+        generation = self._generation
+        self._thread = threading.Thread(
+            target=self._run, args=(generation,), name=f"driver-{self.name}-{generation}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, generation: int) -> None:
+        period = self.settings.poll_period_s
+        deadline = self.clock.now()
+        while not self._stop.is_set() and generation == self._generation:
+            try:
+                self._poll_once(self.clock.now(), generation)
+            except Exception as exc:
+                if generation != self._generation:
+                    return
+                self._on_error(exc)
+                if self._stop.wait(self._backoff):
+                    break
+                self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
+                deadline = self.clock.now()
+                continue
+            deadline += period
+            now = self.clock.now()
+            if deadline < now:  # a slow poll: re-base, never poll in a burst to catch up
+                deadline = now
+            self._stop.wait(deadline - now)
+        if generation == self._generation and self._stop.is_set():
+            self._flush_outputs()
+
+    def _poll_once(self, now: float, generation: int | None = None) -> None:
+        self._poll_started = now
+        if not self._opened:
+            self.open()
+            self._opened = True
+        if self._staged is not None and self._staged is not self._written:
+            self._write_staged()
+        raw = self.read_inputs(now)
+        self._poll_started = None
+        if generation is not None and generation != self._generation:
+            return  # this thread was abandoned as hung; its late results are not trusted
+        self._publish(raw, self.clock.now() if not self.clock.virtual else now)
+        self.poll_count += 1
+        if self._last_error:
+            log.info("device %s: communication restored", self.name)
+            self._last_error = ""
+        self._backoff = self.settings.backoff_initial_s
+
+    def _write_staged(self) -> None:
+        staged = self._staged
+        assert staged is not None
+        self.write_outputs([p.to_raw(v) for p, v in zip(self.outputs, staged)])
+        self._written = staged
+
+    def _flush_outputs(self) -> None:
+        if self._staged is None or not self._opened:
+            return
+        try:
+            self._write_staged()
+        except Exception as exc:
+            log.error("device %s: could not write safe outputs on stop: %s", self.name, exc)
+
+    def _publish(self, raw: Sequence[Any], stamp: float) -> None:
+        if len(raw) != len(self.inputs):
+            raise RuntimeError(f"device {self.name!r}: read {len(raw)} values for {len(self.inputs)} inputs")
+        old = self.latest
+        samples = []
+        for point, value, previous in zip(self.inputs, raw, old):
+            if value is UNCHANGED:
+                samples.append(previous)
+            elif value is None:
+                samples.append(Sample(previous.value, Quality.BAD, stamp))
+            else:
+                samples.append(self._sample(point, value, previous, stamp))
+        self.latest = tuple(samples)
+
+    def _sample(self, point: Point, raw: Any, previous: Sample, stamp: float) -> Sample:
+        value = point.to_engineering(raw)
+        if point.convert is None:
+            return Sample(value, Quality.GOOD, stamp)
+        try:
+            return Sample(point.convert(value), Quality.GOOD, stamp)
+        except (TypeError, ValueError) as exc:
+            self._point_fault(point, exc)
+            return Sample(previous.value, Quality.BAD, stamp)
+
+    def _point_fault(self, point: Point, exc: Exception) -> None:
+        message = f"{point.tag}: {exc}"
+        if self._point_errors.get(point.tag) != message:
+            log.warning("device %s: bad value for %s", self.name, message)
+            self._point_errors[point.tag] = message
+
+    def _on_error(self, exc: BaseException) -> None:
+        self._poll_started = None
+        self._fault(f"{type(exc).__name__}: {exc}")
+        self._close_quietly()
+
+    def _fault(self, message: str) -> None:
+        self.fault_count += 1
+        stamp = self.clock.now()
+        self.latest = tuple(Sample(s.value, Quality.BAD, stamp) for s in self.latest)
+        if message != self._last_error:  # log once per change, not once per retry
+            log.warning("device %s: %s", self.name, message)
+            self._last_error = message
+
+    def _close_quietly(self) -> None:
+        if not self._opened:
+            return
+        self._opened = False
+        try:
+            self.close()
+        except Exception as exc:
+            log.debug("device %s: close failed: %s", self.name, exc)

@@ -1,0 +1,62 @@
+"""What the scan engine offers a program, and what it asks of one.
+
+Programs (in `programs/`) see tags and the scan context, nothing else: never a driver, a
+protocol or the plant. They may import this module and `runtime.tags`, both free of IO.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol
+
+import attrs
+
+from runtime.tags import Quality, TagSpec
+
+
+@attrs.define(slots=True)
+class ScanContext:
+    """The one timestamp and dt of a scan, shared by every block that runs in it."""
+
+    t_s: float = 0.0  # monotonic scan time
+    dt_s: float = 0.0  # time since the previous scan
+    wall_s: float = 0.0  # calendar time (epoch seconds) of this scan, for schedules and tariffs
+    scan: int = 0  # scan counter
+    period_s: float = 0.1  # configured scan period
+
+
+class TagRef(Protocol):
+    """A live tag as a program sees it."""
+
+    value: Any
+    quality: Quality
+    stamp: float
+
+    @property
+    def good(self) -> bool: ...
+
+    def set(self, value: Any) -> None: ...
+
+
+class TagLookup(Protocol):
+    def __getitem__(self, name: str) -> TagRef: ...
+
+    def __contains__(self, name: str) -> bool: ...
+
+
+class Program:
+    """A site program: declares its own tags, binds to the tags it uses, runs once per scan."""
+
+    kind: ClassVar[str] = "abstract"
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def declare(self) -> list[TagSpec]:
+        """Tags this program owns (status, parameters). Added to the image before `bind`."""
+        return []
+
+    def bind(self, tags: TagLookup) -> None:
+        """Resolve tag names to live tags once, so `execute` does no lookups by name."""
+
+    def execute(self, ctx: ScanContext) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement execute")

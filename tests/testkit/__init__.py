@@ -1,0 +1,1 @@
+"""Helpers shared by the tests (real implementations, never mocks of our own code)."""
