@@ -1,0 +1,126 @@
+"""Site state machine: Init, Run, Idle, Maintenance, Error, Reboot, Restart.
+
+Commands arrive through the `site_state_cmd` tag (Modbus, cloud, HMI write it) and are consumed
+here. Every transition has a reason, kept in `site_state_reason` and in the machine's log.
+Reboot and Restart are states the runtime acts on (it stops and exits so the service manager
+restarts the process or the machine); the program only decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import attrs
+from attrs import validators as v
+
+from blocks import StateMachine, Transition
+from programs.enums import SiteState, StateCommand
+from programs.tagdefs import Layout, param, status, text
+from runtime.program import Program, ScanContext, TagLookup
+from runtime.tags import DType, TagSpec
+
+log = logging.getLogger(__name__)
+
+REASON_LENGTH = 40
+S = {state: state.name.lower() for state in SiteState}
+BY_NAME = {name: state for state, name in S.items()}
+
+
+@attrs.frozen
+class Params:
+    required_inputs: tuple[str, ...] = ("soc_pct", "grid_power_w", "inverter_p_w")
+    inputs_valid_for_s: float = attrs.field(default=1.0, validator=v.ge(0))
+    auto_sleep: bool = True
+    modbus_holding_base: int | None = 1000
+    modbus_input_base: int | None = 1000
+
+
+class SiteStateProgram(Program):
+    kind = "site_state"
+    Params = Params
+
+    def __init__(self, name: str, params: Params):
+        super().__init__(name)
+        self.p = params
+        self.command = StateCommand.NONE
+        self.inputs_ok = False
+        self.inputs_ok_s = 0.0
+        self.critical = False
+        self.sleep_request = False
+        self.idle_commanded = False
+        self.machine = StateMachine(states=[S[s] for s in SiteState], initial=S[SiteState.INIT],
+                                    transitions=self._table(), on_enter={S[SiteState.IDLE]: self._enter_idle})
+
+    def _table(self) -> list[Transition]:
+        init, run, idle, maint, error, reboot, restart = (S[s] for s in SiteState)
+        cmd = self._cmd
+        return [
+            Transition("*", error, lambda c: c.critical, "critical error"),
+            Transition("*", reboot, cmd(StateCommand.REBOOT), "reboot command"),
+            Transition("*", restart, cmd(StateCommand.RESTART), "restart command"),
+            Transition(error, init, lambda c: c.command is StateCommand.RESET and not c.critical,
+                       "errors acknowledged"),
+            Transition(init, maint, cmd(StateCommand.MAINTENANCE), "maintenance command"),
+            Transition(run, maint, cmd(StateCommand.MAINTENANCE), "maintenance command"),
+            Transition(idle, maint, cmd(StateCommand.MAINTENANCE), "maintenance command"),
+            Transition(maint, init, cmd(StateCommand.RUN), "run command"),
+            Transition(init, run, lambda c: c.inputs_ok_s >= c.p.inputs_valid_for_s, "inputs valid"),
+            Transition(run, init, lambda c: not c.inputs_ok, "inputs lost"),
+            Transition(run, idle, cmd(StateCommand.IDLE), "idle command"),
+            Transition(run, idle, lambda c: c.p.auto_sleep and c.sleep_request, "no power needed"),
+            Transition(idle, run, cmd(StateCommand.RUN), "run command"),
+            Transition(idle, run, lambda c: not c.idle_commanded and not c.sleep_request, "power needed"),
+            Transition(idle, init, lambda c: not c.inputs_ok, "inputs lost"),
+        ]
+
+    @staticmethod
+    def _cmd(command: StateCommand):  # type: ignore[no-untyped-def]
+        return lambda c: c.command is command
+
+    def _enter_idle(self, ctx: Any) -> None:
+        self.idle_commanded = self.command is StateCommand.IDLE
+
+    def declare(self) -> list[TagSpec]:
+        holding = Layout(self.p.modbus_holding_base, None)
+        inputs = Layout(None, self.p.modbus_input_base)
+        return [
+            param(holding, "site_state_cmd", DType.ENUM, 0, "Command to the site state machine (consumed)",
+                  enum_cls=StateCommand, retain=False),
+            status(inputs, "site_state", DType.ENUM, "Operating state of the site", enum_cls=SiteState),
+            status(inputs, "site_state_time_s", DType.FLOAT32, "Time in the present state", "s"),
+            status(inputs, "site_state_reason", DType.STRING, "Why the site entered its state",
+                   length=REASON_LENGTH),
+        ]
+
+    def bind(self, tags: TagLookup) -> None:
+        self.cmd_tag = tags["site_state_cmd"]
+        self.state_tag = tags["site_state"]
+        self.time_tag = tags["site_state_time_s"]
+        self.reason_tag = tags["site_state_reason"]
+        self.required = [tags[name] for name in self.p.required_inputs]
+        self.critical_tag = tags["error_critical_active"] if "error_critical_active" in tags else None
+        self.sleep_tag = tags["sleep_request"] if "sleep_request" in tags else None
+
+    def execute(self, ctx: ScanContext) -> None:
+        self.command = StateCommand(self.cmd_tag.value or 0)
+        if self.command is not StateCommand.NONE:
+            self.cmd_tag.set(StateCommand.NONE)
+        self.inputs_ok = all(tag.good for tag in self.required)
+        self.inputs_ok_s = self.inputs_ok_s + ctx.dt_s if self.inputs_ok else 0.0
+        self.critical = bool(self.critical_tag.value) if self.critical_tag is not None else False
+        self.sleep_request = bool(self.sleep_tag.value) if self.sleep_tag is not None else False
+        before = self.machine.state
+        state = self.machine.step(self, ctx.dt_s)
+        if state != before:
+            record = self.machine.log[-1]
+            log.info("site state %s -> %s: %s", before, state, record.reason)
+            self.reason_tag.set(text(record.reason, REASON_LENGTH))
+        elif self.command is not StateCommand.NONE:
+            log.info("site state command %s ignored in state %s", self.command.name.lower(), state)
+        self.state_tag.set(BY_NAME[state])
+        self.time_tag.value = self.machine.time_in_state_s
+
+    @property
+    def state(self) -> SiteState:
+        return BY_NAME[self.machine.state]

@@ -1,0 +1,111 @@
+"""The `ems` command line, run as a user runs it (a separate process)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOME = ROOT / "io_maps" / "sim_home.toml"
+
+
+def ems(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_check_config_accepts_the_default_site():
+    result = ems("check-config", str(HOME))
+    assert result.returncode == 0, result.stderr
+    assert "OK" in result.stdout
+
+
+def test_check_config_lists_every_mistake_and_exits_2(tmp_path: Path):
+    text = HOME.read_text()
+    text = text.replace("scan_period_s = 0.1", "scan_period_s = 0.0", 1)
+    text = text.replace('name = "grid_q_var"\ndtype = "float32"', 'name = "grid_q_var"\ndtype = "float64"', 1)
+    text = text.replace('port = 5020', 'port = 5020\nbaud = 9600', 1)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    result = ems("check-config", str(bad))
+    assert result.returncode == 2
+    lines = [line.strip() for line in result.stderr.splitlines()]
+    assert lines[0] == "3 errors in configuration:"
+    assert any(f"{bad}:9: site.scan_period_s: " in line for line in lines)
+    assert any(f"{bad}:24: modbus_server.baud: unknown key" in line for line in lines)
+    assert any(f"dtype: must be one of 'bool'" in line and "got 'float64'" in line for line in lines)
+
+
+def test_check_config_on_a_missing_file_exits_2(tmp_path: Path):
+    result = ems("check-config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2
+    assert "cannot read file" in result.stderr
+
+
+def test_tags_as_csv_has_the_register_map_columns():
+    result = ems("tags", "--io-map", str(HOME), "--format", "csv")
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert {"name", "dtype", "unit", "access", "modbus_table", "address", "scale", "description"} <= set(rows[0])
+    soc = next(r for r in rows if r["name"] == "soc_pct")
+    assert (soc["dtype"], soc["unit"], soc["access"], soc["modbus_table"]) == ("float32", "%", "ro", "input")
+    assert int(soc["reference"]) == 30001 + int(soc["address"])
+
+
+def test_tags_as_markdown_is_a_table():
+    result = ems("tags", "--io-map", str(HOME), "--format", "markdown")
+    assert result.returncode == 0
+    assert result.stdout.startswith("| name | dtype |")
+    assert "| inverter_p_setpoint_w | float32 | W |" in result.stdout
+
+
+def test_run_on_virtual_time_for_an_hour_of_site_time(tmp_path: Path):
+    result = ems("run", "--io-map", str(HOME), "--virtual-time", "--duration", "3600", "--data-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "stopped after 36000 scans" in result.stderr
+    assert "output inverter_p_setpoint_w at its safe value 0 W" in result.stderr
+    assert (tmp_path / "log" / "ems.log").read_text().count("stopped after 36000 scans") == 1
+
+
+def test_sigint_stops_a_real_time_run_with_safe_outputs_and_exit_0(tmp_path: Path):
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", "--io-map", str(HOME), "--data-dir",
+                             str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(tmp_path / "log" / "ems.log", "site state init -> run", 20.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "SIGINT received: stopping" in err
+    assert "output inverter_p_setpoint_w at its safe value 0 W" in err
+
+
+def test_sigterm_stops_a_real_time_run_with_exit_0(tmp_path: Path):
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", "--io-map", str(HOME), "--data-dir",
+                             str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(tmp_path / "log" / "ems.log", "site state init -> run", 20.0)
+        os.kill(proc.pid, signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "SIGTERM received: stopping" in err
+
+
+def _wait_for(path: Path, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} did not appear in {path} within {timeout_s} s")

@@ -1,0 +1,20 @@
+"""docs/io_map.md names every key the loader accepts, so the reference cannot drift from the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import attrs
+import pytest
+
+from runtime.config import schema
+
+DOC = (Path(__file__).resolve().parents[2] / "docs" / "io_map.md").read_text()
+RECORDS = [schema.SiteConfig, schema.SupervisorConfig, schema.LoggingConfig, schema.DeviceConfig,
+           schema.TagConfig, schema.ProgramConfig, schema.ModbusAddressConfig, schema.IoConfig]
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.__name__)
+def test_every_key_is_documented(record: type) -> None:
+    missing = [f.name for f in attrs.fields(record) if f"`{f.name}`" not in DOC and f" {f.name} =" not in DOC]
+    assert missing == [], f"{record.__name__} keys missing from docs/io_map.md: {missing}"
