@@ -18,10 +18,12 @@ from blocks import Curve
 from programs.enums import LimitSource
 from programs.tagdefs import Layout, status
 from runtime.program import Program, ScanContext, TagLookup
-from runtime.tags import DType, TagSpec
+from runtime.tags import DType, Quality, TagSpec
 
 Points = tuple[tuple[float, float], ...]
+GOOD = Quality.GOOD
 FINITE = 3.0e38  # "no limit" as a float32 can carry it
+REACHED_PCT = 0.1  # a SOC limit counts as reached this close to it
 
 
 @attrs.frozen
@@ -33,6 +35,8 @@ class Params:
     max_charge_current_a: float = attrs.field(default=math.inf, validator=v.ge(0))
     max_discharge_current_a: float = attrs.field(default=math.inf, validator=v.ge(0))
     soc_taper_pct: float = attrs.field(default=5.0, validator=v.gt(0))
+    # Once SOC has reached a limit, that side stays blocked until SOC is this far back: no micro-cycles.
+    soc_hysteresis_pct: float = attrs.field(default=2.0, validator=v.ge(0))
     # Derating factor (0..1) against cell temperature; the worse of the min and max cell applies.
     charge_derate_curve: Points = ((-10.0, 0.0), (0.0, 0.0), (5.0, 0.3), (15.0, 1.0), (40.0, 1.0),
                                    (45.0, 0.5), (50.0, 0.0))
@@ -46,11 +50,8 @@ class Params:
 
 
 CHARGE_SOURCES = ("bms", "inverter", "grid_code", "soc", "temperature", "cell_voltage", "current")
-SOURCE_ENUM = {
-    "bms": LimitSource.BMS, "inverter": LimitSource.INVERTER, "grid_code": LimitSource.GRID_CODE,
-    "soc": LimitSource.SOC_TAPER, "temperature": LimitSource.TEMPERATURE,
-    "cell_voltage": LimitSource.CELL_VOLTAGE, "current": LimitSource.CURRENT,
-}
+SOURCE_ENUMS = (LimitSource.BMS, LimitSource.INVERTER, LimitSource.GRID_CODE, LimitSource.SOC_TAPER,
+                LimitSource.TEMPERATURE, LimitSource.CELL_VOLTAGE, LimitSource.CURRENT)
 INPUTS = ("bms_charge_limit_a", "bms_discharge_limit_a", "battery_voltage_v", "soc_pct", "cell_v_min_v",
           "cell_v_max_v", "cell_t_min_degc", "cell_t_max_degc")
 
@@ -76,6 +77,8 @@ class PowerLimits(Program):
         self.discharge_curve = Curve(params.discharge_derate_curve)
         self.charge_out = 0.0
         self.discharge_out = 0.0
+        self.full = False
+        self.empty = False
 
     def declare(self) -> list[TagSpec]:
         layout = Layout(None, self.p.modbus_input_base)
@@ -99,51 +102,77 @@ class PowerLimits(Program):
         self.soc_max = tags["soc_max_pct"]
         self.out = {name: tags[name] for name in ("limit_charge_w", "limit_discharge_w", "limit_charge_source",
                                                    "limit_discharge_source")}
-        self.each = {(s, side): tags[f"limit_{s}_{side}_w"] for s in CHARGE_SOURCES
-                     for side in ("charge", "discharge")}
+        self.charge_tags = [tags[f"limit_{s}_charge_w"] for s in CHARGE_SOURCES]
+        self.discharge_tags = [tags[f"limit_{s}_discharge_w"] for s in CHARGE_SOURCES]
+        self._temps: tuple[float, float] | None = None
+        self._derate = (1.0, 1.0)
 
     def execute(self, ctx: ScanContext) -> None:
-        if not all(tag.good for tag in self.inputs):
-            self._publish(0.0, 0.0, LimitSource.INVALID_INPUTS, LimitSource.INVALID_INPUTS)
-            return
+        for tag in self.inputs:
+            if tag.quality is not GOOD:
+                self._publish(0.0, 0.0, LimitSource.INVALID_INPUTS, LimitSource.INVALID_INPUTS)
+                return
         charge, discharge = self.limits()
-        for (source, side), tag in self.each.items():  # status tags: no check needed, clip infinities
-            tag.value = min((charge if side == "charge" else discharge)[source], FINITE)
-        c_src, c_val = min(charge.items(), key=lambda kv: kv[1])
-        d_src, d_val = min(discharge.items(), key=lambda kv: kv[1])
-        c_src_enum, d_src_enum = SOURCE_ENUM[c_src], SOURCE_ENUM[d_src]
-        c_val, c_src_enum = self._ramp("charge_out", c_val, c_src_enum, ctx.dt_s)
-        d_val, d_src_enum = self._ramp("discharge_out", d_val, d_src_enum, ctx.dt_s)
-        self._publish(c_val, d_val, c_src_enum, d_src_enum)
+        for tag, value in zip(self.charge_tags, charge):  # status tags: clip "no limit" to a float32
+            tag.value = value if value < FINITE else FINITE
+        for tag, value in zip(self.discharge_tags, discharge):
+            tag.value = value if value < FINITE else FINITE
+        c_val, d_val = min(charge), min(discharge)
+        c_src, d_src = SOURCE_ENUMS[charge.index(c_val)], SOURCE_ENUMS[discharge.index(d_val)]
+        c_val, c_src = self._ramp("charge_out", c_val, c_src, ctx.dt_s)
+        d_val, d_src = self._ramp("discharge_out", d_val, d_src, ctx.dt_s)
+        self._publish(c_val, d_val, c_src, d_src)
 
-    def limits(self) -> tuple[dict[str, float], dict[str, float]]:
-        """Every limit of both sides, in W (>= 0), from the present inputs."""
+    def limits(self) -> tuple[list[float], list[float]]:
+        """Every limit of both sides in W (>= 0), in the order of CHARGE_SOURCES."""
         p = self.p
-        ccl_a, dcl_a, volts, soc, v_min, v_max, t_min, t_max = (t.value for t in self.inputs)
-        volts = max(volts, 0.0)
+        ccl_a, dcl_a, volts, soc, v_min, v_max, t_min, t_max = [t.value for t in self.inputs]
+        volts = volts if volts > 0.0 else 0.0
         q = self.q_request.value or 0.0
         inverter = math.sqrt(max(p.inverter_rated_s_va ** 2 - q * q, 0.0))
         inverter = min(inverter, p.inverter_rated_p_w)
         soc_min, soc_max = self.soc_min.value, self.soc_max.value
-        charge = {
-            "bms": max(ccl_a, 0.0) * volts,
-            "inverter": inverter,
-            "grid_code": p.grid_code_charge_w,
-            "soc": inverter * _taper(soc, soc_max - p.soc_taper_pct, soc_max),
-            "temperature": inverter * min(self.charge_curve.value(t_min), self.charge_curve.value(t_max)),
-            "cell_voltage": inverter * _taper(v_max, *p.charge_cell_v_taper),
-            "current": p.max_charge_current_a * volts,
-        }
-        discharge = {
-            "bms": max(dcl_a, 0.0) * volts,
-            "inverter": inverter,
-            "grid_code": p.grid_code_discharge_w,
-            "soc": inverter * _taper(soc, soc_min + p.soc_taper_pct, soc_min),
-            "temperature": inverter * min(self.discharge_curve.value(t_min), self.discharge_curve.value(t_max)),
-            "cell_voltage": inverter * _taper(v_min, *p.discharge_cell_v_taper),
-            "current": p.max_discharge_current_a * volts,
-        }
+        self._latch_soc(soc, soc_min, soc_max)
+        charge_derate, discharge_derate = self._temperature_derate(t_min, t_max)
+        charge = [
+            max(ccl_a, 0.0) * volts,
+            inverter,
+            p.grid_code_charge_w,
+            0.0 if self.full else inverter * _taper(soc, soc_max - p.soc_taper_pct, soc_max),
+            inverter * charge_derate,
+            inverter * _taper(v_max, *p.charge_cell_v_taper),
+            p.max_charge_current_a * volts,
+        ]
+        discharge = [
+            max(dcl_a, 0.0) * volts,
+            inverter,
+            p.grid_code_discharge_w,
+            0.0 if self.empty else inverter * _taper(soc, soc_min + p.soc_taper_pct, soc_min),
+            inverter * discharge_derate,
+            inverter * _taper(v_min, *p.discharge_cell_v_taper),
+            p.max_discharge_current_a * volts,
+        ]
         return charge, discharge
+
+    def _temperature_derate(self, t_min: float, t_max: float) -> tuple[float, float]:
+        """Derating factors at the coldest and hottest cell (cached: the BMS updates them slowly)."""
+        if self._temps != (t_min, t_max):
+            self._temps = (t_min, t_max)
+            self._derate = (min(self.charge_curve.value(t_min), self.charge_curve.value(t_max)),
+                            min(self.discharge_curve.value(t_min), self.discharge_curve.value(t_max)))
+        return self._derate
+
+    def _latch_soc(self, soc: float, soc_min: float, soc_max: float) -> None:
+        """Full and empty latch at the limits and release `soc_hysteresis_pct` away from them."""
+        band = self.p.soc_hysteresis_pct
+        if soc >= soc_max - REACHED_PCT:
+            self.full = True
+        elif soc <= soc_max - band:
+            self.full = False
+        if soc <= soc_min + REACHED_PCT:
+            self.empty = True
+        elif soc >= soc_min + band:
+            self.empty = False
 
     def _ramp(self, attr: str, target: float, source: LimitSource, dt: float) -> tuple[float, LimitSource]:
         """Decreases at once; increases at the ramp rate (the ramp then is the binding limit)."""

@@ -85,6 +85,7 @@ class Params:
     peak_recharge_soc_pct: float = attrs.field(default=90.0, validator=[v.ge(0), v.le(100)])
     peak_recharge_power_w: float = attrs.field(default=2000.0, validator=v.ge(0))
     peak_margin_w: float = attrs.field(default=100.0, validator=v.ge(0))
+    limit_margin_w: float = attrs.field(default=50.0, validator=v.ge(0))  # aim this far inside import/export limits
     charge_target_soc_pct: float = attrs.field(default=90.0, validator=[v.ge(0), v.le(100)])
     charge_power_w: float = attrs.field(default=2500.0, validator=v.ge(0))
     charge_window_start: str = attrs.field(default="00:00", validator=_hhmm)
@@ -95,6 +96,7 @@ class Params:
     cost_charge_power_w: float = attrs.field(default=2500.0, validator=v.ge(0))
     cost_charge_soc_pct: float = attrs.field(default=90.0, validator=[v.ge(0), v.le(100)])
     timezone: str = "UTC"
+    schedule_file: str | None = None  # TOML/JSON schedule for external control, reloaded when it changes
     modbus_holding_base: int | None = 1100
     modbus_input_base: int | None = 1100
 
@@ -212,6 +214,9 @@ class SiteControl(Program):
                  "mode_active", "mode_reason", "baseline_p_w", "mode_request_w", "q_request_var", "net_load_w",
                  "control_hold", "control_hold_reason", "heartbeat_ok", "sleep_request")
         self.tag = {name: tags[name] for name in names}
+        # Grid services (when present) reserve headroom that the baseline must leave free.
+        self.reserve_up = tags["service_reserve_up_w"] if "service_reserve_up_w" in tags else None
+        self.reserve_down = tags["service_reserve_down_w"] if "service_reserve_down_w" in tags else None
         p = self.p
         self.modes = {
             Mode.PASSIVE: Passive(), Mode.SELF_CONSUMPTION: SelfConsumption(p, tags),
@@ -314,8 +319,9 @@ class SiteControl(Program):
     def _constrain(self, p: float, mode: ModeBase, which: Mode, m: Measurements) -> float:
         """Site-wide constraints, then the charge limiter's hardware limits (which always win)."""
         if which is not Mode.PASSIVE:
-            lo = m.net_load_w - self.tag["import_limit_w"].value  # discharge at least this to stay under
-            hi = m.net_load_w + self.tag["export_limit_w"].value  # discharge at most this to stay under
+            margin = self.p.limit_margin_w
+            lo = m.net_load_w - self.tag["import_limit_w"].value + margin  # discharge at least this
+            hi = m.net_load_w + self.tag["export_limit_w"].value - margin  # discharge at most this
             if not mode.may_discharge:
                 lo = min(lo, 0.0)
             if not mode.may_charge:
@@ -325,11 +331,15 @@ class SiteControl(Program):
             p = 0.0
         if not mode.may_charge and p < 0.0:
             p = 0.0
-        discharge = m.limit_discharge_w
+        discharge, charge = m.limit_discharge_w, m.limit_charge_w
+        if self.reserve_up is not None and self.reserve_up.good:
+            discharge = max(discharge - self.reserve_up.value, 0.0)
+        if self.reserve_down is not None and self.reserve_down.good:
+            charge = max(charge - self.reserve_down.value, 0.0)
         if mode.respects_reserve:
             reserve = self.tag["soc_reserve_pct"].value
             discharge *= 1.0 - soc_taper(m.soc_pct, reserve + RESERVE_TAPER_PCT, RESERVE_TAPER_PCT)
-        return -m.limit_charge_w if p < -m.limit_charge_w else (discharge if p > discharge else p)
+        return -charge if p < -charge else (discharge if p > discharge else p)
 
     def _update_sleep(self, mode: ModeBase, target: float, dt: float) -> None:
         if not self.sleep_request:

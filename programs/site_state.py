@@ -49,8 +49,10 @@ class SiteStateProgram(Program):
         self.critical = False
         self.sleep_request = False
         self.idle_commanded = False
+        self.reset_requested = False  # a RESET seen in Error: leave once the critical errors have cleared
         self.machine = StateMachine(states=[S[s] for s in SiteState], initial=S[SiteState.INIT],
-                                    transitions=self._table(), on_enter={S[SiteState.IDLE]: self._enter_idle})
+                                    transitions=self._table(), on_enter={S[SiteState.IDLE]: self._enter_idle},
+                                    on_exit={S[SiteState.ERROR]: self._exit_error})
 
     def _table(self) -> list[Transition]:
         init, run, idle, maint, error, reboot, restart = (S[s] for s in SiteState)
@@ -59,8 +61,7 @@ class SiteStateProgram(Program):
             Transition("*", error, lambda c: c.critical, "critical error"),
             Transition("*", reboot, cmd(StateCommand.REBOOT), "reboot command"),
             Transition("*", restart, cmd(StateCommand.RESTART), "restart command"),
-            Transition(error, init, lambda c: c.command is StateCommand.RESET and not c.critical,
-                       "errors acknowledged"),
+            Transition(error, init, lambda c: c.reset_requested and not c.critical, "errors acknowledged"),
             Transition(init, maint, cmd(StateCommand.MAINTENANCE), "maintenance command"),
             Transition(run, maint, cmd(StateCommand.MAINTENANCE), "maintenance command"),
             Transition(idle, maint, cmd(StateCommand.MAINTENANCE), "maintenance command"),
@@ -81,6 +82,9 @@ class SiteStateProgram(Program):
     def _enter_idle(self, ctx: Any) -> None:
         self.idle_commanded = self.command is StateCommand.IDLE
 
+    def _exit_error(self, ctx: Any) -> None:
+        self.reset_requested = False
+
     def declare(self) -> list[TagSpec]:
         holding = Layout(self.p.modbus_holding_base, None)
         inputs = Layout(None, self.p.modbus_input_base)
@@ -91,6 +95,8 @@ class SiteStateProgram(Program):
             status(inputs, "site_state_time_s", DType.FLOAT32, "Time in the present state", "s"),
             status(inputs, "site_state_reason", DType.STRING, "Why the site entered its state",
                    length=REASON_LENGTH),
+            status(inputs, "errors_ack_request", DType.BOOL,
+                   "True for one scan when a reset command acknowledges the errors"),
         ]
 
     def bind(self, tags: TagLookup) -> None:
@@ -98,6 +104,7 @@ class SiteStateProgram(Program):
         self.state_tag = tags["site_state"]
         self.time_tag = tags["site_state_time_s"]
         self.reason_tag = tags["site_state_reason"]
+        self.ack_tag = tags["errors_ack_request"]
         self.required = [tags[name] for name in self.p.required_inputs]
         self.critical_tag = tags["error_critical_active"] if "error_critical_active" in tags else None
         self.sleep_tag = tags["sleep_request"] if "sleep_request" in tags else None
@@ -106,6 +113,10 @@ class SiteStateProgram(Program):
         self.command = StateCommand(self.cmd_tag.value or 0)
         if self.command is not StateCommand.NONE:
             self.cmd_tag.set(StateCommand.NONE)
+        reset = self.command is StateCommand.RESET
+        self.ack_tag.set(reset)  # the error handling, later in this scan, clears what it may
+        if reset and self.machine.state == S[SiteState.ERROR]:
+            self.reset_requested = True
         self.inputs_ok = all(tag.good for tag in self.required)
         self.inputs_ok_s = self.inputs_ok_s + ctx.dt_s if self.inputs_ok else 0.0
         self.critical = bool(self.critical_tag.value) if self.critical_tag is not None else False

@@ -1,0 +1,346 @@
+"""`ems sim`: run a site on the virtual clock against the plant simulator, record and summarise.
+
+The controller runs unchanged (same io_map, same programs, same scan period); only the clock is
+virtual. A recorder hooked after each scan writes a CSV row per sample period and keeps running
+totals of every scan for the summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, TextIO
+
+import attrs
+
+from runtime.clock import VirtualClock
+from runtime.config.io_map import load_io_map
+from runtime.config.schema import IoMap
+from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, structure
+from runtime.image import ProcessImage
+from runtime.program import ScanContext
+from runtime.scenario import Scenario
+from runtime.site import Site, build_site
+from runtime.tags import DType
+
+COLUMNS = {  # CSV column -> tag
+    "grid_power_w": "grid_power_w", "battery_power_w": "inverter_p_w", "pv_power_w": "pv_power_w",
+    "load_power_w": "load_power_w", "soc_pct": "soc_pct", "frequency_hz": "grid_frequency_hz",
+    "mode": "mode_active", "state": "site_state", "baseline_p_w": "baseline_p_w",
+    "setpoint_w": "inverter_p_setpoint_w", "service_p_w": "service_p_w", "limit_charge_w": "limit_charge_w",
+    "limit_discharge_w": "limit_discharge_w", "limit_charge_source": "limit_charge_source",
+    "limit_discharge_source": "limit_discharge_source", "hold_reason": "control_hold_reason",
+}
+
+
+@attrs.define
+class Summary:
+    """Totals over every scan of a run."""
+
+    hours: float = 0.0
+    wall_s: float = 0.0
+    import_wh: float = 0.0
+    export_wh: float = 0.0
+    pv_wh: float = 0.0
+    load_wh: float = 0.0
+    charge_wh: float = 0.0
+    discharge_wh: float = 0.0
+    peak_import_w: float = 0.0
+    soc_min_pct: float = math.inf
+    soc_max_pct: float = -math.inf
+    capacity_wh: float = 0.0
+    limit_time_s: dict[str, float] = attrs.Factory(dict)
+    rows: dict[str, list[Any]] | None = None  # the CSV's columns, when asked to keep them
+
+    @property
+    def self_consumption(self) -> float:
+        """Share of PV energy used on site (not exported)."""
+        return 1.0 - self.export_wh / self.pv_wh if self.pv_wh > 0 else 0.0
+
+    @property
+    def cycles(self) -> float:
+        return self.discharge_wh / self.capacity_wh if self.capacity_wh > 0 else 0.0
+
+    def text(self) -> str:
+        lines = [
+            f"simulated {self.hours:.2f} h in {self.wall_s:.1f} s wall ({self.hours * 3600 / max(self.wall_s, 1e-9):.0f}x)",
+            f"grid import      {self.import_wh / 1000:10.3f} kWh    export {self.export_wh / 1000:10.3f} kWh",
+            f"pv               {self.pv_wh / 1000:10.3f} kWh    load   {self.load_wh / 1000:10.3f} kWh",
+            f"battery charge   {self.charge_wh / 1000:10.3f} kWh    discharge {self.discharge_wh / 1000:7.3f} kWh",
+            f"self-consumption {self.self_consumption * 100:10.1f} %      cycles {self.cycles:10.3f}",
+            f"peak import      {self.peak_import_w:10.0f} W",
+            f"soc              {self.soc_min_pct:10.2f} .. {self.soc_max_pct:.2f} %",
+            "time each limit was binding:",
+        ]
+        for name, seconds in sorted(self.limit_time_s.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  {name:<32}{seconds:10.0f} s")
+        return "\n".join(lines)
+
+
+class Recorder:
+    """Writes CSV rows at the sample rate and accumulates the summary every scan."""
+
+    def __init__(self, site: Site, out: TextIO, sample_rate_hz: float, keep: bool):
+        self.image = site.image
+        self.period = site.period_s
+        self.every = max(1, int(round(1.0 / (sample_rate_hz * site.period_s))))
+        self.columns = [c for c, tag in COLUMNS.items() if tag in site.image]
+        self.tags = [site.image[COLUMNS[c]] for c in self.columns]
+        self.writer = csv.writer(out, lineterminator="\n")
+        self.writer.writerow(["t_s"] + self.columns)
+        self.summary = Summary()
+        self.t0: float | None = None
+        self.rows: dict[str, list[Any]] | None = {c: [] for c in ["t_s"] + self.columns} if keep else None
+        self.n = 0
+        get = lambda name: site.image[name] if name in site.image else None  # noqa: E731
+        self.grid, self.battery, self.pv, self.load, self.soc = (
+            get(n) for n in ("grid_power_w", "inverter_p_w", "pv_power_w", "load_power_w", "soc_pct"))
+        self.charge_src, self.discharge_src = get("limit_charge_source"), get("limit_discharge_source")
+
+    def __call__(self, ctx: ScanContext) -> None:
+        if self.t0 is None:
+            self.t0 = ctx.t_s
+        self._accumulate(ctx.dt_s)
+        if self.n % self.every == 0:
+            row = [round(ctx.t_s - self.t0, 3)] + [_render(tag) for tag in self.tags]
+            self.writer.writerow(row)
+            if self.rows is not None:
+                for column, value in zip(self.rows, row):
+                    self.rows[column].append(value)
+        self.n += 1
+
+    def _accumulate(self, dt: float) -> None:
+        s = self.summary
+        if self.grid is not None and self.grid.value is not None:
+            g = self.grid.value
+            if g > 0:
+                s.import_wh += g * dt / 3600
+                s.peak_import_w = max(s.peak_import_w, g)
+            else:
+                s.export_wh -= g * dt / 3600
+        if self.battery is not None and self.battery.value is not None:
+            b = self.battery.value
+            if b > 0:
+                s.discharge_wh += b * dt / 3600
+            else:
+                s.charge_wh -= b * dt / 3600
+        for tag, attr in ((self.pv, "pv_wh"), (self.load, "load_wh")):
+            if tag is not None and tag.value is not None:
+                setattr(s, attr, getattr(s, attr) + tag.value * dt / 3600)
+        if self.soc is not None and self.soc.value is not None:
+            s.soc_min_pct = min(s.soc_min_pct, self.soc.value)
+            s.soc_max_pct = max(s.soc_max_pct, self.soc.value)
+        for side, tag in (("charge", self.charge_src), ("discharge", self.discharge_src)):
+            if tag is not None and tag.value:
+                key = f"{side}: {tag.spec.enum_labels[tag.value]}"
+                s.limit_time_s[key] = s.limit_time_s.get(key, 0.0) + dt
+
+
+def _render(tag: Any) -> Any:
+    value = tag.value
+    if tag.spec.dtype is DType.ENUM and isinstance(value, int) and value < len(tag.spec.enum_labels):
+        return tag.spec.enum_labels[value]
+    if isinstance(value, float):
+        return round(value, 3)
+    return value
+
+
+class EventPlayer:
+    """Plays a scenario against the running site: timed events, heartbeats.
+
+    Tag writes go through the image's write queue, so they land whole at a scan boundary like a
+    SCADA write; plant variables are set directly (faults, outages).
+    """
+
+    def __init__(self, site: Site, scenario: Scenario | None, plant: Any):
+        self.image = site.image
+        self.events = list(scenario.events) if scenario else []
+        self.heartbeats = [[hb, hb.start_s] for hb in scenario.heartbeats] if scenario else []
+        self.plant = plant
+        self.t0: float | None = None
+        self.period = site.period_s
+
+    def __call__(self, ctx: ScanContext) -> None:
+        if self.t0 is None:
+            self.t0 = ctx.t_s
+        next_t = ctx.t_s - self.t0 + self.period + 1e-9
+        while self.events and self.events[0].t_s <= next_t:
+            event = self.events.pop(0)
+            if event.tag is not None:
+                self.image.request_writes([(event.tag, tag_value(self.image, event.tag, event.value))], "scenario")
+            else:
+                self.plant.set(event.plant, event.value)
+        for beat in self.heartbeats:
+            source, due = beat
+            if due <= next_t and (source.stop_s is None or due < source.stop_s):
+                tag = self.image[source.tag]
+                self.image.request_writes([(source.tag, ((tag.value or 0) + 1) % 65536)], "scenario heartbeat")
+                beat[1] = due + source.period_s
+
+
+def tag_value(image: ProcessImage, name: str, value: Any) -> Any:
+    """A scenario value for a tag: enum labels become their index."""
+    spec = image[name].spec
+    if spec.dtype is DType.ENUM and isinstance(value, str):
+        if value not in spec.enum_labels:
+            raise ValueError(f"tag {name!r}: {value!r} is not one of {', '.join(spec.enum_labels)}")
+        return spec.enum_labels.index(value)
+    if spec.dtype is DType.FLOAT32 and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def prepare(io_map_path: str, scenario: Scenario | None, profile_csv: str | None,
+            frequency_csv: str | None) -> tuple[IoMap, str]:
+    """The io_map with the scenario's plant changes applied; also the name of the plant device."""
+    io_map = load_io_map(io_map_path)
+    plants = [d.name for d in io_map.devices if d.driver == "sim"]
+    if not plants:
+        raise ConfigErrors([ConfigError(("devices",), "ems sim needs a device with driver = \"sim\"", io_map.path)])
+    name = plants[0]
+    overrides: dict[str, Any] = dict(scenario.plant) if scenario else {}
+    if profile_csv:
+        for key in ("pv", "load"):
+            overrides[key] = {**overrides.get(key, {}), "source": "csv", "csv_path": profile_csv}
+    if frequency_csv:
+        overrides["grid"] = {**overrides.get("grid", {}), "frequency_source": "csv",
+                             "frequency_csv_path": frequency_csv}
+    if overrides:
+        errors = Errors()
+        options = structure(type(io_map.device_options[name]), overrides, ("plant",), errors,
+                            base=io_map.device_options[name])
+        if errors or options is MISSING:
+            where = scenario.path if scenario else "<command line>"
+            raise ConfigErrors([ConfigError(e.path, e.message, where) for e in errors.items])
+        io_map = attrs.evolve(io_map, device_options={**io_map.device_options, name: options})
+    io_map = attrs.evolve(io_map, modbus_server=attrs.evolve(io_map.modbus_server, enabled=False))
+    return io_map, name
+
+
+def simulate(io_map_path: str, hours: float, out_csv: str, scenario: Scenario | None = None,
+             profile_csv: str | None = None, frequency_csv: str | None = None, sample_rate_hz: float = 1.0,
+             plot: str | None = None, progress: Callable[[float, float], None] | None = None,
+             keep_rows: bool = False) -> Summary:
+    """Run the site for `hours` of simulated time; write the CSV (and plot); return the summary."""
+    io_map, plant_name = prepare(io_map_path, scenario, profile_csv, frequency_csv)
+    site = build_site(io_map, virtual_clock_for(io_map))
+    plant = site.drivers[plant_name].plant  # type: ignore[attr-defined]
+    _initial_writes(site, scenario)
+    rate = min(sample_rate_hz, 1.0 / site.period_s)
+    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
+    with open(out_csv, "w", newline="", encoding="utf-8") as out:
+        recorder = Recorder(site, out, rate, keep=plot is not None or keep_rows)
+        recorder.summary.capacity_wh = io_map.device_options[plant_name].battery.nominal_energy_wh
+        site.engine.after_scan.append(EventPlayer(site, scenario, plant))
+        site.engine.after_scan.append(recorder)
+        if progress is not None:
+            site.engine.after_scan.append(_progress_hook(site, hours, progress))
+        started = time.perf_counter()
+        site.start()
+        try:
+            site.run(hours * 3600.0)
+        finally:
+            site.stop()
+        recorder.summary.wall_s = time.perf_counter() - started
+        recorder.summary.hours = hours
+        recorder.summary.rows = recorder.rows
+    if plot is not None and recorder.rows is not None:
+        from runtime.plot import plot_run
+
+        plot_run(recorder.rows, plot, title=_title(io_map, scenario))
+    return recorder.summary
+
+
+def virtual_clock_for(io_map: IoMap) -> VirtualClock:
+    """A virtual clock whose calendar matches the plant's time of day, so that tariffs, charge
+    windows and the simulated sun agree (day one is 2026-01-01, UTC)."""
+    start = 1_767_225_600.0
+    for device in io_map.devices:
+        if device.driver == "sim":
+            start += io_map.device_options[device.name].start_time_of_day_s
+            break
+    return VirtualClock(start_wall_s=start)
+
+
+def _initial_writes(site: Site, scenario: Scenario | None) -> None:
+    if scenario is None:
+        return
+    if scenario.schedule:
+        _install_schedule(site, scenario)
+    writes = dict(scenario.tags)
+    if scenario.info.mode is not None:
+        writes["mode"] = scenario.info.mode
+    errors = []
+    for name, value in writes.items():
+        try:
+            tag = site.image[name]
+            tag.set(tag_value(site.image, name, value))
+        except (KeyError, ValueError, TypeError) as exc:
+            errors.append(ConfigError(("tags", name), str(exc.args[0] if exc.args else exc), scenario.path))
+    if errors:
+        raise ConfigErrors(errors)
+
+
+def _install_schedule(site: Site, scenario: Scenario) -> None:
+    from programs.schedule import Schedule, ScheduleEntry
+
+    start = site.clock.wall()
+    entries = tuple(ScheduleEntry(start + i.start_s, start + i.end_s, i.p_w, i.q_var, i.soc_target_pct)
+                    for i in scenario.schedule)
+    controls = [p for p in site.programs if hasattr(p, "replace_schedule")]
+    if not controls:
+        raise ConfigErrors([ConfigError(("schedule",), "the site has no program that takes a schedule",
+                                        scenario.path)])
+    try:
+        schedule = Schedule(entries)
+    except ValueError as exc:
+        raise ConfigErrors([ConfigError(("schedule",), str(exc), scenario.path)]) from None
+    for program in controls:
+        program.replace_schedule(schedule)  # type: ignore[attr-defined]
+
+
+def _progress_hook(site: Site, hours: float, report: Callable[[float, float], None]) -> Callable[[ScanContext], None]:
+    every = max(1, int(hours * 3600 / site.period_s / 200))
+    state = {"n": 0, "t0": None}
+
+    def hook(ctx: ScanContext) -> None:
+        if state["t0"] is None:
+            state["t0"] = ctx.t_s
+        state["n"] += 1
+        if state["n"] % every == 0:
+            report(ctx.t_s - state["t0"] + site.period_s, hours * 3600)
+
+    return hook
+
+
+def progress_bar(stream: TextIO = sys.stderr) -> Callable[[float, float], None]:
+    """A bar redrawn in place on a terminal; one line per 10 % elsewhere (logs, CI)."""
+    started = time.perf_counter()
+    tty = stream.isatty()
+    shown = {"decile": -1}
+
+    def report(done_s: float, total_s: float) -> None:
+        fraction = min(done_s / total_s, 1.0)
+        if not tty:
+            decile = int(fraction * 10)
+            if decile > shown["decile"]:
+                shown["decile"] = decile
+                stream.write(f"{fraction * 100:5.1f}%  {done_s / 3600:6.2f} h simulated  "
+                             f"{time.perf_counter() - started:6.1f} s\n")
+            return
+        bar = "#" * int(fraction * 30)
+        stream.write(f"\r[{bar:<30}] {fraction * 100:5.1f}%  {done_s / 3600:6.2f} h simulated  "
+                     f"{time.perf_counter() - started:6.1f} s")
+        if fraction >= 1.0:
+            stream.write("\n")
+        stream.flush()
+
+    return report
+
+
+def _title(io_map: IoMap, scenario: Scenario | None) -> str:
+    name = scenario.info.name if scenario and scenario.info.name else io_map.site.name or io_map.site.id
+    return name
