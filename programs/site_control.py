@@ -236,7 +236,7 @@ class SiteControl(Program):
         tag = self.tag
         hold = self._hold_reason()
         m = self._measure(ctx, hold)
-        mode, reason = self._select_mode(ctx.dt_s)
+        mode, reason = self._select_mode(m)
         if mode is not self.active:
             self._switch(mode, reason, m)
         active = self.modes[mode]
@@ -296,11 +296,11 @@ class SiteControl(Program):
             self._tz_valid_until = (wall_s // 3600.0 + 1.0) * 3600.0
         return (wall_s + self._tz_offset_s) % 86400.0
 
-    def _select_mode(self, dt: float) -> tuple[Mode, str]:
+    def _select_mode(self, m: Measurements) -> tuple[Mode, str]:
         configured = Mode(self.tag["mode"].value)
-        ext_ok = self.ext_heartbeat.step(self.tag["ext_heartbeat"].value, dt)
-        local_ok = self.local_heartbeat.step(self.tag["local_heartbeat"].value, dt)
-        needs = self.modes[configured].needs_heartbeat
+        ext_ok = self.ext_heartbeat.step(self.tag["ext_heartbeat"].value, m.dt_s)
+        local_ok = self.local_heartbeat.step(self.tag["local_heartbeat"].value, m.dt_s)
+        needs = self.modes[configured].heartbeat_needed(m)
         ok = not needs or (local_ok if configured is Mode.LOCAL else ext_ok)
         self.tag["heartbeat_ok"].set(ok)
         if ok:

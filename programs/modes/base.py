@@ -40,6 +40,10 @@ class ModeBase:
     def start(self, present_w: float, m: Measurements) -> None:
         """Take over from `present_w` without a jump."""
 
+    def heartbeat_needed(self, m: Measurements) -> bool:
+        """Whether this mode, now, depends on a controller that must keep its heartbeat."""
+        return self.needs_heartbeat
+
     def request(self, m: Measurements) -> float:
         raise NotImplementedError(f"{type(self).__name__} must implement request")
 

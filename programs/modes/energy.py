@@ -56,8 +56,10 @@ class CostSaving(ModeBase):
     def request(self, m: Measurements) -> float:
         price = self.price(m.day_s)
         self.price_tag.value = price
-        follow = self.tracker.step(m, 0.0, acting=m.baseline_w != 0.0 and not m.constrained)
-        if price <= self.cheap.value:
+        cheap = price <= self.cheap.value
+        # The tracker steers only outside cheap hours; then it must not integrate an error it causes not.
+        follow = self.tracker.step(m, 0.0, acting=not cheap and m.baseline_w != 0.0 and not m.constrained)
+        if cheap:
             return -self.charge_power.value * soc_taper(m.soc_pct, self.charge_soc.value, TAPER_BAND_PCT)
         if price >= self.expensive.value:
             return max(follow, 0.0)  # cover the load, never export

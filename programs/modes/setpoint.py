@@ -46,12 +46,12 @@ class External(ModeBase):
         self.schedule = Schedule()
         self.entry = None
 
-    @property
-    def needs_heartbeat(self) -> bool:
+    def heartbeat_needed(self, m: Measurements) -> bool:
+        """A schedule entry in force runs on its own; setpoints from tags need their heartbeat."""
+        self.entry = self.schedule.at(m.wall_s) if self.schedule_enabled.value else None
         return self.entry is None
 
     def request(self, m: Measurements) -> float:
-        self.entry = self.schedule.at(m.wall_s) if self.schedule_enabled.value else None
         entry = self.entry
         if entry is None:
             return self.p_tag.value

@@ -6,6 +6,8 @@ from blocks import PID, Hysteresis, LowPass
 from programs.modes.base import Measurements, ModeBase, soc_taper
 from runtime.program import TagLookup
 
+TRIM_BAND_W = 150.0
+
 
 class NetLoadTracker:
     """Battery power that holds the grid at a setpoint, without flicker.
@@ -13,8 +15,11 @@ class NetLoadTracker:
     Feed-forward from the filtered net load (load - pv, which the battery does not change)
     plus a slow, bounded PI trim on the grid error for meter/inverter offsets. Feeding
     forward instead of integrating the grid error is what avoids the limit cycles of
-    controllers that chase their own delayed effect. Around zero a hysteresis keeps the
-    battery at 0 W instead of flipping between small charge and discharge.
+    controllers that chase their own delayed effect. The trim integrates near steady state (grid
+    error under `TRIM_BAND_W`), or when the error pulls it back toward zero: the error of a load
+    step is the feed-forward's to remove, and integrating it would leave an offset to unwind
+    afterwards. Around zero a hysteresis keeps the battery at 0 W instead of flipping between
+    small charge and discharge.
     """
 
     def __init__(self, tau_s: float, kp: float, ki: float, trim_limit_w: float, zero_band_w: float):
@@ -31,9 +36,11 @@ class NetLoadTracker:
 
     def step(self, m: Measurements, grid_setpoint_w: float, acting: bool) -> float:
         feed = self.filter.step(m.net_load_w, m.dt_s) - grid_setpoint_w
-        if acting:
+        error = m.grid_w - grid_setpoint_w  # > 0: too much import, more discharge needed
+        held = self.trim.out
+        if acting and (abs(error) < TRIM_BAND_W or (held > 0.0) != (error > 0.0)):
             trim = self.trim.step(grid_setpoint_w, m.grid_w, m.dt_s)
-        else:  # the battery is not acting: hold the trim where it is instead of winding it up
+        else:  # a transient, or the battery is not acting: hold the trim instead of winding it up
             trim = self.trim.out
         target = feed + trim
         on = self.active.step(abs(target))

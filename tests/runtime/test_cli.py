@@ -37,8 +37,11 @@ def test_check_config_lists_every_mistake_and_exits_2(tmp_path: Path):
     assert result.returncode == 2
     lines = [line.strip() for line in result.stderr.splitlines()]
     assert lines[0] == "3 errors in configuration:"
-    assert any(f"{bad}:9: site.scan_period_s: " in line for line in lines)
-    assert any(f"{bad}:24: modbus_server.baud: unknown key" in line for line in lines)
+    numbered = text.splitlines()
+    period_line = numbered.index("scan_period_s = 0.0") + 1
+    baud_line = numbered.index("baud = 9600") + 1
+    assert any(f"{bad}:{period_line}: site.scan_period_s: " in line for line in lines)
+    assert any(f"{bad}:{baud_line}: modbus_server.baud: unknown key" in line for line in lines)
     assert any(f"dtype: must be one of 'bool'" in line and "got 'float64'" in line for line in lines)
 
 
