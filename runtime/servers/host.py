@@ -1,0 +1,350 @@
+"""Runs pymodbus servers (TCP, and RTU on a serial line) in their own thread and event loop.
+
+The servers answer from a `Datastore`: the tag server and the meter gateway each provide one.
+pymodbus parses frames and builds responses; this module adds what a controller needs and
+pymodbus lacks: the client's address reaches the datastore (for the write allow-list), unit
+ids are checked here, every request on a connection is answered in order, a write of one
+coil or register is echoed as the spec says (not re-read), and a failing datastore is
+logged once instead of once per request.
+
+Requests are handled in the event loop's thread as soon as their frame is complete: the
+datastore's methods never wait, so the pymodbus coroutine that calls them runs to its end
+in one step and needs no task of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import threading
+from typing import Any, Coroutine, Literal, Protocol, Sequence
+
+import attrs
+from pymodbus.constants import ExcCodes
+from pymodbus.exceptions import ModbusIOException
+from pymodbus.pdu import ExceptionResponse, ModbusPDU
+from pymodbus.server import ModbusSerialServer, ModbusTcpServer
+from pymodbus.server.requesthandler import ServerRequestHandler
+from pymodbus.simulator import DataType, SimData, SimDevice
+from pymodbus.transaction import TransactionManager
+
+from runtime.servers.register_map import TABLE_OF_FUNCTION
+from runtime.tags import ModbusTable
+
+log = logging.getLogger(__name__)
+
+ECHOED_WRITES = (5, 6)  # write single coil / register: the response repeats the request
+
+# The servers share the GIL with the scan thread, and Python hands the GIL to a waiting
+# thread only after the holder has run for the switch interval (5 ms by default): a busy
+# server could make the scan wake up to 5 ms late. At 0.5 ms that bound drops below the 1 ms
+# jitter budget; the extra switches cost nothing while the scan sleeps.
+SWITCH_INTERVAL_S = 0.0005
+
+
+def bound_gil_switch_interval(limit_s: float = SWITCH_INTERVAL_S) -> None:
+    """Lower the interpreter's switch interval to `limit_s` (never raise it). Process-wide."""
+    if sys.getswitchinterval() > limit_s:
+        log.info("GIL switch interval %.2f ms -> %.2f ms, so that server threads cannot delay the scan",
+                 sys.getswitchinterval() * 1e3, limit_s * 1e3)
+        sys.setswitchinterval(limit_s)
+
+
+@attrs.frozen
+class Peer:
+    """Who sent a request: a TCP client's address, or the serial line it came in on."""
+
+    transport: Literal["tcp", "rtu"]
+    host: str
+    port: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}" if self.transport == "tcp" else f"rtu:{self.host}"
+
+
+class Datastore(Protocol):
+    """What a server serves. Called in the server's thread only; must never block."""
+
+    unit_ids: frozenset[int]
+
+    def read(self, table: ModbusTable, address: int, count: int) -> list[Any] | int:
+        """Registers or bits, or a Modbus exception code."""
+        ...
+
+    def write(self, table: ModbusTable, address: int, values: list[Any], peer: Peer) -> int | None:
+        """None when accepted, else a Modbus exception code."""
+        ...
+
+
+@attrs.frozen
+class TcpEndpoint:
+    host: str
+    port: int  # 0: the system picks a free port; see ServerThread.tcp_port
+
+
+@attrs.frozen
+class SerialEndpoint:
+    port: str
+    baudrate: int = 19200
+    parity: str = "N"
+    stopbits: int = 1
+    bytesize: int = 8
+
+
+class _RequestContext:
+    """The datastore as one request sees it: knows the peer, echoes single writes."""
+
+    __slots__ = ("store", "peer", "echo")
+
+    def __init__(self, store: Datastore, peer: Peer):
+        self.store = store
+        self.peer = peer
+        self.echo: list[Any] | None = None
+
+    async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1):  # type: ignore[no-untyped-def]  # noqa: N802
+        if func_code in ECHOED_WRITES and self.echo is not None:
+            return self.echo
+        table = TABLE_OF_FUNCTION.get(func_code)
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        result = self.store.read(table, address, count)
+        return ExcCodes(result) if isinstance(result, int) else result
+
+    async def async_setValues(self, device_id: int, func_code: int, address: int, values: Sequence[Any]):  # type: ignore[no-untyped-def]  # noqa: N802
+        table = TABLE_OF_FUNCTION.get(func_code)
+        if table is None:
+            return ExcCodes.ILLEGAL_FUNCTION
+        values = list(values)
+        code = self.store.write(table, address, values, self.peer)
+        if code:
+            return ExcCodes(code)
+        if func_code in ECHOED_WRITES:
+            self.echo = values
+        return None
+
+
+def _run_to_end(coro: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never suspends and return its result."""
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("a Modbus request handler suspended; the datastore must not wait")
+
+
+class _Handler(ServerRequestHandler):
+    """One client connection (or the serial line)."""
+
+    server: _TcpServer | _SerialServer
+
+    def callback_connected(self) -> None:
+        super().callback_connected()
+        owner = self.server
+        if isinstance(owner, _SerialServer):
+            self.peer = Peer("rtu", owner.line)
+        else:
+            host, port = (self.transport.get_extra_info("peername") or ("?", 0))[:2]
+            self.peer = Peer("tcp", str(host), int(port))
+
+    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:  # type: ignore[type-arg]
+        """Answer every complete request in `data`, in order; return the bytes used."""
+        used = 0
+        while used < len(data):
+            try:
+                step = TransactionManager.callback_data(self, data[used:], addr)
+            except ModbusIOException:  # a function code pymodbus does not know: answer 01, drop the rest
+                self._illegal_function(data[used:], addr)
+                return len(data)
+            pdu = self.last_pdu
+            used += step
+            if pdu is not None:
+                self._answer(pdu, addr)
+            if step == 0:
+                break
+        return used
+
+    def _illegal_function(self, frame: bytes, addr: tuple | None) -> None:  # type: ignore[type-arg]
+        """Exception 01 for a request pymodbus cannot decode, addressed from its raw header."""
+        serial = isinstance(self.server, _SerialServer)
+        head = 2 if serial else 8  # RTU: unit, function; TCP: 7-byte MBAP header, function
+        if len(frame) < head:
+            return
+        unit, function = frame[head - 2], frame[head - 1]
+        if serial and unit not in self.server.store.unit_ids:
+            return  # not for this device
+        response = ExceptionResponse(function & 0x7F, ExcCodes.ILLEGAL_FUNCTION, device_id=unit,
+                                     transaction=0 if serial else int.from_bytes(frame[0:2], "big"))
+        self.server_send(response, addr)
+
+    def send(self, data: bytes, addr: tuple | None = None) -> None:  # type: ignore[type-arg]
+        """Write a response. (pymodbus's `send` also empties the receive buffer, which would drop
+        a request that arrived behind the one being answered.)"""
+        if self.transport:
+            self.transport.write(data)  # type: ignore[attr-defined]
+
+    def _answer(self, pdu: ModbusPDU, addr: tuple | None) -> None:  # type: ignore[type-arg]
+        owner = self.server
+        store = owner.store
+        serial = isinstance(owner, _SerialServer)
+        if serial and pdu.dev_id == 0:
+            return  # an RTU broadcast: never answered, and not taken as a command to this device
+        if pdu.dev_id not in store.unit_ids:
+            if serial:
+                return  # another device on the line: stay silent
+            response: ModbusPDU = ExceptionResponse(pdu.function_code, ExcCodes.GATEWAY_NO_RESPONSE)
+        else:
+            try:
+                response = _run_to_end(pdu.datastore_update(_RequestContext(store, self.peer), pdu.dev_id))
+            except Exception as exc:  # noqa: BLE001 - a datastore bug must not kill the connection
+                owner.thread.report_failure(exc)
+                response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)
+        response.transaction_id = pdu.transaction_id
+        response.dev_id = pdu.dev_id
+        self.server_send(response, addr)
+
+
+_PLACEHOLDER = SimDevice(id=0, simdata=SimData(0, count=1, values=0, datatype=DataType.REGISTERS))
+
+
+class _TcpServer(ModbusTcpServer):
+    def __init__(self, thread: ServerThread, endpoint: TcpEndpoint):
+        super().__init__(_PLACEHOLDER, address=(endpoint.host, endpoint.port))
+        self.thread = thread
+        self.store = thread.store
+
+    def callback_new_connection(self) -> _Handler:
+        return _Handler(self, None, None, None)
+
+
+class _SerialServer(ModbusSerialServer):
+    def __init__(self, thread: ServerThread, endpoint: SerialEndpoint):
+        super().__init__(_PLACEHOLDER, port=endpoint.port, baudrate=endpoint.baudrate, parity=endpoint.parity,
+                         stopbits=endpoint.stopbits, bytesize=endpoint.bytesize, ignore_missing_devices=True)
+        self.thread = thread
+        self.store = thread.store
+        self.line = endpoint.port
+
+    def callback_new_connection(self) -> _Handler:
+        return _Handler(self, None, None, None)
+
+
+async def _listen(server: _TcpServer | _SerialServer) -> None:
+    """Open the listening socket or serial port; raise OSError with the reason if it fails.
+
+    (pymodbus's own `listen()` logs the reason and returns False.)
+    """
+    server.is_closing = False
+    server.is_listener = True
+    created = await server.call_create()
+    server.transport = created[0] if isinstance(created, tuple) else created
+
+
+class ServerThread:
+    """A thread with its own event loop, hosting one datastore on TCP and optionally RTU."""
+
+    def __init__(self, name: str, store: Datastore, tcp: TcpEndpoint | None, serial: SerialEndpoint | None = None):
+        self.name = name
+        self.store = store
+        self.tcp = tcp
+        self.serial = serial
+        self.tcp_port: int | None = None  # the port actually listened on
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._servers: list[_TcpServer | _SerialServer] = []
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._failures: set[str] = set()
+        self._stopped = False
+
+    def start(self, timeout_s: float = 5.0) -> None:
+        """Return once every endpoint listens; raise OSError/RuntimeError if one cannot."""
+        if self._thread is not None:
+            return
+        bound_gil_switch_interval()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout_s):
+            raise RuntimeError(f"{self.name}: not listening after {timeout_s} s")
+        if self._error is not None:
+            self._thread.join(timeout_s)
+            raise self._error
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Close every endpoint and connection and end the thread. Safe to call twice."""
+        if self._stopped or self._thread is None:
+            self._stopped = True
+            return
+        self._stopped = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._close)
+            except RuntimeError:  # loop already closed
+                pass
+        self._thread.join(timeout_s)
+
+    def report_failure(self, exc: BaseException) -> None:
+        """A datastore raised: answer 04 and log each distinct failure once."""
+        key = f"{type(exc).__name__}: {exc}"
+        if key not in self._failures and len(self._failures) < 100:
+            self._failures.add(key)
+            log.error("%s: request failed (%s); answered with exception 04", self.name, key, exc_info=exc)
+
+    # --- in the server thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._open())
+        except BaseException as exc:  # noqa: BLE001 - handed to start()
+            self._error = exc
+        self._ready.set()
+        try:
+            if self._error is None:
+                loop.run_forever()
+        finally:
+            self._shutdown(loop)
+
+    async def _open(self) -> None:
+        if self.tcp is not None:
+            server = _TcpServer(self, self.tcp)
+            self._servers.append(server)
+            try:
+                await _listen(server)
+            except OSError as exc:
+                raise OSError(exc.errno, f"{self.name}: cannot listen on {self.tcp.host}:{self.tcp.port}: "
+                                         f"{exc.strerror or exc}") from None
+            self.tcp_port = server.transport.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+        if self.serial is not None:
+            line = _SerialServer(self, self.serial)
+            self._servers.append(line)
+            try:
+                await _listen(line)
+            except OSError as exc:
+                raise OSError(exc.errno, f"{self.name}: cannot open serial port {self.serial.port}: {exc}") from None
+        where = [f"tcp {self.tcp.host}:{self.tcp_port}"] if self.tcp else []
+        where += [f"rtu {self.serial.port} {self.serial.baudrate} {self.serial.bytesize}{self.serial.parity}"
+                  f"{self.serial.stopbits}"] if self.serial else []
+        log.info("%s listening on %s, unit id(s) %s", self.name, ", ".join(where),
+                 ", ".join(map(str, sorted(self.store.unit_ids))))
+
+    def _close(self) -> None:
+        for server in self._servers:
+            server.close()
+        assert self._loop is not None
+        self._loop.stop()
+
+    def _shutdown(self, loop: asyncio.AbstractEventLoop) -> None:
+        for server in self._servers:
+            server.close()
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        loop.run_until_complete(asyncio.sleep(0))  # let transports finish closing
+        loop.close()
+        log.info("%s stopped", self.name)

@@ -1,0 +1,115 @@
+"""Modbus RTU on a serial line: two pseudo-terminals joined back to back stand in for RS-485."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import shutil
+import subprocess
+import threading
+import tty
+from typing import Callable, Iterator
+
+import pytest
+from modbus_kit import ServedSite
+
+from runtime.config.schema import MeterGatewayConfig, SerialPortConfig
+
+serial = pytest.importorskip("serial", reason="Modbus RTU needs pyserial")
+from pymodbus.client import ModbusSerialClient  # noqa: E402
+from pymodbus.exceptions import ModbusIOException  # noqa: E402
+
+DT = ModbusSerialClient.DATATYPE
+
+
+class NullModem:
+    """Bytes written to one end's device come out of the other's: a null-modem cable in a thread."""
+
+    def __init__(self) -> None:
+        self._fds = []
+        ends = []
+        for _ in range(2):
+            master, slave = pty.openpty()
+            tty.setraw(slave)
+            self._fds += [master, slave]
+            ends.append((master, os.ttyname(slave)))
+        (self._m1, self.a), (self._m2, self.b) = ends
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="null-modem", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        other = {self._m1: self._m2, self._m2: self._m1}
+        while not self._stop.is_set():
+            ready, _, _ = select.select(list(other), [], [], 0.05)
+            for fd in ready:
+                try:
+                    os.write(other[fd], os.read(fd, 4096))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for fd in self._fds:
+            os.close(fd)
+
+
+@pytest.fixture
+def line() -> Iterator[NullModem]:
+    modem = NullModem()
+    yield modem
+    modem.close()
+
+
+@pytest.fixture
+def rtu_site(make_site: Callable[..., ServedSite], line: NullModem) -> ServedSite:
+    return make_site(serial=SerialPortConfig(port=line.a, baudrate=19200), unit_ids=(5,),
+                     write_allow=("127.0.0.1", "rtu"))
+
+
+@pytest.fixture
+def rtu_client(rtu_site: ServedSite, line: NullModem) -> Iterator[ModbusSerialClient]:
+    client = ModbusSerialClient(port=line.b, baudrate=19200, timeout=0.5, retries=0)
+    assert client.connect()
+    yield client
+    client.close()
+
+
+def test_the_soc_reads_over_rtu(rtu_client: ModbusSerialClient):
+    response = rtu_client.read_input_registers(0, count=2, device_id=5)
+    assert rtu_client.convert_from_registers(response.registers, DT.FLOAT32) == 55.5
+
+
+def test_a_setpoint_written_over_rtu_applies_at_the_next_scan(rtu_site: ServedSite, rtu_client: ModbusSerialClient):
+    registers = rtu_client.convert_to_registers(-800.0, DT.FLOAT32)
+    assert not rtu_client.write_registers(2, registers, device_id=5).isError()
+    rtu_site.scan()
+    assert rtu_site.image["p_setpoint_w"].value == -800.0
+
+
+def test_another_unit_id_on_the_line_gets_no_answer(rtu_client: ModbusSerialClient):
+    with pytest.raises(ModbusIOException, match="No response received"):
+        rtu_client.read_input_registers(0, count=2, device_id=6)
+
+
+def test_rtu_writes_need_rtu_in_the_allow_list(make_site, line):  # type: ignore[no-untyped-def]
+    site = make_site(serial=SerialPortConfig(port=line.a), unit_ids=(5,))  # allow-list: 127.0.0.1 only
+    client = ModbusSerialClient(port=line.b, baudrate=19200, timeout=0.5, retries=0)
+    assert client.connect()
+    try:
+        assert client.write_register(5, 20, device_id=5).exception_code == 1
+        assert site.server.store.rejected == 1
+    finally:
+        client.close()
+
+
+@pytest.mark.skipif(shutil.which("mbpoll") is None, reason="mbpoll is not installed")
+def test_mbpoll_reads_the_meter_gateway_over_rtu(make_site, line):  # type: ignore[no-untyped-def]
+    site = make_site(meter=MeterGatewayConfig(enabled=True, port=0, serial=SerialPortConfig(port=line.a, baudrate=9600),
+                                              quantities={"w_total": "grid_power_w"}))
+    done = subprocess.run(["mbpoll", "-m", "rtu", "-b", "9600", "-P", "none", "-a", "1", "-t", "3:int", "-r", "41",
+                           "-1", "-o", "2", line.b], capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"[41]: \t{round(site.image['grid_power_w'].value * 10)}" in done.stdout  # 0028h, low word first
