@@ -1,0 +1,274 @@
+"""A Modbus device simulator built from a device profile: a real pymodbus server on 127.0.0.1.
+
+It serves exactly the profile's register map (any other address earns an "illegal data
+address" exception, as a real device would), keeps engineering values in the profile's
+byte/word order and scaling, applies client writes, and optionally follows a plant
+simulator through each register's `plant_var`. `Faults` switches on the bad behaviour the
+driver must survive: exception replies, silence, short or garbled replies, disconnects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from collections import Counter
+from typing import Any, Callable
+
+import attrs
+from pymodbus.constants import ExcCodes
+from pymodbus.framer import FramerType
+from pymodbus.server import ModbusTcpServer
+from pymodbus.simulator import DataType, SimData, SimDevice
+
+from runtime.io import modbus_codec as codec
+from runtime.io.modbus_profile import Profile, Register
+from runtime.tags import ModbusTable
+
+log = logging.getLogger(__name__)
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+
+_TABLE_ORDER = (ModbusTable.COIL, ModbusTable.DISCRETE, ModbusTable.HOLDING, ModbusTable.INPUT)
+_BLOCK_KEY = {ModbusTable.COIL: "c", ModbusTable.DISCRETE: "d", ModbusTable.HOLDING: "h", ModbusTable.INPUT: "i"}
+_FC_TABLE = {1: ModbusTable.COIL, 5: ModbusTable.COIL, 15: ModbusTable.COIL, 2: ModbusTable.DISCRETE,
+             3: ModbusTable.HOLDING, 6: ModbusTable.HOLDING, 16: ModbusTable.HOLDING, 23: ModbusTable.HOLDING,
+             4: ModbusTable.INPUT}
+
+
+@attrs.define
+class Faults:
+    """Misbehaviour to inject; change the fields at any time while the server runs."""
+
+    exception_code: int = 0  # answer requests touching `exception_addresses` with this exception
+    exception_addresses: frozenset[int] = frozenset()  # empty: every address
+    silent: bool = False  # swallow every answer (the client times out)
+    short: bool = False  # well-formed answers carrying one register less than asked for
+    truncated: bool = False  # answers cut off after a few bytes (the rest never comes)
+    garbled: bool = False  # corrupt every answer's header
+    disconnect: bool = False  # close the connection on the next request, without answering
+    delay_s: float = 0.0  # answer late
+    ignore_writes: bool = False  # acknowledge writes but keep the old values
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ProfileDevice:
+    """The register image of one simulated device, built from its profile."""
+
+    def __init__(self, profile: Profile, unit_id: int | None = None):
+        self.profile = profile
+        self.unit_id = profile.device.unit_id if unit_id is None else unit_id
+        self.faults = Faults()
+        self.writes: list[tuple[str, Any]] = []  # (register, engineering value) as clients wrote them
+        self.requests = 0
+        self.reads: Counter[tuple[int, int]] = Counter()  # (function code, address) -> requests
+        self.on_write: Callable[[str, Any], None] | None = None
+        self.sim_device = SimDevice(id=self.unit_id, simdata=self._simdata(), action=self._action)
+        self._runtime: Any = None  # pymodbus's live register store, known once served
+
+    # --- building ------------------------------------------------------------------------------
+    def _simdata(self) -> tuple[list[SimData], ...]:
+        tables: dict[ModbusTable, dict[int, tuple[int, bool]]] = {t: {} for t in _TABLE_ORDER}
+        for reg in self.profile.registers.values():
+            for address in range(reg.address, reg.address + reg.words):
+                tables[reg.table][address] = (0, reg.access == "r" and reg.table is ModbusTable.HOLDING)
+        out = []
+        for table in _TABLE_ORDER:
+            entries = sorted(tables[table].items())
+            if table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+                data = [SimData(a, values=[False], datatype=DataType.BITS) for a, _ in entries]
+                data = data or [SimData(65535, values=[False], datatype=DataType.BITS)]  # pymodbus needs one
+            else:
+                data = [SimData(a, values=[0], datatype=DataType.REGISTERS, readonly=ro) for a, (_, ro) in entries]
+                data = data or [SimData(65535, count=1, datatype=DataType.INVALID)]
+            out.append(data)
+        return tuple(out)
+
+    def attach(self, server: ModbusTcpServer) -> None:
+        """Bind to the server's live register store and load the profile's `sim_value`s."""
+        self._runtime = server.context.devices[self.unit_id]
+        regs = self.profile.registers
+        constants = sorted((n for n, r in regs.items() if r.sim_value is not None),
+                           key=lambda n: regs[n].dtype != "sunssf")  # scale factors first
+        for name in constants:
+            self.set(name, regs[name].sim_value)
+
+    # --- values ---------------------------------------------------------------------------------
+    def _store(self, table: ModbusTable) -> tuple[int, list[int]]:
+        if self._runtime is None:
+            return 0, []
+        start, _count, registers, _flags = self._runtime.block[_BLOCK_KEY[table]]
+        return start, registers
+
+    def poke(self, table: ModbusTable, address: int, words: list[Any]) -> None:
+        """Write raw registers (or bits) into the image, bypassing read-only flags."""
+        if self._runtime is None:
+            raise RuntimeError("the device is not served yet")
+        start, registers = self._store(table)
+        if table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+            for i, bit in enumerate(words):
+                index, offset = (address + i) // 16 - start, (address + i) % 16
+                registers[index] = (registers[index] & ~(1 << offset)) | (int(bool(bit)) << offset)
+            return
+        registers[address - start: address - start + len(words)] = [int(w) & 0xFFFF for w in words]
+
+    def peek(self, table: ModbusTable, address: int, count: int) -> list[Any]:
+        start, registers = self._store(table)
+        if table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+            return [bool(registers[(a // 16) - start] >> (a % 16) & 1) for a in range(address, address + count)]
+        return list(registers[address - start: address - start + count])
+
+    def words_for(self, reg: Register, value: Any) -> list[Any]:
+        """Engineering value -> registers, as the device would hold them."""
+        if reg.is_bit:
+            return [bool(value)]
+        device = self.profile.device
+        if reg.dtype == "string":
+            return codec.encode(str(value), "string", device.byte_order, device.word_order, reg.length)
+        number = (float(value) - reg.offset) / reg.scale
+        if reg.scale_register:
+            number /= 10.0 ** self.get(reg.scale_register)
+        return codec.encode(number, reg.dtype, device.byte_order, device.word_order, reg.length)
+
+    def set(self, name: str, value: Any) -> None:
+        """Set a register to an engineering value (bit fields merge into their register)."""
+        reg = self.profile.registers[name]
+        if reg.bits is not None:
+            self._set_field(reg, int(value))
+            return
+        self.poke(reg.table, reg.address, self.words_for(reg, value))
+
+    def _set_field(self, reg: Register, value: int) -> None:
+        lsb, width = reg.bits  # type: ignore[misc]
+        current = self.peek(reg.table, reg.address, reg.words)
+        device = self.profile.device
+        whole = codec.raw_unsigned(current, device.byte_order, device.word_order)
+        mask = ((1 << width) - 1) << lsb
+        whole = (whole & ~mask) | ((value << lsb) & mask)
+        self.poke(reg.table, reg.address, codec.encode(whole, reg.dtype, device.byte_order, device.word_order))
+
+    def get(self, name: str) -> Any:
+        """The engineering value a register holds now (client writes included)."""
+        reg = self.profile.registers[name]
+        words = self.peek(reg.table, reg.address, reg.words)
+        if reg.is_bit:
+            return words[0]
+        device = self.profile.device
+        if reg.bits is not None:
+            lsb, width = reg.bits
+            return (codec.raw_unsigned(words, device.byte_order, device.word_order) >> lsb) & ((1 << width) - 1)
+        raw = codec.decode(words, reg.dtype, device.byte_order, device.word_order)
+        if reg.dtype == "string":
+            return raw
+        value = raw * reg.scale
+        if reg.scale_register:
+            value *= 10.0 ** self.get(reg.scale_register)
+        return value + reg.offset
+
+    # --- requests -------------------------------------------------------------------------------
+    async def _action(self, fc: int, start: int, address: int, count: int, registers: list[int],
+                      set_values: Any) -> ExcCodes | None:
+        self.requests += 1
+        self.reads[(fc, address)] += 1
+        faults = self.faults
+        if faults.delay_s:
+            await asyncio.sleep(faults.delay_s)
+        touched = range(address, address + count)
+        if faults.exception_code and (not faults.exception_addresses or
+                                      any(a in faults.exception_addresses for a in touched)):
+            return ExcCodes(faults.exception_code)
+        if set_values is not None and fc in _FC_TABLE:
+            if faults.ignore_writes:
+                self._keep_old(fc, start, address, registers, set_values)
+            asyncio.get_running_loop().call_soon(self._applied_write, _FC_TABLE[fc], address, count)
+        return None
+
+    def _keep_old(self, fc: int, start: int, address: int, registers: list[int], set_values: list[Any]) -> None:
+        """Acknowledge a write but keep the stored values (a device that ignores setpoints)."""
+        table = _FC_TABLE[fc]
+        if table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+            set_values[:] = self.peek(table, address, len(set_values))
+        else:
+            set_values[:] = registers[address - start: address - start + len(set_values)]
+
+    def _applied_write(self, table: ModbusTable, address: int, count: int) -> None:
+        end = address + count
+        for name, reg in self.profile.registers.items():
+            if reg.table is table and reg.address < end and address < reg.address + reg.words:
+                value = self.get(name)
+                self.writes.append((name, value))
+                if self.on_write is not None:
+                    self.on_write(name, value)
+
+    def trace_packet(self, sending: bool, data: bytes) -> bytes:
+        """Server-side packet hook: where answers get lost, cut or corrupted."""
+        if not sending:
+            return data
+        faults = self.faults
+        if faults.disconnect or faults.silent:
+            return b""
+        if faults.truncated:
+            return data[:5]
+        if faults.short and len(data) > 10 and data[7] in (3, 4):
+            return _one_register_less(data)
+        if faults.garbled and len(data) > 8:
+            corrupted = bytearray(data)
+            corrupted[7] ^= 0x5A  # the function code (MBAP header is 7 bytes)
+            corrupted[8:] = bytes(b ^ 0xA5 for b in corrupted[8:])
+            return bytes(corrupted)
+        return data
+
+
+def _one_register_less(frame: bytes) -> bytes:
+    """A Modbus TCP read reply with its last register dropped and its lengths made to match."""
+    out = bytearray(frame[:-2])
+    out[4:6] = (int.from_bytes(frame[4:6], "big") - 2).to_bytes(2, "big")  # MBAP length
+    out[8] = frame[8] - 2  # byte count
+    return bytes(out)
+
+
+class DeviceServer:
+    """One simulated device listening on 127.0.0.1 (TCP, or RTU framing over TCP)."""
+
+    def __init__(self, profile: Profile, port: int = 0, host: str = "127.0.0.1", unit_id: int | None = None,
+                 framer: str = "socket"):
+        self.profile = profile
+        self.host = host
+        self.port = port or free_port()
+        self.framer = FramerType.RTU if framer == "rtu" else FramerType.SOCKET
+        self.device = ProfileDevice(profile, unit_id)
+        self.server: ModbusTcpServer | None = None
+        self._lock = threading.Lock()
+
+    async def start(self) -> None:
+        self.server = ModbusTcpServer(self.device.sim_device, address=(self.host, self.port), framer=self.framer,
+                                      trace_packet=self._trace)
+        self.device.attach(self.server)
+        await self.server.serve_forever(background=True)
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            await self.server.shutdown()
+            self.server = None
+
+    def _trace(self, sending: bool, data: bytes) -> bytes:
+        out = self.device.trace_packet(sending, data)
+        if sending and self.device.faults.disconnect:
+            self.device.faults.disconnect = False
+            asyncio.get_running_loop().call_soon(self.drop_connections)
+        return out
+
+    def drop_connections(self) -> None:
+        """Close every client connection (as a device rebooting mid-poll would)."""
+        if self.server is not None:
+            for connection in list(self.server.active_connections.values()):
+                connection.close()
+
+    @property
+    def connections(self) -> int:
+        return len(self.server.active_connections) if self.server is not None else 0

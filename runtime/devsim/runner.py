@@ -1,0 +1,187 @@
+"""`ems simulate-devices`: the field devices of an io_map, simulated from the plant model.
+
+For each device of the io_map:
+  * `modbus` - a pymodbus server on the device's host:port serving exactly its profile's
+    register map, values bound to the plant through the profile's `plant_var`s (and the
+    device's `sim_vars` overrides);
+  * `can_bms` - a simulated BMS sending the DBC's frames at their cycle times; for
+    `interface = "remote"` it serves a python-can-remote endpoint at the channel's URL;
+  * `bms_sleep` with a Modbus relay - the relay module, its coil bound to the BMS's sleep;
+  * other kinds (gpio, i2c, sysfs, sim) have nothing to simulate here.
+One plant, stepped in real time, feeds them all; the plant's `<device>.comm_ok` faults
+silence the matching simulated devices.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import attrs
+import can
+
+from runtime.config.schema import IoMap
+from runtime.devsim.can_bms_sim import SimulatedBms
+from runtime.devsim.loop import LoopThread
+from runtime.devsim.modbus_device import DeviceServer
+from runtime.devsim.plant_link import PlantLink
+from runtime.io.can_dbc import load_dbc
+from runtime.io.modbus_profile import load_profile, resolve_profile_path
+from sim import Plant, PlantConfig
+
+log = logging.getLogger(__name__)
+PRESETS = {"home": PlantConfig.home, "commercial": PlantConfig.commercial}
+_COMM_FLAG = {"meter": "meter.comm_ok", "inverter": "inverter.comm_ok"}
+
+
+@attrs.define
+class SimulatedModbus:
+    name: str
+    server: DeviceServer
+    link: PlantLink
+    comm_flag: str | None
+
+
+@attrs.define
+class SimulatedCan:
+    name: str
+    bms: SimulatedBms
+    bus: can.BusABC
+    endpoint: Any  # python-can-remote server, when the driver connects remotely
+
+
+class DeviceSimulation:
+    """The plant and every simulated device of one io_map. `start()`, then `stop()`."""
+
+    def __init__(self, io_map: IoMap, preset: str = "home", seed: int = 0, step_s: float = 0.05):
+        self.io_map = io_map
+        self.plant = Plant(attrs.evolve(PRESETS[preset](), seed=seed))
+        self.lock = threading.Lock()
+        self.step_s = step_s
+        self.loop = LoopThread("devsim")
+        self.modbus: list[SimulatedModbus] = []
+        self.can: list[SimulatedCan] = []
+        self._stop = threading.Event()
+        self._stepper = threading.Thread(target=self._run, name="devsim-plant", daemon=True)
+
+    # --- building -------------------------------------------------------------------------------
+    def plant_for(self, device: str) -> Any:
+        """The plant a device is bound to (one plant here; runtime/devsim/cluster_sim.py has several)."""
+        return self.plant
+
+    def start(self) -> None:
+        for device in self.io_map.devices:
+            config = self.io_map.device_options.get(device.name)
+            if config is None:
+                continue
+            if device.driver == "modbus":
+                self._modbus(device.name, config)
+            elif device.driver == "can_bms":
+                self._can(device.name, config)
+            elif device.driver == "bms_sleep" and config.options.relay.kind == "modbus":
+                self._sleep_relay(device.name, config)
+            else:
+                log.info("device %s (%s): nothing to simulate", device.name, device.driver)
+        self._refresh()
+        self._stepper.start()
+
+    def _modbus(self, name: str, config: Any) -> None:
+        options = config.options
+        if options.transport == "rtu":
+            log.warning("device %s: serial RTU cannot be simulated here; use rtu_over_tcp", name)
+            return
+        server = DeviceServer(config.profile, port=options.port, host=options.host, unit_id=config.unit_id,
+                              framer="rtu" if options.transport == "rtu_over_tcp" else "socket")
+        self.loop.run(server.start())
+        link = PlantLink(server.device, self.plant_for(name), self.lock, options.sim_vars)
+        self.modbus.append(SimulatedModbus(name, server, link, _COMM_FLAG.get(config.profile.device.kind)))
+        log.info("device %s: %s on %s:%d (unit %d)", name, config.profile.name, options.host, options.port,
+                 config.unit_id)
+
+    def _sleep_relay(self, name: str, config: Any) -> None:
+        relay = config.options.relay
+        server = DeviceServer(load_profile(resolve_profile_path(model=relay.model)), port=relay.port, host=relay.host,
+                              unit_id=relay.unit_id)
+        self.loop.run(server.start())
+        link = PlantLink(server.device, self.plant_for(name), self.lock)
+        awake_when_on = config.options.energised_means == "awake"
+
+        def on_write(register: str, value: Any) -> None:
+            if register != relay.register:
+                return
+            with self.lock:
+                self.plant_for(name).set("bms.sleep_cmd", not value if awake_when_on else bool(value))
+            if relay.feedback:
+                server.device.set(relay.feedback, bool(value))
+
+        server.device.on_write = on_write
+        self.modbus.append(SimulatedModbus(name, server, link, None))
+        log.info("device %s: relay module on %s:%d", name, relay.host, relay.port)
+
+    def _can(self, name: str, config: Any) -> None:
+        options = config.options
+        endpoint = None
+        if options.interface == "remote":
+            channel = f"devsim-{name}"
+            endpoint = _serve_remote(options.channel, channel)
+            bus = can.Bus(interface="virtual", channel=channel)
+        else:
+            bus = can.Bus(interface=options.interface, channel=options.channel)
+        bms = SimulatedBms(load_dbc(config.dbc_path), bus, self.plant_for(name), racks=options.racks,
+                           lock=self.lock)
+        bms.start()
+        self.can.append(SimulatedCan(name, bms, bus, endpoint))
+        log.info("device %s: simulated BMS (%s, %d racks) on %s %s", name, config.dbc_path.rsplit("/", 1)[-1],
+                 options.racks, options.interface, options.channel)
+
+    # --- running --------------------------------------------------------------------------------
+    def _run(self) -> None:
+        last = time.monotonic()
+        while not self._stop.wait(self.step_s):
+            now = time.monotonic()
+            with self.lock:
+                self.plant.step(now - last)
+            last = now
+            self._refresh()
+
+    def _refresh(self) -> None:
+        for sim in self.modbus:
+            sim.link.refresh()
+            if sim.comm_flag:
+                sim.server.device.faults.silent = not self.plant_for(sim.name).get(sim.comm_flag)
+        for sim in self.can:
+            sim.bms.faults.silent = not self.plant_for(sim.name).get("bms.comm_ok")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._stepper.is_alive():
+            self._stepper.join(2.0)
+        for sim in self.can:
+            sim.bms.stop()
+            sim.bus.shutdown()
+            if sim.endpoint is not None:
+                sim.endpoint.shutdown()
+                sim.endpoint.server_close()
+        for sim in self.modbus:
+            self.loop.run(sim.server.stop())
+        self.loop.stop()
+
+    def describe(self) -> list[str]:
+        lines = [f"modbus {s.name}: {s.server.profile.name} on {s.server.host}:{s.server.port}" for s in self.modbus]
+        lines += [f"can {s.name}: {s.bms.decoder.db.dbc.attributes['ProtocolVersion'].value} x{s.bms.racks} racks"
+                  for s in self.can]
+        return lines
+
+
+def _serve_remote(url: str, channel: str) -> Any:
+    """A python-can-remote server for `url` (ws://127.0.0.1:PORT/) on a virtual channel."""
+    from can_remote.server import RemoteServer
+
+    parsed = urlparse(url)
+    server = RemoteServer(host=parsed.hostname or "127.0.0.1", port=parsed.port or 54701, channel=channel,
+                          interface="virtual")
+    threading.Thread(target=server.serve_forever, name="devsim-can-remote", daemon=True).start()
+    return server

@@ -1,0 +1,407 @@
+"""The `modbus` driver: polls a Modbus TCP/RTU device described by a device profile.
+
+Reads follow the profile's poll groups: each group's blocks (see modbus_plan) are read when
+the group is due; between reads a register keeps its last value, fresh for its group's
+period. Failures are per block, so the right tags suffer:
+  * an exception reply or a malformed reply makes the block's tags BAD at once;
+  * a missing reply leaves them unchanged (they age into STALE) and BAD after `bad_after_s`;
+    the rest of that poll is skipped, so a silent device costs one timeout per poll;
+  * a lost connection raises: the base class marks every tag BAD and reconnects with backoff.
+Each fault is counted and logged once per change; recovery is logged once too.
+Writes go out when a value changes (or every `rewrite_period_s`), are clamped to the
+register's min/max and read back when the profile allows verification.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, Sequence
+
+import attrs
+
+from runtime.clock import Clock
+from runtime.io import aio, modbus_codec as codec, modbus_transport as transport
+from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
+from runtime.io.modbus_config import ModbusConfig, ModbusOptions, ModbusPoint, check_points, parse_options
+from runtime.io.modbus_plan import Block, plan_reads
+from runtime.io.modbus_profile import Register
+from runtime.io.registry import DriverKind
+from runtime.tags import ModbusTable
+
+log = logging.getLogger(__name__)
+
+
+@attrs.define
+class ModbusStats:
+    timeouts: int = 0
+    exceptions: int = 0
+    bad_responses: int = 0
+    write_errors: int = 0
+    verify_failures: int = 0
+    reconnects: int = 0
+    reads: int = 0
+    writes: int = 0
+    poll_time_s: float = 0.0
+
+
+@attrs.define
+class BlockState:
+    next_due: float = -math.inf
+    last_good: float = -math.inf
+    error: str = ""
+    hard: bool = False  # the device answered, and the answer was an error: BAD at once
+
+
+@attrs.define
+class Written:
+    words: list[Any]
+    at: float
+
+
+class ModbusDriver(Driver):
+    kind = "modbus"
+
+    def __init__(self, name: str, inputs: Sequence[Point], outputs: Sequence[Point], clock: Clock,
+                 settings: DriverSettings, config: ModbusConfig):
+        super().__init__(name, inputs, outputs, clock, settings)
+        self.config = config
+        self.profile = config.profile
+        self.options: ModbusOptions = config.options
+        self.unit = config.unit_id
+        self.stats = ModbusStats()
+        regs = self.profile.registers
+        names = {p.address.register for p in inputs if p.address.register}
+        names |= {regs[p.address.register].scale_register for p in outputs
+                  if p.address.register and regs[p.address.register].scale_register}
+        self.blocks: list[Block] = plan_reads(self.profile, names)
+        self._states = [BlockState() for _ in self.blocks]
+        self._block_of = {n: i for i, b in reversed(list(enumerate(self.blocks))) for n in b.registers}
+        self._raw: dict[str, Any] = {}
+        self._last_words: dict[str, Written] = {}
+        self._write_error: dict[str, str] = {}
+        self._client: Any = None
+        self._quiet = False  # reconnecting without a fault: log at debug level
+        self._last_reconnect = -math.inf
+        self._silent = False
+        self._heartbeat = 0
+        self._next_heartbeat = -math.inf
+
+    # --- connection -------------------------------------------------------------------------
+    @property
+    def _call_timeout(self) -> float:
+        return self.options.timeout_s * (self.options.retries + 1) + 1.0
+
+    def open(self) -> None:
+        self._client = aio.run(transport.connect(self.options), self._call_timeout)
+        if self.restart_count or self.poll_count or self.fault_count:
+            self.stats.reconnects += 1
+        level = logging.DEBUG if self._quiet or self._last_error else logging.INFO  # recovery is logged by the base
+        log.log(level, "device %s: connected to %s (%s)", self.name, transport.describe(self.options), self.profile.name)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            aio.loop().call_soon_threadsafe(client.close)
+        self._last_words.clear()  # a reconnected device gets every output again
+
+    def _call(self, coro: Any, requests: int = 1) -> Any:
+        """Run one coroutine on the IO loop, bounded by the device timeout per request."""
+        client = self._client
+        if client is None:
+            coro.close()
+            raise ConnectionError("not connected")
+        try:
+            return aio.run(coro, self._call_timeout * requests)
+        except (TimeoutError, transport.NoReply):
+            if not client.connected:  # the device (or the stack) dropped the connection
+                raise ConnectionError("the connection was closed") from None
+            raise transport.NoReply("no answer") from None
+
+    # --- reads --------------------------------------------------------------------------------
+    def read_inputs(self, now: float) -> Sequence[Any]:
+        started = time.perf_counter()
+        self._heartbeat_tick(now)
+        self._reconnect_if_silent(now)
+        due = [i for i, state in enumerate(self._states) if now >= state.next_due]
+        results: list[Any] = []
+        if due and not self._silent:
+            requests = [(self.blocks[i].table, self.blocks[i].address, self.blocks[i].count) for i in due]
+            try:
+                results = self._call(transport.read_many(self._client, requests, self.unit), len(requests))
+            except transport.NoReply as exc:  # the whole batch overran its bound
+                results = [exc]
+        self._silent = False
+        resync = False
+        for position, index in enumerate(due):
+            if position >= len(results):
+                self._block_failed(index, "skipped: the device is not answering", hard=False)
+                continue
+            resync |= self._apply(index, results[position], now)
+        if resync:
+            self._reconnect_quietly()
+        self.stats.poll_time_s = time.perf_counter() - started
+        return [self._input_value(p, now) for p in self.inputs]
+
+    def _apply(self, index: int, result: Any, now: float) -> bool:
+        """Book one block's outcome; True when the stream may be out of step (reconnect)."""
+        block, state = self.blocks[index], self._states[index]
+        if isinstance(result, transport.NoReply):
+            self.stats.timeouts += 1
+            self._block_failed(index, f"{result} (timeout {self.options.timeout_s:.2f} s)", hard=False)
+            return False
+        if isinstance(result, transport.ExceptionReply):
+            self.stats.exceptions += 1
+            self._block_failed(index, str(result), hard=True)
+        elif isinstance(result, transport.BadReply):
+            self.stats.bad_responses += 1
+            self._block_failed(index, f"malformed reply: {result}", hard=True)
+        else:
+            self.stats.reads += 1
+            self._decode_block(block, result)
+            if state.error:
+                log.info("device %s: %s recovered", self.name, self._block_label(block))
+            state.error, state.hard, state.last_good = "", False, now
+        period = self.profile.poll_groups[block.group].period_s
+        state.next_due = now + period if state.next_due < now - period else state.next_due + period
+        return isinstance(result, transport.BadReply) and result.resync
+
+    def _block_failed(self, index: int, message: str, hard: bool) -> None:
+        state = self._states[index]
+        self.fault_count += 1
+        if message != state.error:  # log once per change, not once per poll
+            log.warning("device %s: %s: %s", self.name, self._block_label(self.blocks[index]), message)
+        state.error, state.hard = message, hard
+
+    def _block_label(self, block: Block) -> str:
+        return f"{block.table.value} {block.address}..{block.end - 1} ({', '.join(block.registers)})"
+
+    def _reconnect_quietly(self) -> None:
+        """Start a fresh connection (the stream may be out of step, or the peer half-open)."""
+        self._last_reconnect = self.clock.now()
+        self.close()
+        self._quiet = True
+        try:
+            self.open()
+        finally:
+            self._quiet = False
+
+    def _reconnect_if_silent(self, now: float) -> None:
+        """No answer at all for `bad_after_s`: the connection itself may be dead; renew it."""
+        wait = max(self.options.bad_after_s, 1.0)
+        states = self._states
+        if not states or any(not s.error or s.hard for s in states) or now - self._last_reconnect < wait:
+            return
+        if all(now - s.last_good >= wait for s in states):
+            self._reconnect_quietly()
+
+    def _decode_block(self, block: Block, words: list[Any]) -> None:
+        device = self.profile.device
+        for name in block.registers:
+            reg = self.profile.registers[name]
+            part = words[reg.address - block.address: reg.address - block.address + reg.words]
+            if reg.is_bit:
+                self._raw[name] = bool(part[0])
+                continue
+            unsigned = codec.raw_unsigned(part, device.byte_order, device.word_order)
+            if device.sunspec_nan and codec.SUNSPEC_NAN.get(reg.dtype) == unsigned and reg.bits is None:
+                self._raw[name] = None
+            elif reg.bits is not None:
+                lsb, width = reg.bits
+                self._raw[name] = (unsigned >> lsb) & ((1 << width) - 1)
+            else:
+                self._raw[name] = codec.decode(part, reg.dtype, device.byte_order, device.word_order)
+
+    def _block_status(self, index: int, now: float) -> str:
+        state = self._states[index]
+        if not state.error:
+            return "ok"
+        if state.hard or now - state.last_good >= self.options.bad_after_s:
+            return "bad"
+        return "stale"
+
+    def _input_value(self, point: Point, now: float) -> Any:
+        address: ModbusPoint = point.address
+        if address.meta:
+            return self._meta(address.meta)
+        name = address.register
+        reg = self.profile.registers[name]
+        statuses = [self._block_status(self._block_of[n], now) for n in (name, reg.scale_register) if n]
+        if "bad" in statuses:
+            return None
+        if "stale" in statuses:
+            return UNCHANGED
+        value = self._engineering(reg, self._raw.get(name), address.bit)
+        if value is None or not point.is_bool:
+            return value
+        return bool(value)
+
+    def _engineering(self, reg: Register, raw: Any, bit: int | None) -> Any:
+        if raw is None:
+            return None
+        if reg.is_bit or isinstance(raw, str):
+            return raw
+        if bit is not None:
+            return (int(raw) >> bit) & 1 if raw >= 0 else ((int(raw) + (1 << (16 * reg.words))) >> bit) & 1
+        value = raw * reg.scale
+        if reg.scale_register:
+            sf = self._raw.get(reg.scale_register)
+            if sf is None:
+                return None
+            value *= 10.0 ** sf
+        return value + reg.offset
+
+    def _meta(self, what: str) -> Any:
+        if what == "online":  # connected, and no block waiting for an answer
+            return self._client is not None and not any(s.error and not s.hard for s in self._states)
+        if what == "fault_count":
+            return self.fault_count
+        return getattr(self.stats, what)
+
+    # --- writes -------------------------------------------------------------------------------
+    def write_outputs(self, raw: Sequence[Any]) -> None:
+        now = self.clock.now()
+        for point, value in zip(self.outputs, raw):
+            if value is None:
+                continue
+            if point.address.command:
+                if self._command(point.address.command, bool(value), now) is False:
+                    return
+                continue
+            name = point.address.register
+            reg = self.profile.registers[name]
+            words = self._words_for(name, reg, value)
+            if words is None:
+                continue
+            last = self._last_words.get(name)
+            rewrite = self.profile.device.rewrite_period_s
+            if last is not None and last.words == words and not (rewrite and now - last.at >= rewrite):
+                continue
+            if self._write(name, reg, words, now) is False:
+                return  # the device is silent: the rest waits for the next poll
+
+    def _command(self, name: str, value: bool, now: float) -> bool | None:
+        """A command output: on a change (or rewrite period) write its registers for `value`."""
+        key = f"command:{name}"
+        last = self._last_words.get(key)
+        rewrite = self.profile.device.rewrite_period_s
+        if last is not None and last.words == [value] and not (rewrite and now - last.at >= rewrite):
+            return True
+        command = self.profile.commands[name]
+        for register, number in (command.on_true if value else command.on_false).items():
+            reg = self.profile.registers[register]
+            words = self._words_for(register, reg, number)
+            if words is None:
+                return None
+            device = self.profile.device
+            try:
+                self._call(transport.write(self._client, reg.table, reg.address, words, self.unit,
+                                           device.write_single))
+            except transport.NoReply:
+                self.stats.write_errors += 1
+                self.fault_count += 1
+                self._note_write(key, "no answer to the command")
+                self._silent = True
+                return False
+            except (transport.ExceptionReply, transport.BadReply) as exc:
+                self.stats.write_errors += 1
+                self.fault_count += 1
+                self._note_write(key, f"command refused: {exc}")
+                return None
+            self.stats.writes += 1
+        self._last_words[key] = Written([value], now)
+        self._write_error.pop(key, None)
+        return True
+
+    def _words_for(self, name: str, reg: Register, value: Any) -> list[Any] | None:
+        if reg.is_bit:
+            return [bool(value)]
+        clamped = value
+        if reg.min is not None and clamped < reg.min:
+            clamped = reg.min
+        if reg.max is not None and clamped > reg.max:
+            clamped = reg.max
+        if clamped != value:
+            self._note_write(name, f"{value:g} {reg.unit} is outside {reg.min}..{reg.max}; sent {clamped:g}")
+        number = (clamped - reg.offset) / reg.scale
+        if reg.scale_register:
+            sf = self._scale_factor(reg.scale_register)
+            if sf is None:
+                return None
+            number /= 10.0 ** sf
+        device = self.profile.device
+        try:
+            return codec.encode(number, reg.dtype, device.byte_order, device.word_order, reg.length)
+        except ValueError as exc:
+            self.stats.write_errors += 1
+            self._note_write(name, str(exc))
+            return None
+
+    def _scale_factor(self, name: str) -> Any:
+        if name not in self._raw:  # not read yet (the first write comes before the first read)
+            reg = self.profile.registers[name]
+            try:
+                words = self._call(transport.read(self._client, reg.table, reg.address, 1, self.unit))
+            except (transport.NoReply, transport.ExceptionReply, transport.BadReply):
+                return None
+            self._raw[name] = codec.decode(words, "sunssf", self.profile.device.byte_order)
+        return self._raw[name]
+
+    def _write(self, name: str, reg: Register, words: list[Any], now: float) -> bool | None:
+        single = self.profile.device.write_single
+        try:
+            self._call(transport.write(self._client, reg.table, reg.address, words, self.unit, single))
+            self.stats.writes += 1
+            if self.profile.verify(reg):
+                back = self._call(transport.read(self._client, reg.table, reg.address, len(words), self.unit))
+                if list(back) != list(words):
+                    self.stats.verify_failures += 1
+                    self.fault_count += 1
+                    self._note_write(name, f"read back {list(back)} after writing {list(words)}")
+                    return None
+        except transport.NoReply:
+            self.stats.write_errors += 1
+            self.fault_count += 1
+            self._note_write(name, "no answer to the write")
+            self._silent = True
+            return False
+        except (transport.ExceptionReply, transport.BadReply) as exc:
+            self.stats.write_errors += 1
+            self.fault_count += 1
+            self._note_write(name, f"write refused: {exc}")
+            return None
+        self._last_words[name] = Written(words, now)
+        if self._write_error.pop(name, None):
+            log.info("device %s: write of %s works again", self.name, name)
+        return True
+
+    def _note_write(self, name: str, message: str) -> None:
+        if self._write_error.get(name) != message:
+            log.warning("device %s: register %s: %s", self.name, name, message)
+            self._write_error[name] = message
+
+    def _heartbeat_tick(self, now: float) -> None:
+        device = self.profile.device
+        if not device.heartbeat_register or now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + device.heartbeat_period_s
+        self._heartbeat = self._heartbeat % 65535 + 1
+        reg = self.profile.registers[device.heartbeat_register]
+        self._write(device.heartbeat_register, reg, [self._heartbeat], now)
+
+
+def build(name: str, inputs: Sequence[Point], outputs: Sequence[Point], clock: Clock,
+          settings: DriverSettings, options: ModbusConfig) -> ModbusDriver:
+    return ModbusDriver(name, inputs, outputs, clock, settings, options)
+
+
+KIND = DriverKind(
+    name="modbus",
+    driver=ModbusDriver,
+    options=ModbusOptions,
+    point=ModbusPoint,
+    check=check_points,
+    build=build,
+    parse_options=parse_options,
+)

@@ -1,0 +1,155 @@
+"""io_map records of the `modbus` driver kind: the device table, the tag point, the checks.
+
+    [[devices]]
+    name = "meter"
+    driver = "modbus"
+    [devices.modbus]
+    model = "carlo_gavazzi_em24"       # or profile = "devices/carlo_gavazzi_em24.toml"
+    host = "192.168.1.20"
+    port = 502
+
+    [[tags]]
+    name = "grid_p_w"
+    io = { device = "meter", register = "p_total" }
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Sequence
+
+import attrs
+from attrs import validators as v
+
+from runtime.config.lines import Path
+from runtime.config.structure import MISSING, ConfigErrors, Errors, _suggest, structure
+from runtime.io.modbus_profile import Profile, known_models, load_profile, resolve_profile_path
+from runtime.tags import Area
+
+META = ("online", "fault_count", "timeouts", "exceptions", "bad_responses", "write_errors",
+        "verify_failures", "reconnects", "poll_time_s")
+
+
+@attrs.frozen
+class ModbusOptions:
+    """`[devices.modbus]`: which profile, where the device is, how patient to be."""
+
+    profile: str = ""
+    model: str = ""
+    kind: Literal["", "meter", "inverter", "io"] = ""
+    transport: Literal["tcp", "rtu", "rtu_over_tcp"] = "tcp"
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=502, validator=[v.ge(1), v.le(65535)])
+    serial_port: str = ""
+    baudrate: int = attrs.field(default=9600, validator=v.ge(300))
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: int = attrs.field(default=1, validator=[v.ge(1), v.le(2)])
+    bytesize: int = attrs.field(default=8, validator=[v.ge(7), v.le(8)])
+    unit_id: int | None = attrs.field(default=None, validator=v.optional([v.ge(0), v.le(247)]))
+    sim_vars: dict[str, str] = attrs.field(factory=dict)  # simulator only: register -> plant variable
+    timeout_s: float = attrs.field(default=1.0, validator=[v.gt(0.0), v.le(30.0)])
+    retries: int = attrs.field(default=1, validator=[v.ge(0), v.le(10)])
+    bad_after_s: float = attrs.field(default=5.0, validator=v.ge(0.0))
+    verify_writes: bool | None = None
+
+
+@attrs.frozen
+class ModbusPoint:
+    """The driver keys of a tag's io table: a profile register (optionally one bit of it)
+    or a diagnostic of the connection (`meta`)."""
+
+    register: str = ""
+    bit: int | None = attrs.field(default=None, validator=v.optional([v.ge(0), v.le(63)]))
+    meta: str = ""
+    command: str = ""
+
+
+@attrs.frozen
+class ModbusConfig:
+    """What the driver is built from: the options plus the loaded profile."""
+
+    options: ModbusOptions
+    profile: Profile
+
+    @property
+    def unit_id(self) -> int:
+        return self.options.unit_id if self.options.unit_id is not None else self.profile.device.unit_id
+
+
+def parse_options(data: dict[str, Any], path: Path, errors: Errors) -> Any:
+    options = structure(ModbusOptions, data, path, errors)
+    if options is MISSING:
+        return MISSING
+    if bool(options.profile) == bool(options.model):
+        errors.add(path, "give either profile = \"devices/<file>.toml\" or model = \"<name>\" (one of them)")
+        return MISSING
+    if options.transport == "rtu" and not options.serial_port:
+        errors.add(path + ("serial_port",), "an RTU device needs its serial port (e.g. \"/dev/ttyUSB0\")")
+        return MISSING
+    key = "model" if options.model else "profile"
+    file = resolve_profile_path(options.profile, options.model)
+    if options.model and not file.exists():
+        errors.add(path + (key,), f"no profile for model {options.model!r}{_suggest(options.model, known_models())}")
+        return MISSING
+    try:
+        profile = load_profile(file)
+    except ConfigErrors as exc:
+        for error in exc.errors:
+            errors.add(path + (key,), f"profile {error}")
+        return MISSING
+    if options.kind and profile.device.kind != options.kind:
+        errors.add(path + ("kind",), f"profile {profile.name!r} is of kind {profile.device.kind!r}, not {options.kind!r}")
+        return MISSING
+    for register in options.sim_vars:
+        if register not in profile.registers:
+            errors.add(path + ("sim_vars", register), f"profile {profile.name!r} has no register {register!r}"
+                       f"{_suggest(register, profile.registers)}")
+    return ModbusConfig(options, profile)
+
+
+def check_points(config: ModbusConfig, points: Sequence[tuple[Any, ModbusPoint, Path]]) -> list[tuple[Path, str]]:
+    """Cross-check tag bindings against the profile: names, access, bits, duplicate outputs."""
+    profile = config.profile
+    problems: list[tuple[Path, str]] = []
+    outputs: dict[str, str] = {}
+    for tag, point, path in points:
+        is_output = tag.area is Area.OUTPUT
+        if [bool(point.register), bool(point.meta), bool(point.command)].count(True) != 1:
+            problems.append((path, "bind one of register = \"<name>\", command = \"<name>\" or meta = \"<diagnostic>\""))
+            continue
+        if point.command:
+            if point.command not in profile.commands:
+                problems.append((path + ("command",), f"profile {profile.name!r} has no command {point.command!r}"
+                                 f"{_suggest(point.command, profile.commands)}"))
+            elif not is_output or tag.dtype.value != "bool":
+                problems.append((path + ("command",), "a command is driven by a bool output tag"))
+            continue
+        if point.meta:
+            if point.meta not in META:
+                problems.append((path + ("meta",), f"unknown diagnostic {point.meta!r}{_suggest(point.meta, META)}"))
+            elif is_output:
+                problems.append((path + ("meta",), "a diagnostic is an input; an output needs a register"))
+            continue
+        reg = profile.registers.get(point.register)
+        if reg is None:
+            problems.append((path + ("register",), f"profile {profile.name!r} has no register {point.register!r}"
+                             f"{_suggest(point.register, profile.registers)}"))
+            continue
+        if reg.dtype == "string":
+            problems.append((path + ("register",), f"register {point.register!r} holds text; tags take numbers"))
+            continue
+        if point.bit is not None and (reg.is_bit or point.bit >= reg.words * 16 or reg.dtype.startswith("float")):
+            problems.append((path + ("bit",), f"register {point.register!r} ({reg.dtype}) has no bit {point.bit}"))
+        if is_output:
+            problems.extend(_check_output(point, reg, path, outputs, tag.name))
+    return problems
+
+
+def _check_output(point: ModbusPoint, reg: Any, path: Path, outputs: dict[str, str], tag: str) -> list[tuple[Path, str]]:
+    if reg.access != "rw":
+        return [(path + ("register",), f"register {point.register!r} is read-only; an output needs a writable one")]
+    if point.bit is not None:
+        return [(path + ("bit",), "an output writes a whole register; bits are for inputs")]
+    if point.register in outputs:
+        return [(path + ("register",), f"register {point.register!r} is already written by tag {outputs[point.register]!r}")]
+    outputs[point.register] = tag
+    return []

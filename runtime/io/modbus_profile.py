@@ -1,0 +1,289 @@
+"""Device profiles: a Modbus device's register map as a TOML file (see docs/devices.md).
+
+A profile names every register an integrator may bind a tag to, with its table, address,
+data type, scaling and poll group. Profiles are validated strictly: every problem is
+reported with the profile's file name, line and key path, like the io_map itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import sys
+from pathlib import Path as FsPath
+from typing import Any, Literal
+
+import attrs
+from attrs import validators as v
+
+from runtime.config.lines import Path, key_lines, line_of
+from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
+from runtime.io.modbus_codec import BIT_DTYPES, DTYPES, INTEGER_DTYPES, register_count
+from runtime.tags import ModbusTable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+IO_MAPS_DIR = FsPath(__file__).resolve().parents[2] / "io_maps"
+PROFILE_DIR = IO_MAPS_DIR / "devices"
+BIT_TABLES = (ModbusTable.COIL, ModbusTable.DISCRETE)
+WRITABLE_TABLES = (ModbusTable.COIL, ModbusTable.HOLDING)
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_SECTIONS = ("device", "poll_groups", "registers", "commands")
+
+
+def _name_ok(_instance: Any, _attribute: Any, value: str) -> None:
+    if value and not _NAME.match(value):
+        raise ValueError(f"{value!r} is not a valid name (lower case, digits and _)")
+
+
+@attrs.frozen
+class DeviceMeta:
+    """The `[device]` table: who made it, how it orders bytes, how much it reads at once."""
+
+    vendor: str
+    model: str
+    kind: Literal["meter", "inverter", "io"]
+    source: str
+    public_map: bool = True
+    description: str = ""
+    byte_order: Literal["big", "little"] = "big"
+    word_order: Literal["big", "little"] = "big"
+    max_registers_per_read: int = attrs.field(default=125, validator=[v.ge(1), v.le(125)])
+    max_bits_per_read: int = attrs.field(default=2000, validator=[v.ge(1), v.le(2000)])
+    max_gap: int = attrs.field(default=0, validator=[v.ge(0), v.le(124)])
+    unit_id: int = attrs.field(default=1, validator=[v.ge(0), v.le(247)])
+    sunspec_nan: bool = False
+    write_single: bool = False
+    verify_writes: bool = True
+    rewrite_period_s: float = attrs.field(default=0.0, validator=v.ge(0.0))
+    heartbeat_register: str = ""
+    heartbeat_period_s: float = attrs.field(default=5.0, validator=v.gt(0.0))
+    default_group: str = attrs.field(default="normal", validator=_name_ok)
+
+
+@attrs.frozen
+class PollGroup:
+    period_s: float = attrs.field(validator=v.gt(0.0))
+    description: str = ""
+
+
+def _nonzero(_instance: Any, _attribute: Any, value: float) -> None:
+    if value == 0:
+        raise ValueError("must not be 0")
+
+
+@attrs.frozen
+class Register:
+    """One entry of `[registers]`. Engineering value = raw * scale (* 10**SF) + offset."""
+
+    table: ModbusTable
+    address: int = attrs.field(validator=[v.ge(0), v.le(65535)])
+    dtype: Literal[DTYPES]  # type: ignore[valid-type]
+    scale: float = attrs.field(default=1.0, validator=_nonzero)
+    offset: float = 0.0
+    scale_register: str = ""
+    unit: str = ""
+    access: Literal["r", "rw"] = "r"
+    group: str = ""
+    description: str = ""
+    length: int = attrs.field(default=0, validator=[v.ge(0), v.le(123)])
+    bits: tuple[int, int] | None = None
+    min: float | None = None
+    max: float | None = None
+    verify: bool | None = None
+    plant_var: str = ""
+    plant_scale: float = attrs.field(default=1.0, validator=_nonzero)
+    sim_value: float | str | None = None
+    plant_map: dict[str, float] = attrs.field(factory=dict)  # plant value -> register value (simulator)
+    states: dict[str, str] = attrs.field(factory=dict)
+
+    @property
+    def words(self) -> int:
+        return register_count(self.dtype, self.length)
+
+    @property
+    def is_bit(self) -> bool:
+        return self.table in BIT_TABLES
+
+
+@attrs.frozen
+class Command:
+    """A `[commands.<name>]` entry: the register writes a boolean output stands for."""
+
+    description: str = ""
+    on_true: dict[str, float] = attrs.field(factory=dict)
+    on_false: dict[str, float] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class Profile:
+    path: str
+    name: str
+    device: DeviceMeta
+    poll_groups: dict[str, PollGroup]
+    registers: dict[str, Register]
+    commands: dict[str, Command] = attrs.field(factory=dict)
+
+    def group_of(self, register: Register) -> str:
+        return register.group or self.device.default_group
+
+    def verify(self, register: Register) -> bool:
+        return self.device.verify_writes if register.verify is None else register.verify
+
+
+def resolve_profile_path(profile: str = "", model: str = "") -> FsPath:
+    """`profile` (absolute, or relative to io_maps/) or `model` (a file in io_maps/devices/)."""
+    if model:
+        return PROFILE_DIR / f"{model}.toml"
+    path = FsPath(profile)
+    if path.is_absolute():
+        return path
+    shipped = IO_MAPS_DIR / path
+    return shipped if shipped.exists() or not path.exists() else path.resolve()
+
+
+def known_models() -> list[str]:
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def load_profile(path: str | FsPath) -> Profile:
+    """Parse and check a profile file; raise ConfigErrors naming its file, line and key."""
+    path = FsPath(path)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise ConfigErrors([ConfigError((), f"cannot read profile: {exc.strerror}", str(path))]) from None
+    return _load_cached(str(path), mtime)
+
+
+@functools.lru_cache(maxsize=64)
+def _load_cached(path: str, _mtime: int) -> Profile:
+    text = FsPath(path).read_text(encoding="utf-8")
+    return parse_profile(text, path)
+
+
+def parse_profile(text: str, filename: str = "<profile>") -> Profile:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"line (\d+)", str(exc))
+        raise ConfigErrors([ConfigError((), f"not valid TOML: {exc}", filename,
+                                        int(match.group(1)) if match else None)]) from None
+    errors = Errors()
+    profile = _build(data, filename, errors)
+    if errors or profile is None:
+        lines = key_lines(text)
+        raise ConfigErrors([ConfigError(e.path, e.message, filename, line_of(lines, e.path)) for e in errors.items])
+    return profile
+
+
+def _build(data: dict[str, Any], filename: str, errors: Errors) -> Profile | None:
+    for key in data:
+        if key not in _SECTIONS:
+            errors.add((key,), f"unknown section{_suggest(key, _SECTIONS)}")
+    if "device" not in data:
+        errors.add(("device",), "missing required section")
+    device = structure(DeviceMeta, data.get("device", {}), ("device",), errors)
+    groups = _table_of(PollGroup, data.get("poll_groups", {}), "poll_groups", errors)
+    registers = _table_of(Register, data.get("registers", {}), "registers", errors)
+    commands = _table_of(Command, data.get("commands", {}), "commands", errors)
+    if not registers and "registers" not in data:
+        errors.add(("registers",), "missing required section")
+    if device is MISSING:  # still check the registers, against default device settings
+        _check(DeviceMeta(vendor="", model="", kind="meter", source=""), groups, registers, errors)
+        return None
+    _check(device, groups, registers, errors)
+    _check_commands(commands, registers, errors)
+    if errors:
+        return None
+    return Profile(filename, FsPath(filename).stem, device, groups, registers, commands)
+
+
+def _table_of(cls: type, data: Any, key: str, errors: Errors) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        errors.add((key,), f"expected a table of tables, got {type(data).__name__}")
+        return {}
+    out = {}
+    for name, item in data.items():
+        if not _NAME.match(name):
+            errors.add((key, name), f"{name!r} is not a valid name (lower case, digits and _)")
+            continue
+        value = structure(cls, item, (key, name), errors)
+        if value is not MISSING:
+            out[name] = value
+    return out
+
+
+def _check(device: DeviceMeta, groups: dict[str, PollGroup], registers: dict[str, Register], errors: Errors) -> None:
+    for name, reg in registers.items():
+        _check_register(name, reg, device, groups, registers, errors)
+    _check_overlaps(registers, errors)
+    if device.heartbeat_register:
+        reg = registers.get(device.heartbeat_register)
+        if reg is None or reg.access != "rw" or reg.table is not ModbusTable.HOLDING:
+            errors.add(("device", "heartbeat_register"),
+                       f"{device.heartbeat_register!r} must name a writable holding register of this profile")
+
+
+def _check_register(name: str, reg: Register, device: DeviceMeta, groups: dict[str, PollGroup],
+                    registers: dict[str, Register], errors: Errors) -> None:
+    path: Path = ("registers", name)
+    group = reg.group or device.default_group
+    if group not in groups:
+        errors.add(path + (("group",) if reg.group else ()),
+                   f"poll group {group!r} is not declared in [poll_groups]{_suggest(group, groups)}")
+    if reg.is_bit != (reg.dtype in BIT_DTYPES):
+        wanted = "dtype \"bool\"" if reg.is_bit else "a register dtype"
+        errors.add(path + ("dtype",), f"a {reg.table.value} entry needs {wanted}, not {reg.dtype!r}")
+    if reg.access == "rw" and reg.table not in WRITABLE_TABLES:
+        errors.add(path + ("access",), f"a {reg.table.value} entry is read-only; only coil and holding are writable")
+    if reg.dtype == "string" and reg.length == 0:
+        errors.add(path + ("length",), "a string needs its length in registers")
+    if reg.address + reg.words > 65536:
+        errors.add(path + ("address",), f"{reg.words} registers from {reg.address} pass 65535")
+    if reg.words > (device.max_bits_per_read if reg.is_bit else device.max_registers_per_read):
+        errors.add(path + ("dtype",), f"takes {reg.words} registers, more than max_registers_per_read")
+    if reg.bits is not None:
+        lsb, width = reg.bits
+        if reg.dtype not in ("uint16", "uint32") or lsb < 0 or width < 1 or lsb + width > reg.words * 16:
+            errors.add(path + ("bits",), "bits = [lsb, width] selects a field inside a uint16 or uint32 register")
+    if reg.scale_register:
+        sf = registers.get(reg.scale_register)
+        if sf is None:
+            errors.add(path + ("scale_register",), f"no register named {reg.scale_register!r}"
+                       f"{_suggest(reg.scale_register, registers)}")
+        elif sf.dtype != "sunssf":
+            errors.add(path + ("scale_register",), f"{reg.scale_register!r} must have dtype \"sunssf\"")
+        if reg.dtype not in INTEGER_DTYPES:
+            errors.add(path + ("scale_register",), "a scale-factor register applies to integer registers only")
+    if reg.min is not None and reg.max is not None and reg.min > reg.max:
+        errors.add(path + ("min",), f"min {reg.min} is above max {reg.max}")
+
+
+def _check_commands(commands: dict[str, Command], registers: dict[str, Register], errors: Errors) -> None:
+    for name, command in commands.items():
+        if not command.on_true and not command.on_false:
+            errors.add(("commands", name), "a command needs on_true and/or on_false register writes")
+        for key in ("on_true", "on_false"):
+            for register in getattr(command, key):
+                reg = registers.get(register)
+                if reg is None or reg.access != "rw":
+                    errors.add(("commands", name, key, register),
+                               f"{register!r} is not a writable register of this profile{_suggest(register, registers)}")
+
+
+def _check_overlaps(registers: dict[str, Register], errors: Errors) -> None:
+    used: dict[tuple[ModbusTable, int], str] = {}
+    for name, reg in registers.items():
+        if reg.bits is not None:
+            continue  # fields of one register share its address
+        for address in range(reg.address, reg.address + reg.words):
+            other = used.get((reg.table, address))
+            if other is not None:
+                errors.add(("registers", name, "address"),
+                           f"{reg.table.value} address {address} is already taken by {other!r}")
+                break
+            used[(reg.table, address)] = name

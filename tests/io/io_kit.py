@@ -1,0 +1,114 @@
+"""Helpers for the IO tests: real peers on 127.0.0.1 and small waiting utilities.
+
+Nothing here replaces our own code: devices are pymodbus servers built from the shipped
+profiles (runtime/devsim), CAN buses are python-can buses, drivers are the production ones.
+"""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import threading
+import time
+import tty
+from typing import Any, Callable, Sequence
+
+from runtime.clock import RealClock
+from runtime.io.driver import DriverSettings, Point
+from runtime.io.modbus_client import ModbusDriver
+from runtime.io.modbus_config import ModbusConfig, ModbusOptions, ModbusPoint
+from runtime.io.modbus_profile import load_profile, resolve_profile_path
+from runtime.tags import Quality
+
+GOOD, STALE, BAD = Quality.GOOD, Quality.STALE, Quality.BAD
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float = 5.0, step_s: float = 0.02) -> Any:
+    """Poll `predicate` until it returns something truthy; fail the test after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout_s} s: {predicate}")
+        time.sleep(step_s)
+
+
+def profile(model: str):  # type: ignore[no-untyped-def]
+    return load_profile(resolve_profile_path(model=model))
+
+
+def point(tag: str, is_bool: bool = False, scale: float = 1.0, **address: Any) -> Point:
+    return Point(tag, ModbusPoint(**address), scale=scale, is_bool=is_bool)
+
+
+def modbus_driver(model: str, port: int, ins: Sequence[Point], outs: Sequence[Point] = (), poll_s: float = 0.05,
+                  **options: Any) -> ModbusDriver:
+    options.setdefault("timeout_s", 0.2)
+    options.setdefault("retries", 0)
+    config = ModbusConfig(ModbusOptions(model=model, port=port, **options), profile(model))
+    settings = DriverSettings(poll_period_s=poll_s, backoff_initial_s=0.1, backoff_max_s=0.5, hang_timeout_s=5.0)
+    return ModbusDriver(model, ins, outs, RealClock(), settings, config)
+
+
+def sample(driver: Any, tag: str) -> Any:
+    index = [p.tag for p in driver.inputs].index(tag)
+    return driver.latest[index]
+
+
+def value_of(driver: Any, tag: str) -> Any:
+    s = sample(driver, tag)
+    return s[0] if s[1] is GOOD else None
+
+
+class NullModem:
+    """Two pseudo-terminals joined back to back: a serial cable between two device paths."""
+
+    def __init__(self) -> None:
+        self._fds: list[int] = []
+        ends = []
+        for _ in range(2):
+            master, slave = pty.openpty()
+            tty.setraw(slave)
+            self._fds += [master, slave]
+            ends.append((master, os.ttyname(slave)))
+        (self._m1, self.a), (self._m2, self.b) = ends
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="null-modem", daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        other = {self._m1: self._m2, self._m2: self._m1}
+        while not self._stop.is_set():
+            ready, _, _ = select.select(list(other), [], [], 0.05)
+            for fd in ready:
+                try:
+                    os.write(other[fd], os.read(fd, 4096))
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        for fd in self._fds:
+            os.close(fd)
+
+
+def can_point(tag: str, is_bool: bool = False, **address: Any) -> Point:
+    from runtime.io.can_bms import CanPoint
+
+    return Point(tag, CanPoint(**address), is_bool=is_bool)
+
+
+def can_driver(channel: str, ins: Sequence[Point], outs: Sequence[Point] = (), family: str = "cbms",
+               version: str = "2.5", interface: str = "virtual", poll_s: float = 0.02, **options: Any):  # type: ignore[no-untyped-def]
+    from runtime.io.can_bms import CanBmsConfig, CanBmsDriver, CanBmsOptions
+    from runtime.io.can_dbc import resolve_dbc
+
+    options.setdefault("racks", 4)
+    opts = CanBmsOptions(interface=interface, channel=channel, family=family, version=version, **options)  # type: ignore[arg-type]
+    settings = DriverSettings(poll_period_s=poll_s, backoff_initial_s=0.1, backoff_max_s=0.5)
+    return CanBmsDriver("bms", ins, outs, RealClock(), settings,
+                        CanBmsConfig(opts, str(resolve_dbc(family=family, version=version))))

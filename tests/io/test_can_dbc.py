@@ -1,0 +1,78 @@
+"""The shipped BMS DBC files and the frame decoder: racks from ids or multiplexers, ranges."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.io.can_dbc import DBC_DIR, FrameDecoder, FrameProblem, load_dbc, resolve_dbc
+
+
+def decoder(family: str, version: str = "2.5") -> FrameDecoder:
+    return FrameDecoder(load_dbc(str(resolve_dbc(family=family, version=version))))
+
+
+@pytest.mark.parametrize("family", ["cbms", "nbms"])
+@pytest.mark.parametrize("version", ["2.3", "2.4", "2.5"])
+def test_every_family_and_version_is_shipped_and_loads(family: str, version: str) -> None:
+    db = load_dbc(str(DBC_DIR / f"{family}_v{version}.dbc"))
+    assert db.dbc.attributes["ProtocolVersion"].value == version
+    assert {"RackStatus", "RackCells", "RackLimits", "BmsCommand"} <= {m.name for m in db.messages}
+
+
+def test_versions_add_soh_then_cell_pages_and_balancing() -> None:
+    names = {v: {s.name for m in load_dbc(str(resolve_dbc(family="cbms", version=v))).messages for s in m.signals}
+             for v in ("2.3", "2.4", "2.5")}
+    assert "PackSoh" not in names["2.3"] and "PackSoh" in names["2.4"]
+    assert "Cell01_V" not in names["2.4"] and "Cell48_V" in names["2.5"]
+    assert "BalancingEnable" in names["2.5"] and "BalancingEnable" not in names["2.4"]
+
+
+def test_cbms_rack_number_comes_from_the_frame_id() -> None:
+    dec = decoder("cbms")
+    message = dec.by_name["RackStatus"].message
+    data = message.encode({"RackVoltage": 812.3, "RackCurrent": -45.6, "RackSoc": 55.55, "RackSoh": 97})
+    spec, rack, values, bad = dec.decode(0x362, data, extended=False)
+    assert (spec.message.name, rack, bad) == ("RackStatus", 2, [])
+    assert values["RackSoc"] == pytest.approx(55.55)
+    assert values["RackCurrent"] == pytest.approx(-45.6)
+
+
+def test_nbms_rack_number_comes_from_the_multiplexer_byte() -> None:
+    dec = decoder("nbms")
+    message = dec.by_name["RackStatus"].message
+    data = message.encode({"RackId": 3, "RackVoltage": 51.2, "RackCurrent": 10.0, "RackSoc": 80.5, "RackSoh": 99})
+    assert data[0] == 3
+    spec, rack, values, _ = dec.decode(message.frame_id, data, extended=True)
+    assert rack == 3 and values["RackSoc"] == pytest.approx(80.5)
+
+
+def test_cell_page_multiplexer_selects_the_cells() -> None:
+    dec = decoder("cbms")
+    message = dec.by_name["CellVoltages"].message
+    data = message.encode({"CellPage": 2, "Cell07_V": 3.301, "Cell08_V": 3.302, "Cell09_V": 3.303})
+    _, rack, values, _ = dec.decode(0x401, data, extended=False)
+    assert rack == 1
+    assert set(values) == {"CellPage", "Cell07_V", "Cell08_V", "Cell09_V"}
+    assert dec.by_name["CellVoltages"].pages == 16
+
+
+def test_value_beyond_the_dbc_range_is_reported_by_signal() -> None:
+    dec = decoder("cbms")
+    message = dec.by_name["PackCells"].message
+    raw = message.encode({"MinCellV": 3.2, "MaxCellV": 3.3, "MinCellT": 20, "MaxCellT": 25, "MinCellVNum": 1,
+                          "MaxCellVNum": 2}, scaling=True)
+    data = bytearray(raw)
+    data[0:2] = (6500).to_bytes(2, "little")  # 6.5 V: the DBC says [0|5]
+    _, _, values, bad = dec.decode(0x352, bytes(data), extended=False)
+    assert values["MinCellV"] == pytest.approx(6.5)
+    assert bad == ["MinCellV"]
+
+
+def test_unknown_id_and_wrong_length_are_told_apart() -> None:
+    dec = decoder("cbms")
+    with pytest.raises(FrameProblem) as unknown:
+        dec.decode(0x7A5, bytes(8), extended=False)
+    assert unknown.value.kind == "unknown id"
+    with pytest.raises(FrameProblem) as short:
+        dec.decode(0x361, bytes(7), extended=False)
+    assert (short.value.kind, short.value.rack) == ("wrong length", 1)
