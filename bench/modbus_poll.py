@@ -13,7 +13,6 @@ ports) in its own process, builds the site's real `modbus` drivers and measures:
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import socket
 import statistics

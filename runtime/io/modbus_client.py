@@ -28,7 +28,6 @@ from runtime.io.modbus_config import ModbusConfig, ModbusOptions, ModbusPoint, c
 from runtime.io.modbus_plan import Block, plan_reads
 from runtime.io.modbus_profile import Register
 from runtime.io.registry import DriverKind
-from runtime.tags import ModbusTable
 
 log = logging.getLogger(__name__)
 

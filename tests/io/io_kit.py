@@ -6,12 +6,7 @@ profiles (runtime/devsim), CAN buses are python-can buses, drivers are the produ
 
 from __future__ import annotations
 
-import os
-import pty
-import select
-import threading
 import time
-import tty
 from typing import Any, Callable, Sequence
 
 from runtime.clock import RealClock
@@ -20,6 +15,7 @@ from runtime.io.modbus_client import ModbusDriver
 from runtime.io.modbus_config import ModbusConfig, ModbusOptions, ModbusPoint
 from runtime.io.modbus_profile import load_profile, resolve_profile_path
 from runtime.tags import Quality
+from testkit.serial_line import NullModem  # noqa: F401  (the io tests take it from here)
 
 GOOD, STALE, BAD = Quality.GOOD, Quality.STALE, Quality.BAD
 
@@ -63,37 +59,6 @@ def value_of(driver: Any, tag: str) -> Any:
     return s[0] if s[1] is GOOD else None
 
 
-class NullModem:
-    """Two pseudo-terminals joined back to back: a serial cable between two device paths."""
-
-    def __init__(self) -> None:
-        self._fds: list[int] = []
-        ends = []
-        for _ in range(2):
-            master, slave = pty.openpty()
-            tty.setraw(slave)
-            self._fds += [master, slave]
-            ends.append((master, os.ttyname(slave)))
-        (self._m1, self.a), (self._m2, self.b) = ends
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._pump, name="null-modem", daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        other = {self._m1: self._m2, self._m2: self._m1}
-        while not self._stop.is_set():
-            ready, _, _ = select.select(list(other), [], [], 0.05)
-            for fd in ready:
-                try:
-                    os.write(other[fd], os.read(fd, 4096))
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        for fd in self._fds:
-            os.close(fd)
 
 
 def can_point(tag: str, is_bool: bool = False, **address: Any) -> Point:

@@ -2,13 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import pty
-import select
 import shutil
 import subprocess
-import threading
-import tty
 from typing import Callable, Iterator
 
 import pytest
@@ -23,37 +18,7 @@ from pymodbus.exceptions import ModbusIOException  # noqa: E402
 DT = ModbusSerialClient.DATATYPE
 
 
-class NullModem:
-    """Bytes written to one end's device come out of the other's: a null-modem cable in a thread."""
-
-    def __init__(self) -> None:
-        self._fds = []
-        ends = []
-        for _ in range(2):
-            master, slave = pty.openpty()
-            tty.setraw(slave)
-            self._fds += [master, slave]
-            ends.append((master, os.ttyname(slave)))
-        (self._m1, self.a), (self._m2, self.b) = ends
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._pump, name="null-modem", daemon=True)
-        self._thread.start()
-
-    def _pump(self) -> None:
-        other = {self._m1: self._m2, self._m2: self._m1}
-        while not self._stop.is_set():
-            ready, _, _ = select.select(list(other), [], [], 0.05)
-            for fd in ready:
-                try:
-                    os.write(other[fd], os.read(fd, 4096))
-                except OSError:
-                    pass
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        for fd in self._fds:
-            os.close(fd)
+from testkit.serial_line import NullModem  # noqa: E402
 
 
 @pytest.fixture
