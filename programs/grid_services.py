@@ -1,0 +1,374 @@
+"""Grid services: Nordic FCR-N, FCR-D up/down and FFR on top of the baseline of the active mode.
+
+Each scan: take the frequency (meter, else inverter, or the applied test frequency during a
+test), filter it (first order, `filter_tau_s`, 1 s by default as the requirements assume),
+compute each sold product's power from its droop block (no delay anywhere else in the chain),
+add FFR, NEM and the legacy droop, and publish the sum as `service_p_w`, which dispatch adds to
+the baseline outside any ramp. Once per second: LER energy management (NEM, AEM), the
+headroom the sold capacity needs (`service_reserve_up_w` / `_down_w`, which site_control keeps
+free), the energy it needs, endurance and the status tags. The capacity each product can
+really maintain is published every scan.
+
+Runs between `site_control` and `dispatch`. See docs/grid_services.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from operator import attrgetter
+
+from blocks import LowPass
+from programs.enums import SiteState
+from programs.grid.fcr import FcrService
+from programs.grid.ffr import Ffr, FfrState
+from programs.grid.frequency import FrequencyInput, FrequencySource
+from programs.grid.legacy import LegacyResponse, as_products
+from programs.grid.ler import Energy
+from programs.grid.params import Params
+from programs.grid.products import FCR_PRODUCTS, NEM_WINDOW_HZ, Product
+from programs.grid.reserve import Reserve, endurance_min, ffr_reserve, share, total
+from programs.tagdefs import Layout, param, status, text
+from runtime.program import Program, ScanContext, TagLookup
+from runtime.tags import DType, TagSpec
+
+log = logging.getLogger(__name__)
+
+REASON_LENGTH = 40
+GUARD_BAND_PCT = 1.0  # the baseline's drain on reserved energy fades out over this much SOC
+CAPACITY_TAGS = ("fcr_n_capacity_w", "fcr_d_up_capacity_w", "fcr_d_down_capacity_w", "ffr_capacity_w")
+PRODUCT_KEYS = tuple(spec.key for spec in FCR_PRODUCTS)
+NAN = math.nan
+RUN = int(SiteState.RUN)
+_VALUE = attrgetter("value")
+
+
+class GridServices(Program):
+    kind = "grid_services"
+    Params = Params
+
+    def __init__(self, name: str, params: Params):
+        super().__init__(name)
+        self.p = params
+        mapped = as_products(params.legacy) if params.legacy is not None else None
+        self.initial = self._initial_capacities(params, mapped or {})
+        self.legacy = LegacyResponse(params.legacy) if params.legacy is not None and mapped is None else None
+        self.filter = LowPass(tau_s=params.filter_tau_s)
+        self.trigger_filter = LowPass(tau_s=params.ffr.filter_tau_s)
+        self.fcr: list[FcrService] = []
+        self.ffr = Ffr(params.ffr, 0.0)
+        self.settings: tuple = ()
+        self.reserve = Reserve()
+        self.up_share = self.down_share = 1.0
+        self.guard_up = self.guard_down = 0.0  # 0..1: how much of the baseline's drain is cut
+        self.available = False
+        self.energy = Energy(0.0, 0.0)
+        self.tick_s = 0.0
+        self.f_hz = NAN
+
+    @staticmethod
+    def _initial_capacities(p: Params, mapped: dict[Product, float]) -> tuple[float, float, float, float]:
+        own = (p.fcr_n_capacity_w, p.fcr_d_up_capacity_w, p.fcr_d_down_capacity_w, p.ffr_capacity_w)
+        return tuple(value or mapped.get(Product(i), 0.0) for i, value in enumerate(own))  # type: ignore[return-value]
+
+    # --- tags -----------------------------------------------------------------------------------
+    def declare(self) -> list[TagSpec]:
+        p = self.p
+        h = Layout(p.modbus_holding_base, None)
+        i = Layout(None, p.modbus_input_base)
+        f, b = DType.FLOAT32, DType.BOOL
+        specs = [param(h, name, f, value, f"Sold {label} capacity C (0: not provided)", "W", 0, 1e7)
+                 for name, value, label in zip(CAPACITY_TAGS, self.initial, ("FCR-N", "FCR-D up", "FCR-D down",
+                                                                              "FFR"))]
+        specs += [
+            param(h, "ffr_activation_hz", f, p.ffr.activation_hz, "FFR activation level (49.7, 49.6 or 49.5)",
+                  "Hz", 49.5, 49.7),
+            param(h, "frequency_filter_tau_s", f, p.filter_tau_s, "Time constant of the frequency filter", "s",
+                  0, 10),
+            param(h, "ler_enabled", b, p.ler, "LER energy management (NEM, AEM) on"),
+            param(h, "applied_test_frequency_hz", f, 50.0, "Applied test frequency (replaces the measurement "
+                  "while test_frequency_active; refresh within test_timeout_s)", "Hz", 40, 60, retain=False),
+            param(h, "test_frequency_active", b, False, "Test mode: the applied test frequency replaces the "
+                  "measured frequency", retain=False),
+            status(i, "service_p_w", f, "Grid-service power added to the baseline (+ discharge)", "W"),
+            status(i, "service_reserve_up_w", f, "Discharge headroom the sold capacity needs", "W"),
+            status(i, "service_reserve_down_w", f, "Charge headroom the sold capacity needs", "W"),
+            status(i, "service_response_w", f, "Frequency response: FCR + FFR + NEM + legacy", "W"),
+            status(i, "baseline_guard_w", f, "Cut of the baseline where it would drain reserved energy", "W"),
+            status(i, "baseline_effective_w", f, "Baseline after the energy guard (the calculated baseline)", "W"),
+            status(i, "frequency_input_hz", f, "Frequency the services take (measured or applied)", "Hz"),
+            status(i, "frequency_filtered_hz", f, "That frequency after the filter: what the droops see", "Hz"),
+            status(i, "frequency_measured_hz", f, "Measured grid frequency (also during a test)", "Hz"),
+            status(i, "frequency_ok", b, "A usable frequency is there"),
+            status(i, "test_frequency_in_use", b, "TEST: the applied test frequency drives the services"),
+            status(i, "frequency_source", DType.ENUM, "Where the frequency comes from", enum_cls=FrequencySource),
+        ]
+        for key in PRODUCT_KEYS:
+            specs.append(status(i, f"{key}_p_w", f, f"{key} power", "W"))
+        specs += [status(i, "ffr_p_w", f, "FFR power", "W"), status(i, "nem_p_w", f, "NEM power", "W"),
+                  status(i, "legacy_p_w", f, "Legacy droop power", "W")]
+        for key in (*PRODUCT_KEYS, "ffr"):
+            specs.append(status(i, f"{key}_maintained_w", f, f"{key} capacity maintained now", "W"))
+        specs += [
+            status(i, "endurance_up_min", f, "Minutes of full upward activation left (0 in AEM)", "min"),
+            status(i, "endurance_down_min", f, "Minutes of full downward activation left (0 in AEM)", "min"),
+            status(i, "service_energy_up_wh", f, "Energy reserved for upward services", "Wh"),
+            status(i, "service_energy_down_wh", f, "Energy reserved for downward services", "Wh"),
+            status(i, "service_soc_floor_pct", f, "The baseline may not discharge below this SOC", "%"),
+            status(i, "service_soc_ceiling_pct", f, "The baseline may not charge above this SOC", "%"),
+        ]
+        for key in PRODUCT_KEYS:
+            specs += [
+                status(i, f"nem_allowed_{key}", DType.INT16, f"{key} NEM_allowed (-1 charge, +1 discharge)"),
+                status(i, f"nem_current_{key}", f, f"{key} NEM_current (300 s mean of NEM_allowed)"),
+                status(i, f"aem_active_{key}", b, f"{key} AEM on (the product reports itself unavailable)"),
+                status(i, f"aem_f_ref_{key}_hz", f, f"{key} AEM reference frequency", "Hz"),
+            ]
+        specs += [
+            status(i, "ffr_state", DType.ENUM, "FFR state", enum_cls=FfrState),
+            status(i, "ffr_ready", b, "FFR armed: ready for an activation"),
+            status(i, "service_reason", DType.STRING, "Why a product is reduced or withdrawn", length=REASON_LENGTH),
+        ]
+        return specs
+
+    def bind(self, tags: TagLookup) -> None:
+        p = self.p
+        measured = [(tags[name], FrequencySource.INVERTER if name.startswith("inverter") else FrequencySource.METER)
+                    for name in p.frequency_inputs]
+        self.freq = FrequencyInput(measured, tags["applied_test_frequency_hz"], tags["test_frequency_active"],
+                                   p.frequency_valid_hz, p.test_timeout_s)
+        self.t = {spec.name: tags[spec.name] for spec in self.declare()}  # own tags, looked up without the image
+        self.ler_tags = {key: (tags[f"nem_allowed_{key}"], tags[f"nem_current_{key}"], tags[f"aem_active_{key}"],
+                               tags[f"aem_f_ref_{key}_hz"]) for key in PRODUCT_KEYS}
+        self.setting_tags = [tags[name] for name in (*CAPACITY_TAGS, "ffr_activation_hz", "frequency_filter_tau_s",
+                                                     "ler_enabled")]
+        self.soc, self.soc_min, self.soc_max = tags["soc_pct"], tags["soc_min_pct"], tags["soc_max_pct"]
+        self.baseline = tags["baseline_p_w"]
+        self.limit_charge, self.limit_discharge = tags["limit_charge_w"], tags["limit_discharge_w"]
+        self.state = tags["site_state"]
+        self.sleep = tags["sleep_request"] if "sleep_request" in tags else None
+        self.out = tags["service_p_w"]
+        names = ("service_response_w", "baseline_guard_w", "baseline_effective_w", "frequency_input_hz",
+                 "frequency_filtered_hz", "frequency_measured_hz", "ffr_p_w", "nem_p_w", "legacy_p_w", "ffr_state",
+                 "frequency_ok", "test_frequency_in_use", "frequency_source")
+        self.fast_tags = [tags[n] for n in names]
+        self.product_p = {key: tags[f"{key}_p_w"] for key in PRODUCT_KEYS}
+        self.maintained = {key: tags[f"{key}_maintained_w"] for key in (*PRODUCT_KEYS, "ffr")}
+
+    # --- the scan ---------------------------------------------------------------------------------
+    def execute(self, ctx: ScanContext) -> None:
+        dt = ctx.dt_s
+        if tuple(map(_VALUE, self.setting_tags)) != self.settings:
+            self._apply_settings()
+        if not self.sold:
+            self._idle(ctx)
+            return
+        f_in = self.freq.read(ctx.t_s)
+        ok = f_in == f_in
+        if ok:
+            f = self.filter.step(f_in, dt)
+        else:
+            self.filter.reset()
+            f = NAN
+        self.f_hz = f
+        running = self.state.value == RUN
+        self.tick_s += dt
+        if self.tick_s >= 1.0 - 1e-9:
+            self.tick_s -= 1.0
+            self._second(f, ok, running)
+        b = self.baseline.value
+        r = self.reserve
+        self.up_share = share(self.limit_discharge.value - b, r.up_w)  # share of the reserved headroom there now
+        self.down_share = share(self.limit_charge.value + b, r.down_w)
+        response = self._respond(f, f_in, dt, ok and running)
+        # the energy guard: cancel the part of the baseline that would spend energy reserved for the services
+        guard = -b * self.guard_up if b > 0.0 else (-b * self.guard_down if b < 0.0 else 0.0)
+        self.out.set(response + guard)
+        self._publish(f_in, f, response, guard, ok and running and self.available)
+        if self.sleep is not None and self.p.keep_awake:
+            self.sleep.value = False  # a sold product keeps the site awake (site_state reads it next scan)
+
+    def _idle(self, ctx: ScanContext) -> None:
+        """Nothing sold: no output, no reserve; the frequency and test flags once per second."""
+        self.tick_s += ctx.dt_s
+        if self.tick_s < 1.0 - 1e-9:
+            return
+        self.tick_s = 0.0
+        f_in = self.freq.read(ctx.t_s)
+        self.filter.reset()
+        self.f_hz = f_in
+        self.nem_w = self.legacy_w = self.ffr_w = 0.0
+        self.out.set(0.0)
+        self._publish(f_in, f_in, 0.0, 0.0, False)
+        self._publish_second("no product sold")
+
+    def _respond(self, f: float, f_in: float, dt: float, may_trigger: bool) -> float:
+        """The sum of every sold product's power this scan (before the energy guard)."""
+        up, down = self.up_share, self.down_share
+        p = 0.0
+        if f == f:
+            for service in self.fcr:
+                p += service.power(f, up, down)
+            lo, hi = NEM_WINDOW_HZ
+            self.nem_w = self.nem_total_w if lo < f < hi else 0.0  # never outside the window
+            self.legacy_w = self.legacy.step(f, dt) if self.legacy is not None else 0.0
+        else:
+            for service in self.fcr:
+                service.p_w = 0.0
+            self.nem_w = self.legacy_w = 0.0
+        if self.ffr.capacity_w > 0.0:
+            trigger = self.trigger_filter.step(f_in, dt) if f_in == f_in else NAN
+            ffr = self.ffr.step(trigger, dt, may_trigger)
+            self.ffr_w = ffr * up if ffr > 0.0 else ffr
+        return p + self.nem_w + self.legacy_w + self.ffr_w
+
+    def _publish(self, f_in: float, f: float, response: float, guard: float, available: bool) -> None:
+        (resp, guard_t, eff, f_in_t, f_t, f_meas, ffr_t, nem_t, legacy_t, ffr_state, f_ok, testing,
+         source) = self.fast_tags
+        resp.value = response
+        guard_t.value = guard
+        eff.value = self.baseline.value + guard
+        f_in_t.value = _finite(f_in)
+        f_t.value = _finite(f)
+        f_meas.value = _finite(self.freq.measured_hz)
+        ffr_t.value = self.ffr_w
+        nem_t.value = self.nem_w
+        legacy_t.value = self.legacy_w
+        ffr_state.value = int(self.ffr.state)
+        f_ok.value = f == f
+        testing.value = self.freq.testing
+        source.value = int(self.freq.source)
+        up, down = self.up_share, self.down_share
+        for service in self.fcr:
+            service.p_tag.value = service.p_w
+            if available and not service.unavailable:
+                factor = up if service.hi_w > 0.0 else 1.0
+                if service.lo_w < 0.0 and down < factor:
+                    factor = down
+                service.maintained_tag.value = service.capacity_w * factor
+            else:
+                service.maintained_tag.value = 0.0
+        ffr = self.ffr
+        if ffr.capacity_w > 0.0:
+            ok = available and ffr.ready and self.energy.low_wh >= ffr.capacity_w * self.p.ffr.support_s / 3600.0
+            self.maintained["ffr"].value = ffr.capacity_w * up if ok else 0.0
+
+    # --- settings ---------------------------------------------------------------------------------
+    def _apply_settings(self) -> None:
+        """(Re)build the products from the capacity and setting tags (at start and on a command)."""
+        settings = tuple(map(_VALUE, self.setting_tags))
+        first = not self.settings
+        self.settings = settings
+        n, up, down, ffr, level, tau, ler = settings
+        self.filter.tau_s = tau
+        self.fcr = [FcrService(spec, c, ler) for spec, c in zip(FCR_PRODUCTS, (n, up, down)) if c > 0.0]
+        for service in self.fcr:
+            service.p_tag = self.product_p[service.spec.key]
+            service.maintained_tag = self.maintained[service.spec.key]
+        self.nem_total_w = self.ffr_w = 0.0
+        self.trigger_filter.reset()
+        if ffr != self.ffr.capacity_w or level != self.ffr.activation_hz:
+            self.ffr = Ffr(self.p.ffr, ffr, level)
+        reserves = [s.reserve for s in self.fcr]
+        if ffr > 0.0:
+            reserves.append(ffr_reserve(ffr, self.p.ffr.support_s, self.p.ffr.recovery_pct))
+        if self.legacy is not None:
+            cfg = self.legacy.cfg
+            reserves.append(Reserve(cfg.p_up_w, cfg.p_down_w))
+        self.reserve = total(reserves)
+        self.sold = bool(self.fcr) or ffr > 0.0 or self.legacy is not None
+        for tag in (*self.product_p.values(), *self.maintained.values()):
+            tag.value = 0.0
+        for allowed, current, aem, f_ref in self.ler_tags.values():
+            allowed.value, current.value, aem.value, f_ref.value = 0, 0.0, False, 0.0
+        self.tick_s = 1.0  # LER and status at once
+        log.log(logging.DEBUG if first else logging.INFO,
+                "grid services: FCR-N %.0f W, FCR-D up %.0f W, FCR-D down %.0f W, FFR %.0f W at %.2f Hz, "
+                "filter %.2f s, LER %s", n, up, down, ffr, level, tau, "on" if ler else "off")
+
+    # --- once per second --------------------------------------------------------------------------
+    def _second(self, f: float, ok: bool, running: bool) -> None:
+        t = self.t
+        soc_ok = self.soc.good
+        reason = ""
+        if soc_ok:
+            floor = self.soc_min.value + self.p.soc_margin_pct
+            ceiling = self.soc_max.value - self.p.soc_margin_pct
+            cap = self.p.battery_capacity_wh
+            soc = self.soc.value
+            self.energy = Energy((soc - floor) / 100.0 * cap, (ceiling - soc) / 100.0 * cap)
+            for service in self.fcr:
+                if service.ler is not None:
+                    service.ler.second(f, self.energy)
+            self.nem_total_w = sum(s.ler.nem_w for s in self.fcr if s.ler is not None)
+            if self.legacy is not None:
+                self.legacy.second(f, soc)
+            self._energy_guard(floor, ceiling, cap, soc)
+        else:
+            reason = "no SOC"
+        self.available = soc_ok and ok and running
+        if not ok:
+            reason = "frequency invalid"
+        elif not running:
+            reason = "site not running"
+        reason = reason or self._reduction()
+        self._publish_second(reason)
+
+    def _energy_guard(self, floor: float, ceiling: float, cap: float, soc: float) -> None:
+        r = self.reserve
+        floor_pct = floor + 100.0 * r.up_wh / cap
+        ceiling_pct = ceiling - 100.0 * r.down_wh / cap
+        self.t["service_soc_floor_pct"].value = floor_pct
+        self.t["service_soc_ceiling_pct"].value = ceiling_pct
+        self.guard_up = _fade(floor_pct + GUARD_BAND_PCT - soc) if r.up_wh > 0 else 0.0
+        self.guard_down = _fade(soc - ceiling_pct + GUARD_BAND_PCT) if r.down_wh > 0 else 0.0
+
+    def _reduction(self) -> str:
+        for service in self.fcr:
+            if service.unavailable:
+                side = "battery low" if service.ler.aem_side < 0 else "battery high"  # type: ignore[union-attr]
+                return f"{service.spec.key} AEM: {side}"
+        for label, value in (("discharge", self.up_share), ("charge", self.down_share)):
+            if value < 1.0:
+                return f"{label} headroom {value * 100:.0f} %"
+        return ""
+
+    def _publish_second(self, reason: str) -> None:
+        t, r, e = self.t, self.reserve, self.energy
+        t["service_reserve_up_w"].set(r.up_w)
+        t["service_reserve_down_w"].set(r.down_w)
+        t["service_energy_up_wh"].value = r.up_wh
+        t["service_energy_down_wh"].value = r.down_wh
+        b = self.baseline.value if self.baseline.good else 0.0
+        up_c = sum(s.capacity_w for s in self.fcr if s.hi_w > 0) + self.ffr.capacity_w
+        down_c = sum(s.capacity_w for s in self.fcr if s.lo_w < 0)
+        aem_up = any(s.unavailable and s.ler.aem_side < 0 for s in self.fcr)  # type: ignore[union-attr]
+        aem_down = any(s.unavailable and s.ler.aem_side > 0 for s in self.fcr)  # type: ignore[union-attr]
+        t["endurance_up_min"].value = 0.0 if aem_up or not self.available else endurance_min(e.low_wh, b, up_c)
+        t["endurance_down_min"].value = 0.0 if aem_down or not self.available else endurance_min(e.high_wh, -b,
+                                                                                                 down_c)
+        for service in self.fcr:
+            ler = service.ler
+            if ler is not None:
+                allowed, current, aem, f_ref = self.ler_tags[service.spec.key]
+                allowed.value, current.value, aem.value, f_ref.value = ler.nem_allowed, ler.nem_current, ler.aem, \
+                    ler.f_ref_hz
+        t["ffr_ready"].value = self.ffr.ready
+        t["service_reason"].value = text(reason, REASON_LENGTH)
+
+    # values set once in __init__ so that _publish never meets a missing attribute
+    sold = False
+    nem_total_w = 0.0
+    nem_w = 0.0
+    legacy_w = 0.0
+    ffr_w = 0.0
+
+
+def _fade(x_pct: float) -> float:
+    """0 below 0, 1 above GUARD_BAND_PCT, linear between."""
+    k = x_pct / GUARD_BAND_PCT
+    return 0.0 if k <= 0.0 else (1.0 if k >= 1.0 else k)
+
+
+def _finite(x: float) -> float:
+    return x if x == x else 0.0

@@ -1,0 +1,429 @@
+"""Judge a recorded test against every requirement of the reference that applies to it.
+
+Each requirement becomes a `Check`: the measured figure, the limit(s), pass or fail and the
+margin. Powers are judged as the *activated power* `a = s * (P - baseline) / C` (s = -1 for the
+downward products, so that a full activation is +1 for every product) against the static
+characteristic of the product's droop block at the applied test frequency.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import attrs
+import numpy as np
+
+from programs.grid.products import ffr_full_activation_s
+from runtime.prequal.recording import Recording
+from runtime.prequal.sequences import Sequence, spec_of
+from runtime.prequal.stability import STABILITY_RADIUS, SinePoint, grid_model, sine_point
+
+STEADY_S = 60.0  # steady state: the mean of the last 60 s of a hold
+SHORT_STEADY_S = 10.0  # ... or of its last 10 s when the hold is shorter than 2 minutes
+STEADY_RANGE = (0.95, 1.20)  # -5 % .. +20 % of the theoretical change
+HOLD_TOLERANCE = 0.005  # 0.5 % of C: "does not drop below its 7.5 s value", against measurement noise
+FULL = 0.95  # FFR fully activated: C within the +-5 % power accuracy of the reference
+
+
+@attrs.frozen
+class Check:
+    """One requirement, judged."""
+
+    requirement: str
+    measured: float = attrs.field(converter=float)
+    unit: str = ""
+    lo: float | None = None  # measured >= lo
+    hi: float | None = None  # measured <= hi
+    note: str = ""
+
+    @property
+    def passed(self) -> bool:
+        m = self.measured
+        if m != m:
+            return False
+        return bool((self.lo is None or m >= self.lo - 1e-12) and (self.hi is None or m <= self.hi + 1e-12))
+
+    @property
+    def limit(self) -> str:
+        if self.lo is not None and self.hi is not None:
+            return f"{_fmt(self.lo)} .. {_fmt(self.hi)}"
+        if self.lo is not None:
+            return f">= {_fmt(self.lo)}"
+        return f"<= {_fmt(self.hi)}" if self.hi is not None else "-"
+
+    @property
+    def margin(self) -> str:
+        """How far inside the nearest limit, in the measured unit and relative to the limit."""
+        gaps = []
+        if self.lo is not None:
+            gaps.append((self.measured - self.lo, self.lo))
+        if self.hi is not None:
+            gaps.append((self.hi - self.measured, self.hi))
+        if not gaps:
+            return "-"
+        gap, ref = min(gaps, key=lambda g: g[0])
+        rel = f" ({gap / abs(ref) * 100:+.0f} % of the limit)" if ref else ""
+        return f"{_fmt(gap)} {self.unit}".rstrip() + rel
+
+    def as_dict(self) -> dict[str, object]:
+        return {"requirement": self.requirement, "measured": self.measured, "unit": self.unit, "lo": self.lo,
+                "hi": self.hi, "limit": self.limit, "margin": self.margin, "passed": self.passed, "note": self.note}
+
+
+def _fmt(x: float) -> str:
+    if x != x:
+        return "nan"
+    if x == 0 or 0.01 <= abs(x) < 1e5:
+        return f"{x:.3f}".rstrip("0").rstrip(".") if abs(x) < 100 else f"{x:.1f}"
+    return f"{x:.3g}"
+
+
+@attrs.define
+class Context:
+    """A recording prepared for judging."""
+
+    rec: Recording
+    seq: Sequence
+    sign: float
+    a: np.ndarray  # activated power in C
+    theory: Callable[[np.ndarray], np.ndarray]  # static activated power at a frequency
+
+
+def context(rec: Recording, seq: Sequence) -> Context:
+    spec = spec_of(rec.product)
+    c = rec.capacity_w
+    sign = -1.0 if rec.product == "fcr-d-down" else 1.0
+    a = sign * rec.delta_p / c
+    if spec is not None:
+        droop = spec.droop(c)
+        theory = np.vectorize(lambda f: sign * droop.power_w(float(f)) / c)
+    else:
+        theory = np.vectorize(lambda f: 0.0)
+    return Context(rec, seq, sign, a, theory)
+
+
+def evaluate(rec: Recording, seq: Sequence) -> list[Check]:
+    """Every check that applies to this test."""
+    ctx = context(rec, seq)
+    judge = {"ramp": _ramp, "linearity": _linearity, "step": _step, "sine": _sine, "ler": _ler, "ffr": _ffr}
+    checks = judge[rec.test](ctx)
+    checks += _logging(rec)
+    return checks
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+def _mean(ctx: Context, t0: float, t1: float) -> float:
+    mask = ctx.rec.window(t0, t1)
+    return float(ctx.a[mask].mean()) if mask.any() else math.nan
+
+
+def _steady(ctx: Context, index: int) -> tuple[float, float]:
+    """(measured, theoretical) steady activated power at the end of segment `index`."""
+    seg = ctx.seq.segments[index]
+    end = ctx.seq.end_of(index)
+    span = STEADY_S if end - seg.start_s >= 2 * STEADY_S else SHORT_STEADY_S
+    return _mean(ctx, end - span, end), float(ctx.theory(np.array([seg.target_hz]))[0])
+
+
+def _integral(ctx: Context, values: np.ndarray, t0: float, t1: float) -> float:
+    mask = ctx.rec.window(t0, t1 + 1e-6)
+    return float(np.trapezoid(values[mask], ctx.rec.t[mask]))
+
+
+def _change_check(ctx: Context, index: int, previous: int, what: str) -> Check:
+    ss, th = _steady(ctx, index)
+    ss0, th0 = _steady(ctx, previous)
+    ratio = (ss - ss0) / (th - th0)
+    f0, f1 = ctx.seq.segments[previous].target_hz, ctx.seq.segments[index].target_hz
+    return Check(f"{what}: steady-state change {f0:.2f} -> {f1:.2f} Hz, share of theory", ratio, "",
+                 *STEADY_RANGE, note=f"measured {(ss - ss0) * 100:+.1f} % of C, theory {(th - th0) * 100:+.1f} %")
+
+
+# --- FCR-D ramp ------------------------------------------------------------------------------------
+
+def _ramp(ctx: Context) -> list[Check]:
+    seq, rec = ctx.seq, ctx.rec
+    segs = seq.segments
+    checks: list[Check] = []
+    # deactivation: after the nadir (segment 2 starts the return), 40 s of excess energy
+    nadir_i = next(i for i, s in enumerate(segs) if s.label == "deactivation" and i and
+                   segs[i - 1].label == "deactivation")
+    t_n = segs[nadir_i].start_s
+    static = ctx.theory(rec["applied_hz"])
+    excess = _integral(ctx, ctx.a - static, t_n, t_n + 40.0)
+    dp_theory = float(ctx.theory(np.array([segs[nadir_i - 1].target_hz]))[0])
+    checks.append(Check("deactivation: excess energy over 40 s after the nadir", excess, "s x C",
+                        hi=2.5 * dp_theory, note="limit 2.5 s times the theoretical change"))
+    # steady state after the ramps to 49.5 and back to 49.9 Hz
+    steady = [i for i, s in enumerate(segs) if s.label == "steady"]
+    checks.append(_change_check(ctx, steady[0], steady[0] - 1, "ramp to full activation"))
+    checks.append(_change_check(ctx, steady[1], steady[0], "ramp back"))
+    # activation on the fast ramp to 49.0 Hz
+    act_i = next(i for i, s in enumerate(segs) if s.label == "activation")
+    t_a = segs[act_i].start_s
+    a0 = rec.at("p_w", t_a) - rec.at("baseline_w", t_a)
+    a0 = ctx.sign * a0 / rec.capacity_w
+    before, after = ctx.theory(np.array([segs[act_i - 1].target_hz, segs[act_i].target_hz]))
+    d_th = float(after - before)
+    a75 = float(np.interp(t_a + 7.5, rec.t, ctx.a)) - a0
+    checks.append(Check("activation: power at 7.5 s, share of the theoretical change", a75 / d_th, "", lo=0.86))
+    energy = _integral(ctx, ctx.a - a0, t_a, t_a + 7.5)
+    checks.append(Check("activation: energy over 0..7.5 s", energy / d_th, "s x change", lo=3.2))
+    t_back = seq.end_of(act_i)
+    mask = rec.window(t_a + 7.5, t_back)
+    drop = max(a75 - float((ctx.a[mask] - a0).min()), 0.0) / d_th
+    checks.append(Check("activation: largest drop below the 7.5 s value until the frequency returns", drop * 100.0,
+                        "% of the change", hi=HOLD_TOLERANCE * 100.0,
+                        note="the power may not drop; 0.5 % of C allowed for measurement noise"))
+    ss = _mean(ctx, t_back - 30.0, t_back)
+    checks.append(Check("activation: steady state at the end of the hold, share of theory", (ss - a0) / d_th, "",
+                        *STEADY_RANGE))
+    return checks
+
+
+# --- linearity -------------------------------------------------------------------------------------
+
+def envelope(product: str, f_hz: float) -> tuple[float, float]:
+    """The linearity envelope of FCR-D (activated power in C): lower through 0 at 49.88 Hz and 0.95
+    at 49.50 Hz, upper through 0.10 at 49.90 Hz and 1.10 at 49.50 Hz (mirrored for down)."""
+    f = 100.0 - f_hz if product == "fcr-d-down" else f_hz
+    lower = 0.95 * min(max((49.88 - f) / 0.38, 0.0), 1.0)
+    upper = 0.10 + min(max((49.9 - f) / 0.4, 0.0), 1.0)
+    return lower, upper
+
+
+def _linearity(ctx: Context) -> list[Check]:
+    rec, checks = ctx.rec, []
+    n = max(1, int(round(10.0 / rec.period_s)))
+    ma = np.convolve(ctx.a, np.ones(n) / n, mode="full")[: len(ctx.a)]
+    for i, seg in enumerate(ctx.seq.segments):
+        mask = rec.window(seg.start_s + 60.0, ctx.seq.end_of(i) + 1e-6)
+        lo, hi = envelope(rec.product, seg.target_hz)
+        values = ma[mask]
+        checks.append(Check(f"linearity at {seg.target_hz:.2f} Hz: lowest 10 s mean (60..120 s)", float(values.min()),
+                            "C", lo=lo))
+        checks.append(Check(f"linearity at {seg.target_hz:.2f} Hz: highest 10 s mean (60..120 s)",
+                            float(values.max()), "C", hi=hi))
+    return checks
+
+
+# --- FCR-N step ------------------------------------------------------------------------------------
+
+def _step(ctx: Context) -> list[Check]:
+    return [_change_check(ctx, i, i - 1, f"step {i}") for i in range(1, len(ctx.seq.segments))]
+
+
+# --- sine ------------------------------------------------------------------------------------------
+
+def sine_points(ctx: Context) -> list[SinePoint]:
+    rec, seq = ctx.rec, ctx.seq
+    spec = spec_of(rec.product)
+    assert spec is not None
+    model = grid_model(rec.product)
+    points = []
+    for i, seg in enumerate(seq.segments):
+        if seg.sine_period_s <= 0:
+            continue
+        period = seg.sine_period_s
+        end = seq.end_of(i)
+        mask = rec.window(seg.start_s + period, end)
+        t = rec.t[mask]
+        points.append(sine_point(t, rec["applied_hz"][mask], rec.delta_p[mask], period, spec.band_hz,
+                                 rec.capacity_w, model))
+    return points
+
+
+def _sine(ctx: Context) -> list[Check]:
+    checks = []
+    for point in sine_points(ctx):
+        checks.append(Check(f"stability: |1 + F G| at {point.period_s:.0f} s (gain {point.gain:.3f}, phase "
+                            f"{point.phase_deg:.1f} deg)", point.margin, "", lo=STABILITY_RADIUS))
+    return checks
+
+
+# --- LER -------------------------------------------------------------------------------------------
+
+def _energy_min(ctx: Context) -> np.ndarray:
+    """Minutes of full activation left in the product's direction, from the recorded SOC."""
+    rec, meta = ctx.rec, ctx.rec.meta
+    cap, c = meta["battery_capacity_wh"], rec.capacity_w
+    if rec.product == "fcr-d-down":
+        left = (meta["soc_ceiling_pct"] - rec["soc_pct"]) / 100.0 * cap
+    else:
+        left = (rec["soc_pct"] - meta["soc_floor_pct"]) / 100.0 * cap
+    return left / c * 60.0
+
+
+def _first(mask: np.ndarray) -> int | None:
+    idx = np.flatnonzero(mask)
+    return int(idx[0]) if len(idx) else None
+
+
+def _ler(ctx: Context) -> list[Check]:
+    rec, seq = ctx.rec, ctx.seq
+    spec = spec_of(rec.product)
+    assert spec is not None
+    checks: list[Check] = []
+    e = _energy_min(ctx)
+    nem_sign = 1 if rec.product == "fcr-d-down" else -1
+    f = rec["filtered_hz"]
+    window = (f > 49.9) & (f < 50.1)
+    aem = rec["aem"] > 0.5
+    nem_on = rec["nem_allowed"] == nem_sign
+    # NEM only inside its frequency window, and as large as the reference says
+    outside = ~window
+    checks.append(Check("NEM power outside 49.9 < f < 50.1 Hz (largest)", float(np.abs(rec["nem_w"][outside]).max()),
+                        "W", hi=0.0))
+    expected = spec.nem_gain * rec.capacity_w * rec["nem_current"]
+    err = np.abs(rec["nem_w"][window] - expected[window]).max() / rec.capacity_w if window.any() else math.nan
+    checks.append(Check("NEM power = gain x C x NEM_current inside the window (largest error)", float(err), "C",
+                        hi=0.01))
+    # NEM comes on below its threshold while the frequency is in the window, and ramps over 5 minutes
+    nem_i = next(i for i, s in enumerate(seq.segments) if s.label == "nem")
+    seg = seq.segments[nem_i]
+    due = _first(rec.window(seg.start_s, seq.end_of(nem_i)) & window & (e < spec.nem_on_min))
+    came = _first(rec.window(seg.start_s, seq.end_of(nem_i)) & nem_on)
+    delay = (rec.t[came] - rec.t[due]) if due is not None and came is not None else math.nan
+    checks.append(Check(f"NEM on within 1 s of f in window below {spec.nem_on_min:g} min left", float(delay), "s",
+                        hi=1.0 + 1.5 * rec.period_s, note=f"{_at(e, due):.2f} min left then"))
+    current = abs(rec.at("nem_current", seq.end_of(nem_i) - 1.0))
+    on_for = seq.end_of(nem_i) - 1.0 - (rec.t[came] if came is not None else math.nan)
+    checks.append(Check(f"NEM_current after {on_for:.0f} s of NEM (300 s mean: ramps, no step)", current, "",
+                        lo=on_for / 300.0 - 0.02, hi=on_for / 300.0 + 0.02))
+    # AEM: on at its threshold, fades the response out, unavailable meanwhile
+    on = _first(aem)
+    checks.append(Check(f"AEM on at {spec.aem_on_min:g} min of full activation left", _at(e, on), "min",
+                        lo=spec.aem_on_min - 0.25, hi=spec.aem_on_min))
+    if on is not None:
+        aem_i = next(i for i, s in enumerate(seq.segments) if s.label == "aem")
+        elapsed = min(305.0, seq.end_of(aem_i) - 1.0 - rec.t[on])  # 5 min, or what the segment leaves
+        expected = max(0.0, 1.0 - (elapsed - 5.0) / 300.0)  # the 300 s mean moves the reference linearly
+        checks.append(Check(f"AEM: activated power {elapsed:.0f} s after AEM on (fades out over 5 min)",
+                            rec_at(ctx, rec.t[on] + elapsed), "C", hi=expected + 0.02,
+                            note=f"a linear fade leaves {expected:.2f} C"))
+        endurance = rec["endurance_down_min" if nem_sign > 0 else "endurance_up_min"]
+        checks.append(Check("AEM: largest reported endurance while AEM is on (unavailable)",
+                            float(endurance[aem].max()), "min", hi=0.0))
+        checks.append(Check("AEM: largest maintained capacity while AEM is on", float(rec["maintained_w"][aem].max()),
+                            "W", hi=0.0))
+    off = _first(~aem & (np.arange(len(aem)) > (on if on is not None else len(aem))))
+    checks.append(Check(f"AEM off above {spec.aem_off_min:g} min left", _at(e, off), "min",
+                        lo=spec.aem_off_min, hi=spec.aem_off_min + 0.25))
+    last_on = np.flatnonzero(nem_on)
+    nem_off = int(last_on[-1]) + 1 if len(last_on) and last_on[-1] + 1 < len(e) else None
+    checks.append(Check(f"NEM off above {spec.nem_off_min:g} min left", _at(e, nem_off), "min",
+                        lo=spec.nem_off_min, hi=spec.nem_off_min + 0.25))
+    # endurance: energy left / (baseline + C) outside AEM
+    ok = ~aem & (rec["state"] == 1)
+    reported = rec["endurance_down_min" if nem_sign > 0 else "endurance_up_min"]
+    base = rec["baseline_w"] * (-nem_sign)
+    expected_min = np.clip(e * rec.capacity_w / (rec.capacity_w + base), 0, 9999.0)
+    checks.append(Check("endurance reported vs energy left / (baseline + C) (largest error)",
+                        float(np.abs(reported[ok] - expected_min[ok]).max()), "min", hi=0.5,
+                        note="the unit updates it once per second"))
+    return checks
+
+
+def rec_at(ctx: Context, t_s: float) -> float:
+    return float(np.interp(t_s, ctx.rec.t, ctx.a))
+
+
+def _at(values: np.ndarray, index: int | None) -> float:
+    return float(values[index]) if index is not None else math.nan
+
+
+# --- FFR -------------------------------------------------------------------------------------------
+
+def _ffr(ctx: Context) -> list[Check]:
+    rec, seq, meta = ctx.rec, ctx.seq, ctx.rec.meta
+    level = meta["ffr_level_hz"]
+    limit = ffr_full_activation_s(level)
+    support_needed = 30.0 if meta["ffr_support_s"] >= 30.0 else 5.0
+    checks: list[Check] = []
+    first_t = None
+    for n, (i, seg) in enumerate((i, s) for i, s in enumerate(seq.segments) if s.label == "activation"):
+        end = seq.end_of(i)
+        span = rec.window(seg.start_s, end + 60.0)
+        crossed = _first(span & (rec["applied_hz"] <= level))
+        full = _first(span & (ctx.a >= FULL) & (rec.t >= (rec.t[crossed] if crossed is not None else math.inf)))
+        t_c = rec.t[crossed] if crossed is not None else math.nan
+        t_f = rec.t[full] if full is not None else math.nan
+        first_t = t_c if first_t is None else first_t
+        which = "first" if n == 0 else "again after 16 min"
+        checks.append(Check(f"FFR {which}: full activation time at {level:.2f} Hz", t_f - t_c, "s", hi=limit))
+        held = _first(span & (rec.t > t_f) & (ctx.a < FULL))
+        support = (rec.t[held] if held is not None else math.nan) - t_f
+        checks.append(Check(f"FFR {which}: support duration at full power", support, "s", lo=support_needed))
+        if n == 0:
+            checks += _ffr_deactivation(ctx, held, support_needed, meta)
+    not_ready = [i for i, s in enumerate(seq.segments) if s.label == "not_ready"]
+    for i in not_ready:
+        mask = rec.window(seq.segments[i].start_s, seq.end_of(i) + 5.0)
+        checks.append(Check("FFR: largest power on a dip 5 min after an activation (not re-armed yet)",
+                            float(ctx.a[mask].max()), "C", hi=0.01))
+    armed = _first((rec["ffr_state"] == 1) & (rec.t > (first_t or 0.0) + 1.0))
+    ready_after = (rec.t[armed] - first_t) if armed is not None and first_t is not None else math.nan
+    checks.append(Check("FFR: armed again after an activation (ready within 15 min, not before)", float(ready_after),
+                        "s", lo=900.0 - rec.period_s, hi=900.0 + rec.period_s,
+                        note="re-armed 15 min after the activation, to the scan"))
+    return checks
+
+
+def _ffr_deactivation(ctx: Context, held: int | None, support_needed: float, meta: dict) -> list[Check]:
+    rec = ctx.rec
+    if held is None:
+        return [Check("FFR: deactivation", math.nan)]
+    t_d = rec.t[held]
+    zero = _first(rec.window(t_d, t_d + 60.0) & (ctx.a <= 0.01))
+    t_zero = rec.t[zero] if zero is not None else t_d + 30.0
+    mask = rec.window(t_d - 1.0, t_zero + 1e-6)
+    t, a = rec.t[mask], ctx.a[mask]
+    n = max(1, int(round(1.0 / rec.period_s)))
+    drops = (a[:-n] - a[n:]) / (t[n:] - t[:-n]) if len(a) > n else np.zeros(1)
+    fastest = float(drops.max()) * 100.0
+    checks = [Check("FFR: fastest deactivation over 1 s", fastest, "% of C/s",
+                    hi=20.0 if support_needed < 30.0 else None,
+                    note="limited to 20 %/s for a 5 s support" if support_needed < 30.0 else
+                    "no limit with a 30 s support (ours: the configured rate)")]
+    charge = _first(rec.window(t_d, t_d + 600.0) & (ctx.a < -0.01))
+    if zero is not None and charge is not None:
+        checks.append(Check("FFR: buffer at 0 W before recovery (unverified figure)",
+                            float(rec.t[charge] - rec.t[zero]), "s", lo=10.0 - rec.period_s,
+                            note="about 10 s (to the scan)"))
+    lowest = float(ctx.a[rec.window(t_d, t_d + 900.0)].min())
+    cap = meta["ffr_recovery_pct"] / 100.0
+    checks.append(Check("FFR: recovery power (unverified figure: the configured cap)", -lowest, "C",
+                        hi=cap * 1.02))
+    return checks
+
+
+# --- logging ---------------------------------------------------------------------------------------
+
+def _logging(rec: Recording) -> list[Check]:
+    """The grid log's file holds the test at the rate the reference asks (10 Hz FCR-D, 5 Hz FCR-N)."""
+    session = "_{}_{}_".format(*rec.meta.get("log_session", ("", "")))
+    files = [p for p in rec.meta.get("log_files", []) if p.endswith(".csv") and session in p]
+    if not files:
+        return []
+    need = 5.0 if rec.product == "fcr-n" else 10.0
+
+    checks = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            next(f)
+            ms = [_ms(line[:19]) for line in f]
+        gap = float(max(b - a for a, b in zip(ms, ms[1:]))) if len(ms) > 1 else math.inf
+        checks.append(Check(f"grid log: largest interval between rows (>= {need:g} Hz)", gap, "ms",
+                            hi=1000.0 / need + 1.0, note=f"{len(ms)} rows, {path.rsplit('/', 1)[-1]}; +1 ms for the "
+                            "timestamp resolution"))
+    return checks
+
+
+def _ms(text: str) -> int:
+    """`YYYYMMDDThhmmss.nnn` -> milliseconds (exact integers: no float rounding in the judgement)."""
+    from datetime import datetime
+
+    whole = datetime.strptime(text[:15], "%Y%m%dT%H%M%S")
+    return (whole.toordinal() * 86400 + whole.hour * 3600 + whole.minute * 60 + whole.second) * 1000 + int(text[16:19])

@@ -1,0 +1,187 @@
+"""`ems prequal --live`: play a test on a running unit through its Modbus tag server.
+
+The register map comes from the unit's io_map (the same tag declarations the server serves);
+floats are two registers in the server's word order. Each period the client writes the applied
+test frequency and `test_frequency_active`, and reads back the signals the evaluation needs.
+The unit ends test mode on its own if the writes stop (`test_timeout_s`); the client also ends
+it, and restores the capacities it changed, when the test is over or interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import struct
+import time
+from typing import Any, Callable, Sequence as Seq
+
+from runtime.clock import VirtualClock
+from runtime.config.io_map import load_io_map
+from runtime.prequal.recording import Recording, Rows, tag_names
+from runtime.prequal.runner import CAPACITY_PARAMS, PRODUCT_KEYS, TestRun, grid_program, unit_meta
+from runtime.prequal.sequences import Sequence
+from runtime.servers.register_map import MapEntry, RegisterMap, make_encoder
+from runtime.site import build_site
+from runtime.tags import DType, ModbusTable
+
+log = logging.getLogger(__name__)
+
+MAX_GAP = 40  # registers read across in one request to save round trips
+
+
+class TagClient:
+    """Read and write tags by name on a tag server."""
+
+    def __init__(self, register_map: RegisterMap, word_order: str, host: str, port: int, unit_id: int = 1,
+                 timeout_s: float = 2.0):
+        from pymodbus.client import ModbusTcpClient
+
+        self.entries = {e.name: e for e in register_map}
+        self.word_order = word_order
+        self.unit_id = unit_id
+        self.client = ModbusTcpClient(host, port=port, timeout=timeout_s, retries=1)
+        if not self.client.connect():
+            raise ConnectionError(f"cannot connect to the tag server at {host}:{port}")
+
+    def close(self) -> None:
+        self.client.close()
+
+    def entry(self, name: str) -> MapEntry:
+        try:
+            return self.entries[name]
+        except KeyError:
+            raise KeyError(f"tag {name!r} has no Modbus address on this unit") from None
+
+    def write(self, name: str, value: Any) -> None:
+        entry = self.entry(name)
+        words = make_encoder(entry, self.word_order)(value)  # type: ignore[arg-type]
+        c = self.client
+        if entry.table is ModbusTable.COIL:
+            response = c.write_coil(entry.address, bool(words[0]), device_id=self.unit_id)
+        else:
+            response = c.write_registers(entry.address, [int(w) for w in words], device_id=self.unit_id)
+        if response.isError():
+            raise IOError(f"writing {name}: {response}")
+
+    def reader(self, names: Seq[str]) -> Callable[[], list[Any]]:
+        """A function that reads these tags in as few requests as the map allows."""
+        entries = [self.entry(n) for n in names]
+        plan = _plan(entries)
+
+        def read() -> list[Any]:
+            values: dict[str, Any] = {}
+            for table, start, count, members in plan:
+                words = self._read(table, start, count)
+                for e in members:
+                    values[e.name] = _decode(e, words[e.address - start: e.address - start + e.words],
+                                             self.word_order)
+            return [values[n] for n in names]
+
+        return read
+
+    def _read(self, table: ModbusTable, start: int, count: int) -> list[Any]:
+        c, unit = self.client, self.unit_id
+        call = {ModbusTable.INPUT: c.read_input_registers, ModbusTable.HOLDING: c.read_holding_registers,
+                ModbusTable.COIL: c.read_coils, ModbusTable.DISCRETE: c.read_discrete_inputs}[table]
+        response = call(start, count=count, device_id=unit)
+        if response.isError():
+            raise IOError(f"reading {table.value} {start}+{count}: {response}")
+        return list(response.bits[:count]) if table in (ModbusTable.COIL, ModbusTable.DISCRETE) else \
+            list(response.registers)
+
+
+def _plan(entries: list[MapEntry]) -> list[tuple[ModbusTable, int, int, list[MapEntry]]]:
+    plan: list[tuple[ModbusTable, int, int, list[MapEntry]]] = []
+    for table in ModbusTable:
+        group = sorted((e for e in entries if e.table is table), key=lambda e: e.address)
+        current: list[MapEntry] = []
+        for e in group:
+            if current and e.address - (current[-1].address + current[-1].words) > MAX_GAP:
+                plan.append(_span(table, current))
+                current = []
+            current.append(e)
+        if current:
+            plan.append(_span(table, current))
+    return plan
+
+
+def _span(table: ModbusTable, members: list[MapEntry]) -> tuple[ModbusTable, int, int, list[MapEntry]]:
+    start = members[0].address
+    end = max(e.address + e.words for e in members)
+    return table, start, end - start, members
+
+
+def _decode(entry: MapEntry, words: list[Any], word_order: str) -> Any:
+    dtype = entry.spec.dtype
+    if dtype is DType.BOOL:
+        return bool(words[0])
+    if dtype is DType.FLOAT32:
+        hi, lo = (words[0], words[1]) if word_order == "high_first" else (words[1], words[0])
+        return struct.unpack(">f", struct.pack(">HH", hi, lo))[0]
+    raw = words[0]
+    if entry.words == 2:
+        hi, lo = (words[0], words[1]) if word_order == "high_first" else (words[1], words[0])
+        raw = (hi << 16) | lo
+        if dtype is DType.INT32 and raw >= 2**31:
+            raw -= 2**32
+    elif dtype is DType.INT16 and raw >= 2**15:
+        raw -= 2**16
+    return raw / entry.scale if entry.scale != 1.0 else raw
+
+
+def live_test(run: TestRun, seq: Sequence, host: str, port: int, unit_id: int = 1, period_s: float = 0.1,
+              progress: Callable[[float, float], None] | None = None) -> Recording:
+    """Play `seq` on the unit at host:port (which runs `run.io_map`); return the recording."""
+    io_map = load_io_map(run.io_map)
+    site = build_site(io_map, VirtualClock())  # opens nothing: only the tag declarations are wanted
+    word_order = io_map.modbus_server.word_order
+    client = TagClient(RegisterMap.from_specs(site.image.specs(), word_order), word_order, host, port, unit_id)
+    key = PRODUCT_KEYS[run.product]
+    names = tag_names(key)
+    read = client.reader(list(names.values()))
+    capacities = client.reader(list(CAPACITY_PARAMS.values()))()
+    rows = Rows(list(names))
+    try:
+        for name in CAPACITY_PARAMS.values():
+            client.write(name, run.capacity_w if name == CAPACITY_PARAMS[run.product] else 0.0)
+        _play(client, seq, read, rows, period_s, progress, names)
+    finally:
+        try:
+            client.write("test_frequency_active", False)
+            for name, value in zip(CAPACITY_PARAMS.values(), capacities):
+                client.write(name, float(value))
+        finally:
+            client.close()
+    recording = Recording(run.product, run.test, run.capacity_w, period_s, f"live {host}:{port}")
+    rows.into(recording)
+    recording.meta.update(unit_meta(io_map))
+    recording.meta.update(io_map=run.io_map, program=grid_program(io_map))
+    return recording
+
+
+def _play(client: TagClient, seq: Sequence, read: Callable[[], list[Any]], rows: Rows, period_s: float,
+          progress: Callable[[float, float], None] | None, names: dict[str, str]) -> None:
+    columns = list(names)
+    i_aem, i_nem = columns.index("aem"), columns.index("nem_allowed")
+    stop_at = seq.duration_s
+    start = time.monotonic()
+    n = 0
+    while True:
+        t = n * period_s
+        if t >= stop_at - 1e-9:
+            break
+        client.write("applied_test_frequency_hz", seq.frequency(t))
+        client.write("test_frequency_active", True)
+        values = read()
+        rows.add(round(time.monotonic() - start, 3), tuple(values))
+        if seq.until == "ler_off" and t >= seq.segments[-1].start_s and stop_at == seq.duration_s:
+            if not values[i_aem] and values[i_nem] == 0:
+                stop_at = t + 60.0
+        if progress is not None and n % 100 == 0:
+            progress(t, stop_at)
+        n += 1
+        delay = start + n * period_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -period_s:  # late: skip ahead, never burst
+            n = int(math.ceil((time.monotonic() - start) / period_s))

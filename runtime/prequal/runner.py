@@ -1,0 +1,220 @@
+"""Play a test sequence on the simulated site: the site's own programs, scan period and plant.
+
+The test signal reaches the unit as it would on a real one: after each scan the next value of
+the applied test frequency is queued as a tag write (like a Modbus write), applied whole at
+the next scan boundary. The site runs in passive mode (baseline 0 W) unless told otherwise,
+with only the product under test sold at capacity C. Every scan is recorded; the grid log
+writes the TSO's files beside the report.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Callable
+
+import attrs
+
+from programs.enums import Mode
+from runtime.config.io_map import load_io_map
+from runtime.config.schema import IoMap
+from runtime.config.structure import ConfigError, ConfigErrors
+from runtime.grid_log import GridLog
+from runtime.prequal.recording import Recording, Rows, tag_names
+from runtime.prequal.sequences import LER_START_MIN, Sequence, sequence
+from runtime.program import ScanContext
+from runtime.simulate import virtual_clock_for
+from runtime.site import Site, build_site
+
+log = logging.getLogger(__name__)
+
+PREROLL_S = 20.0  # the site starts (Init -> Run, inverter start) with the test frequency already applied
+LER_TAIL_S = 60.0  # recorded after NEM and AEM are both off
+CAPACITY_PARAMS = {"fcr-n": "fcr_n_capacity_w", "fcr-d-up": "fcr_d_up_capacity_w",
+                   "fcr-d-down": "fcr_d_down_capacity_w", "ffr": "ffr_capacity_w"}
+PRODUCT_KEYS = {"fcr-n": "fcr_n", "fcr-d-up": "fcr_d_up", "fcr-d-down": "fcr_d_down", "ffr": "ffr"}
+LABELS = {"fcr-n": "FCR-N", "fcr-d-up": "FCR-D-UP", "fcr-d-down": "FCR-D-DOWN", "ffr": "FFR"}
+
+
+@attrs.frozen
+class TestRun:
+    """One test to play."""
+
+    __test__ = False  # not a pytest test class
+
+    io_map: str
+    product: str
+    test: str
+    capacity_w: float
+    ffr_level_hz: float | None = None  # None: the io_map's
+    mode: str = "passive"
+    log_dir: Path | None = None  # where the grid log's files go (None: no files)
+
+
+def grid_program(io_map: IoMap) -> str:
+    """The name of the site's grid_services program (ConfigErrors when it has none)."""
+    for cfg in io_map.programs:
+        if cfg.kind == "grid_services":
+            return cfg.name
+    raise ConfigErrors([ConfigError(("programs",), "ems prequal needs a program of kind \"grid_services\"",
+                                    io_map.path)])
+
+
+def prepare(run: TestRun) -> tuple[IoMap, Sequence]:
+    """The io_map as the test needs it: only the product under test sold, no server, the LER start SOC."""
+    io_map = load_io_map(run.io_map)
+    name = grid_program(io_map)
+    params = io_map.program_params[name]
+    ffr = params.ffr if run.ffr_level_hz is None else attrs.evolve(params.ffr, activation_hz=run.ffr_level_hz)
+    capacities = {p: (run.capacity_w if p == CAPACITY_PARAMS[run.product] else 0.0) for p in CAPACITY_PARAMS.values()}
+    params = attrs.evolve(params, ffr=ffr, legacy=None, **capacities)
+    programs = tuple(attrs.evolve(p, enabled=True) if p.name == name else p for p in io_map.programs)
+    io_map = attrs.evolve(io_map, programs=programs, program_params={**io_map.program_params, name: params},
+                          modbus_server=attrs.evolve(io_map.modbus_server, enabled=False))
+    seq = sequence(run.product, run.test, ffr.activation_hz)
+    if run.test == "ler":
+        io_map = _with_start_soc(io_map, params, run)
+    return io_map, seq
+
+
+def _with_start_soc(io_map: IoMap, params: object, run: TestRun) -> IoMap:
+    """Start the LER test with LER_START_MIN minutes of full activation in the battery."""
+    control = next(io_map.program_params[p.name] for p in io_map.programs if p.kind == "site_control")
+    margin, cap = params.soc_margin_pct, params.battery_capacity_wh  # type: ignore[attr-defined]
+    minutes_pct = 100.0 * LER_START_MIN[run.product] * run.capacity_w / 60.0 / cap
+    if run.product == "fcr-d-down":
+        soc = control.soc_max_pct - margin - minutes_pct
+    else:
+        soc = control.soc_min_pct + margin + minutes_pct
+    plant = next(d.name for d in io_map.devices if d.driver == "sim")
+    options = io_map.device_options[plant]
+    options = attrs.evolve(options, battery=attrs.evolve(options.battery, initial_soc_pct=round(soc, 3)))
+    return attrs.evolve(io_map, device_options={**io_map.device_options, plant: options})
+
+
+class Player:
+    """After each scan: queue the next applied frequency, record the row, stop when done.
+
+    The first PREROLL_S hold the sequence's first frequency while the site starts; the scan
+    after that is sequence time 0.
+    """
+
+    def __init__(self, site: Site, seq: Sequence, rows: Rows, tags: list, product_key: str):
+        self.site, self.seq, self.rows, self.tags = site, seq, rows, tags
+        self.period = site.period_s
+        self.started: float | None = None
+        self.t0: float | None = None
+        self.not_running = ""
+        self.stop_at = seq.duration_s
+        key = product_key if product_key != "ffr" else None
+        self.aem = site.image[f"aem_active_{key}"] if key else None
+        self.nem = site.image[f"nem_allowed_{key}"] if key else None
+        self.state = site.image["site_state"]
+        self.last_start = seq.segments[-1].start_s
+
+    def queue(self, t_seq: float) -> None:
+        f = self.seq.frequency(t_seq)
+        self.site.image.request_writes([("applied_test_frequency_hz", f), ("test_frequency_active", True)],
+                                       "prequal")
+
+    def __call__(self, ctx: ScanContext) -> None:
+        if self.t0 is None:
+            if self.started is None:
+                self.started = ctx.t_s
+            if ctx.t_s + self.period >= self.started + PREROLL_S - 1e-9:
+                if self.state.value != 1:
+                    self.not_running = f"the site did not reach Run in {PREROLL_S:.0f} s"
+                    self.site.engine.stop()
+                    return
+                self.t0 = ctx.t_s + self.period
+            self.queue(0.0)
+            return
+        t = ctx.t_s - self.t0
+        self.rows.add(round(t, 6), tuple(tag.value for tag in self.tags))
+        if self.seq.until == "ler_off" and t >= self.last_start and self.stop_at == self.seq.duration_s:
+            if not self.aem.value and self.nem.value == 0:  # type: ignore[union-attr]
+                self.stop_at = t + LER_TAIL_S
+        if t + self.period >= self.stop_at - 1e-9:
+            self.site.engine.stop()
+            return
+        self.queue(t + self.period)
+
+
+def simulate_test(run: TestRun, progress: Callable[[float, float], None] | None = None) -> tuple[Recording, Sequence]:
+    """Run one test on the simulated site; return what was recorded and the sequence played."""
+    io_map, seq = prepare(run)
+    site = build_site(io_map, virtual_clock_for(io_map))
+    image = site.image
+    image["mode"].set(Mode[run.mode.upper()])
+    key = PRODUCT_KEYS[run.product]
+    names = tag_names(key)
+    rows = Rows(list(names))
+    player = Player(site, seq, rows, [image[t] for t in names.values()], key)
+    site.engine.after_scan.append(player)
+    grid_log = None
+    if run.log_dir is not None:
+        program = next(p for p in site.programs if p.kind == "grid_services")
+        cfg = program.p.log  # type: ignore[attr-defined]
+        grid_log = GridLog(image, run.log_dir, cfg.resource, cfg.area, _tz(io_map), cfg.rate_hz, cfg.test_rate_hz,
+                           cfg.keep_days, log_session(run.product, run.test, _ffr_level(io_map)))
+        site.engine.after_scan.append(grid_log)
+        site.mirrors.append(grid_log)
+    if progress is not None:
+        site.engine.after_scan.append(_progress(site, player, seq, progress))
+    player.queue(0.0)  # applied at the first scan: test mode from the start
+    site.start()
+    try:
+        site.run(PREROLL_S + seq.duration_s + 10.0)
+    finally:
+        site.stop()
+    if player.not_running:
+        raise RuntimeError(player.not_running)
+    recording = Recording(run.product, run.test, run.capacity_w, site.period_s, "simulation")
+    rows.into(recording)
+    recording.meta.update(unit_meta(io_map))
+    recording.meta.update(io_map=run.io_map, mode=run.mode,
+                          log_session=log_session(run.product, run.test, _ffr_level(io_map)),
+                          log_files=[str(p) for p in (grid_log.files if grid_log else [])],
+                          start_wall_s=site.clock.wall() - recording.t[-1] if len(recording.t) else 0.0)
+    return recording, seq
+
+
+def log_session(product: str, test: str, ffr_level_hz: float) -> tuple[str, str]:
+    """(Service, TestType) of the grid log's file name; FFR names its activation level."""
+    kind = test.upper() + (f"-{ffr_level_hz:.1f}" if product == "ffr" else "")
+    return LABELS[product], kind
+
+
+def _ffr_level(io_map: IoMap) -> float:
+    return io_map.program_params[grid_program(io_map)].ffr.activation_hz
+
+
+def unit_meta(io_map: IoMap) -> dict[str, float]:
+    """The unit's settings the evaluation needs: energy basis, service SOC window, FFR settings."""
+    params = io_map.program_params[grid_program(io_map)]
+    control = next(io_map.program_params[p.name] for p in io_map.programs if p.kind == "site_control")
+    return {"battery_capacity_wh": params.battery_capacity_wh,
+            "soc_floor_pct": control.soc_min_pct + params.soc_margin_pct,
+            "soc_ceiling_pct": control.soc_max_pct - params.soc_margin_pct,
+            "ffr_level_hz": params.ffr.activation_hz, "ffr_support_s": params.ffr.support_s,
+            "ffr_recovery_pct": params.ffr.recovery_pct, "filter_tau_s": params.filter_tau_s}
+
+
+def _tz(io_map: IoMap):  # type: ignore[no-untyped-def]
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(io_map.site.timezone)
+
+
+def _progress(site: Site, player: Player, seq: Sequence,
+              report: Callable[[float, float], None]) -> Callable[[ScanContext], None]:
+    every = max(1, int(10.0 / site.period_s))
+    count = [0]
+
+    def hook(ctx: ScanContext) -> None:
+        count[0] += 1
+        if player.t0 is not None and count[0] % every == 0:
+            report(ctx.t_s - player.t0, min(seq.duration_s, player.stop_at))
+
+    return hook
+

@@ -1,0 +1,194 @@
+"""Prequalification test sequences as tables: the applied test frequency against time.
+
+Each table row is a segment: from `start_s`, move from the present frequency to `target_hz`
+at `rate_hz_per_s` (None: a step), then hold until the next row. Sine segments oscillate
+around a centre. FCR-D down mirrors FCR-D up around 50 Hz (f -> 100 - f). The figures come
+from the reference (`../shared/reference/grid_services.md`, TP); the FFR sequence and the
+LER sequence's last segment are ours and say so.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import attrs
+
+from programs.grid.products import FCR_D_DOWN, FCR_D_UP, FCR_N, ProductSpec
+
+PRODUCTS = ("fcr-n", "fcr-d-up", "fcr-d-down", "ffr")
+TESTS = ("ramp", "sine", "linearity", "ler", "step", "ffr")
+SPECS = {"fcr-n": FCR_N, "fcr-d-up": FCR_D_UP, "fcr-d-down": FCR_D_DOWN}
+APPLICABLE = {  # product -> the tests that apply to it
+    "fcr-n": ("step", "sine", "ler"),
+    "fcr-d-up": ("ramp", "sine", "linearity", "ler"),
+    "fcr-d-down": ("ramp", "sine", "linearity", "ler"),
+    "ffr": ("ffr",),
+}
+SINE_PERIODS_S = {"fcr-n": (10, 15, 25, 40, 50, 60, 70, 90, 150, 300),
+                  "fcr-d-up": (10, 15, 25, 40, 50, 60, 70), "fcr-d-down": (10, 15, 25, 40, 50, 60, 70)}
+SINE_AMPLITUDE_HZ = 0.1
+SINE_CENTRE_HZ = {"fcr-n": 50.0, "fcr-d-up": 49.7, "fcr-d-down": 50.3}
+
+
+@attrs.frozen
+class Segment:
+    start_s: float
+    target_hz: float
+    rate_hz_per_s: float | None = None  # None: step
+    label: str = ""  # what is judged on this segment (evaluate.py reads it)
+    sine_period_s: float = 0.0  # > 0: a sine of SINE_AMPLITUDE_HZ around target_hz
+    sine_amplitude_hz: float = 0.0
+
+
+@attrs.frozen
+class Sequence:
+    product: str
+    test: str
+    segments: tuple[Segment, ...]
+    duration_s: float
+    until: str = ""  # the runner may stop the last segment early when this condition holds (ler: "ler_off")
+    notes: str = ""
+
+    def frequency(self, t_s: float) -> float:
+        """The applied test frequency at sequence time `t_s`."""
+        segs = self.segments
+        f = segs[0].target_hz
+        for i, seg in enumerate(segs):
+            if i + 1 < len(segs) and segs[i + 1].start_s <= t_s:
+                f = _value(seg, f, segs[i + 1].start_s)  # where this segment leaves the next one
+                continue
+            return _value(seg, f, max(t_s, seg.start_s))
+        return f
+
+    def end_of(self, index: int) -> float:
+        return self.segments[index + 1].start_s if index + 1 < len(self.segments) else self.duration_s
+
+    def mirrored(self, product: str) -> Sequence:
+        """The same sequence mirrored around 50 Hz (FCR-D down from FCR-D up)."""
+        segs = tuple(attrs.evolve(s, target_hz=round(100.0 - s.target_hz, 6)) for s in self.segments)
+        return attrs.evolve(self, product=product, segments=segs)
+
+
+def _value(seg: Segment, start_hz: float, t_s: float) -> float:
+    """A segment's frequency at `t_s`, having started from `start_hz`."""
+    if seg.sine_period_s > 0:
+        return seg.target_hz + seg.sine_amplitude_hz * math.sin(2 * math.pi * (t_s - seg.start_s) / seg.sine_period_s)
+    if seg.rate_hz_per_s is None:
+        return seg.target_hz
+    moved = seg.rate_hz_per_s * (t_s - seg.start_s)
+    if abs(seg.target_hz - start_hz) <= moved:
+        return seg.target_hz
+    return start_hz + math.copysign(moved, seg.target_hz - start_hz)
+
+
+def _table(rows: Iterable[tuple]) -> tuple[Segment, ...]:
+    return tuple(Segment(*row) for row in rows)
+
+
+# FCR-D up fast ramp (TP): start, target, rate, what is judged.
+FCR_D_UP_RAMP = Sequence("fcr-d-up", "ramp", _table([
+    (0.0, 49.9, None, "settle"),
+    (30.0, 49.45, 0.14, "deactivation"),
+    (34.9, 49.9, 0.09, "deactivation"),
+    (90.0, 49.5, 0.24, "steady"),
+    (390.0, 49.9, 0.24, "steady"),
+    (690.0, 49.0, 0.24, "activation"),
+    (750.0, 50.0, 0.24, ""),
+]), 1050.0)
+
+# Linearity (TP, FCR-D up): 120 s per step; the 10 s mean from 60 to 120 s of each is judged.
+FCR_D_UP_LINEARITY = Sequence("fcr-d-up", "linearity", _table(
+    (i * 120.0, f, None, "linearity") for i, f in enumerate((49.9, 49.8, 49.7, 49.6, 49.5, 49.91))), 720.0)
+
+# FCR-N step test (TP): minutes 0, 0.5, 1, then 5-minute holds.
+FCR_N_STEP = Sequence("fcr-n", "step", _table([
+    (0.0, 50.0, None, "steady"),
+    (30.0, 49.95, None, "steady"),
+    (60.0, 50.0, None, "steady"),
+    (360.0, 49.9, None, "steady"),
+    (660.0, 50.1, None, "steady"),
+    (960.0, 50.0, None, "steady"),
+]), 1260.0)
+
+LER_EXTENSION_S = 12000.0  # ours: hold until NEM and AEM are off (see Sequence.notes)
+_LER_NOTE = ("The last segment is ours: the TP's 15 min at the end cannot reach the AEM-off and NEM-off "
+             "thresholds at NEM's power (0.2 C for FCR-D, 0.34 C for FCR-N adds at most 3 or 5 minutes of "
+             "full activation in 15 minutes), so the frequency is held until NEM and AEM are both off.")
+
+# LER energy management, FCR-D up (TP): 0.5, 10, 2.5, 15, 15 minutes, then our extension.
+FCR_D_UP_LER = Sequence("fcr-d-up", "ler", _table([
+    (0.0, 49.91, None, "idle"),
+    (30.0, 49.5, None, "deplete"),
+    (630.0, 49.91, None, "nem"),
+    (780.0, 49.5, None, "aem"),
+    (1680.0, 49.91, None, "recover"),
+    (2580.0, 49.91, None, "recover_extension"),
+]), 2580.0 + LER_EXTENSION_S, until="ler_off", notes=_LER_NOTE)
+
+# LER energy management, FCR-N (ours, after the FCR-D one): full upward activation at 49.85 Hz,
+# recovery inside the NEM window at 50.0 Hz.
+FCR_N_LER = Sequence("fcr-n", "ler", _table([
+    (0.0, 50.0, None, "idle"),
+    (30.0, 49.85, None, "deplete"),
+    (630.0, 50.0, None, "nem"),
+    (780.0, 49.85, None, "aem"),
+    (1680.0, 50.0, None, "recover"),
+    (2580.0, 50.0, None, "recover_extension"),
+]), 2580.0 + LER_EXTENSION_S, until="ler_off", notes=_LER_NOTE)
+
+# Energy left at the start of the LER test, in minutes of full activation: NEM comes on during the
+# 10-minute depletion, AEM during the 15-minute one (5 minutes before its end or earlier).
+LER_START_MIN = {"fcr-n": 24.0, "fcr-d-up": 24.0, "fcr-d-down": 23.0}  # charging stores less than C (losses)
+
+
+def ffr_sequence(level_hz: float) -> Sequence:
+    """FFR (ours, from the FFR pages): a 10 s dip below the activation level (the support outlasts it),
+    a second dip 5 minutes later that must find the reserve not yet ready, and a third 16 minutes
+    after the first, when it must be ready again."""
+    low = round(level_hz - 0.1, 3)
+    return Sequence("ffr", "ffr", _table([
+        (0.0, 50.0, None, "idle"),
+        (30.0, low, None, "activation"),
+        (40.0, 50.0, None, "recovery"),
+        (330.0, low, None, "not_ready"),
+        (340.0, 50.0, None, "recovery"),
+        (990.0, low, None, "activation"),
+        (1000.0, 50.0, None, "recovery"),
+    ]), 1290.0)
+
+
+def sine_sequence(product: str) -> Sequence:
+    """Sine tests: for each period, 1 period to settle then 5 measured (3 for periods of 90 s and more),
+    each after 20 s at the centre frequency."""
+    centre = SINE_CENTRE_HZ[product]
+    segs: list[Segment] = []
+    t = 0.0
+    for period in SINE_PERIODS_S[product]:
+        segs.append(Segment(t, centre, None, "centre"))
+        t += 20.0
+        segs.append(Segment(t, centre, None, f"sine:{period}", float(period), SINE_AMPLITUDE_HZ))
+        t += period * (1 + (5 if period < 90 else 3))
+    segs.append(Segment(t, centre, None, "centre"))
+    return Sequence(product, "sine", tuple(segs), t + 20.0)
+
+
+def sequence(product: str, test: str, ffr_level_hz: float = 49.5) -> Sequence:
+    """The sequence of one test of one product; ValueError when the test does not apply."""
+    if test not in APPLICABLE.get(product, ()):
+        raise ValueError(f"test {test!r} does not apply to {product}; it takes: {', '.join(APPLICABLE[product])}")
+    if test == "ffr":
+        return ffr_sequence(ffr_level_hz)
+    if test == "sine":
+        return sine_sequence(product)
+    if test == "step":
+        return FCR_N_STEP
+    if test == "ler":
+        return FCR_N_LER if product == "fcr-n" else FCR_D_UP_LER.mirrored(product) if product == "fcr-d-down" \
+            else FCR_D_UP_LER
+    base = {"ramp": FCR_D_UP_RAMP, "linearity": FCR_D_UP_LINEARITY}[test]
+    return base.mirrored(product) if product == "fcr-d-down" else base
+
+
+def spec_of(product: str) -> ProductSpec | None:
+    return SPECS.get(product)

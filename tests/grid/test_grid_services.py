@@ -1,0 +1,235 @@
+"""The grid_services program scan by scan: signs, deadband edges, the chain's timing, the frequency
+input, the sum of products, headroom, availability and the energy guard."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from grid_kit import Harness
+
+from programs.enums import SiteState
+from programs.grid.frequency import FrequencySource
+from runtime.tags import Quality
+
+C = 20_000.0
+
+
+def settled(h: Harness, f_hz: float, seconds: float = 15.0) -> Harness:
+    return h.test_frequency(f_hz, seconds)
+
+
+# --- sign and characteristic -------------------------------------------------------------------
+
+def test_fcr_d_up_discharges_when_the_frequency_drops_below_49_9_hz():
+    h = settled(Harness(fcr_d_up_capacity_w=C), 49.7)
+    assert h["service_p_w"] == pytest.approx(0.5 * C, rel=1e-6)
+    assert h["fcr_d_up_p_w"] > 0
+
+
+def test_fcr_d_down_charges_when_the_frequency_rises_above_50_1_hz():
+    h = settled(Harness(fcr_d_down_capacity_w=C), 50.3)
+    assert h["service_p_w"] == pytest.approx(-0.5 * C, rel=1e-6)
+
+
+def test_fcr_n_discharges_below_and_charges_above_50_hz():
+    assert settled(Harness(fcr_n_capacity_w=C), 49.95)["service_p_w"] == pytest.approx(0.5 * C, rel=1e-6)
+    assert settled(Harness(fcr_n_capacity_w=C), 50.05)["service_p_w"] == pytest.approx(-0.5 * C, rel=1e-6)
+
+
+def test_fcr_d_up_gives_nothing_at_its_deadband_edge_49_9_hz():
+    h = settled(Harness(fcr_d_up_capacity_w=C, filter_tau_s=0.0), 49.9)
+    assert h["service_p_w"] == 0.0
+
+
+def test_fcr_d_up_responds_10_mhz_inside_its_band():
+    h = settled(Harness(fcr_d_up_capacity_w=C, filter_tau_s=0.0), 49.89)
+    assert h["service_p_w"] == pytest.approx(C * 0.01 / 0.4, rel=1e-4)
+
+
+def test_fcr_d_down_gives_nothing_at_50_1_hz_and_responds_at_50_11_hz():
+    h = Harness(fcr_d_down_capacity_w=C, filter_tau_s=0.0)
+    assert settled(h, 50.1)["service_p_w"] == 0.0
+    assert settled(h, 50.11)["service_p_w"] == pytest.approx(-C * 0.01 / 0.4, rel=1e-4)
+
+
+def test_products_sold_together_deliver_the_sum():
+    h = Harness(fcr_n_capacity_w=10_000.0, fcr_d_up_capacity_w=C)
+    h.set(limit_discharge_w=50_000.0, limit_charge_w=50_000.0)  # room for 1.34 x 10 kW + 20 kW
+    settled(h, 49.8)
+    assert h["service_p_w"] == pytest.approx(10_000.0 + 0.25 * C, rel=1e-6)
+
+
+def test_products_that_do_not_fit_the_headroom_are_scaled_down_together():
+    h = settled(Harness(fcr_n_capacity_w=10_000.0, fcr_d_up_capacity_w=C), 49.8)  # 33.4 kW reserved, 30 kW there
+    assert h["service_p_w"] == pytest.approx((10_000.0 + 0.25 * C) * 30_000.0 / 33_400.0, rel=1e-6)
+
+
+# --- timing: no delay anywhere in the chain --------------------------------------------------------
+
+def test_without_filter_a_frequency_step_gives_the_full_response_in_the_same_scan():
+    h = settled(Harness(fcr_d_up_capacity_w=C, filter_tau_s=0.0), 49.9)
+    h.test_frequency(49.5)
+    assert h["service_p_w"] == pytest.approx(C)
+
+
+def test_the_1_s_filter_is_the_only_lag_a_step_is_exactly_first_order():
+    h = settled(Harness(fcr_d_up_capacity_w=C), 49.9)
+    h.test_frequency(49.7)  # one scan of 0.1 s after the step
+    assert h["service_p_w"] == pytest.approx(0.5 * C * (1 - math.exp(-0.1)), rel=1e-9)
+    h.test_frequency(49.7, 0.9)
+    assert h["service_p_w"] == pytest.approx(0.5 * C * (1 - math.exp(-1.0)), rel=1e-9)
+
+
+def test_the_filter_time_constant_is_a_writable_setting():
+    h = settled(Harness(fcr_d_up_capacity_w=C), 49.9)
+    h.scan(frequency_filter_tau_s=0.5)
+    h.test_frequency(49.7)
+    assert h["service_p_w"] == pytest.approx(0.5 * C * (1 - math.exp(-0.2)), rel=1e-9)
+
+
+# --- the frequency input ---------------------------------------------------------------------------
+
+def test_the_frequency_input_is_not_saturated_at_the_end_of_the_band():
+    h = settled(Harness(fcr_d_up_capacity_w=C), 49.0, 30.0)
+    assert h["frequency_filtered_hz"] == pytest.approx(49.0, abs=1e-6)
+    h.test_frequency(49.7, 1.0)  # the filter comes back from 49.0 Hz: 1.25 s before it passes 49.5 Hz
+    assert h["service_p_w"] == pytest.approx(C)
+    h.test_frequency(49.7, 0.5)
+    assert h["service_p_w"] < 0.99 * C
+
+
+def test_the_applied_test_frequency_replaces_the_measurement_and_is_flagged():
+    h = Harness(fcr_d_up_capacity_w=C)
+    h.scan(10)
+    assert not h["test_frequency_in_use"]
+    settled(h, 49.7)
+    assert h["test_frequency_in_use"]
+    assert h["frequency_source"] == FrequencySource.TEST
+    assert h["frequency_input_hz"] == pytest.approx(49.7)
+    assert h["frequency_measured_hz"] == pytest.approx(50.0)  # the meter still logged beside it
+    assert h["service_p_w"] == pytest.approx(0.5 * C, rel=1e-6)
+
+
+def test_test_mode_ends_when_the_applied_frequency_is_not_refreshed():
+    h = settled(Harness(fcr_d_up_capacity_w=C, test_timeout_s=5.0), 49.7, 2.0)
+    h.scan(int(5.0 / 0.1) + 2)  # the test client fell silent
+    assert not h["test_frequency_active"]
+    assert not h["test_frequency_in_use"]
+    h.run_s(15.0)
+    assert h["service_p_w"] == 0.0  # back on the meter's 50 Hz
+
+
+def test_the_meter_frequency_drives_the_services_outside_tests():
+    h = Harness(fcr_d_up_capacity_w=C).run_s(15.0, grid_frequency_hz=49.7)
+    assert h["service_p_w"] == pytest.approx(0.5 * C, rel=1e-6)
+    assert h["frequency_source"] == FrequencySource.METER
+
+
+def test_a_bad_meter_frequency_withdraws_the_services_and_says_so():
+    h = Harness(fcr_d_up_capacity_w=C).run_s(15.0, grid_frequency_hz=49.7)
+    h.image["grid_frequency_hz"].set_quality(Quality.BAD)
+    h.run_s(1.0)
+    assert h["service_p_w"] == 0.0
+    assert not h["frequency_ok"]
+    assert h["fcr_d_up_maintained_w"] == 0.0
+    assert h["service_reason"] == "frequency invalid"
+
+
+def test_an_outage_reading_of_0_hz_is_invalid_not_a_huge_deviation():
+    h = Harness(fcr_d_up_capacity_w=C).run_s(2.0, grid_frequency_hz=0.0)
+    assert h["service_p_w"] == 0.0
+    assert not h["frequency_ok"]
+
+
+def test_the_inverter_frequency_stands_in_when_the_meter_fails():
+    h = Harness(fcr_d_up_capacity_w=C, frequency_inputs=("grid_frequency_hz", "inverter_frequency_hz"))
+    h.image["grid_frequency_hz"].set_quality(Quality.BAD)
+    h.run_s(15.0, inverter_frequency_hz=49.7)
+    assert h["frequency_source"] == FrequencySource.INVERTER
+    assert h["service_p_w"] == pytest.approx(0.5 * C, rel=1e-6)
+
+
+# --- capacity, headroom and availability -----------------------------------------------------------
+
+def test_nothing_sold_gives_no_power_and_reserves_no_headroom():
+    h = Harness().run_s(3.0, grid_frequency_hz=49.5)
+    assert h["service_p_w"] == 0.0
+    assert (h["service_reserve_up_w"], h["service_reserve_down_w"]) == (0.0, 0.0)
+
+
+def test_a_capacity_command_sells_a_product_from_the_next_scan():
+    h = Harness().run_s(2.0)
+    h.scan(fcr_d_up_capacity_w=C)
+    assert h["service_reserve_up_w"] == pytest.approx(C)
+    settled(h, 49.5)
+    assert h["service_p_w"] == pytest.approx(C)
+
+
+def test_the_headroom_of_all_products_is_reserved_for_site_control():
+    h = Harness(fcr_n_capacity_w=10_000.0, fcr_d_up_capacity_w=10_000.0, ffr_capacity_w=5_000.0).scan()
+    assert h["service_reserve_up_w"] == pytest.approx(13_400.0 + 10_000.0 + 5_000.0)
+    assert h["service_reserve_down_w"] == pytest.approx(13_400.0 + 2_000.0 + 1_250.0)
+
+
+def test_the_maintained_capacity_is_the_sold_one_when_the_headroom_is_there():
+    h = Harness(fcr_d_up_capacity_w=C).run_s(2.0)
+    assert h["fcr_d_up_maintained_w"] == pytest.approx(C)
+
+
+def test_products_are_reduced_and_reported_when_the_discharge_headroom_shrinks():
+    h = Harness(fcr_d_up_capacity_w=C)
+    settled(h, 49.5)
+    h.run_s(2.0, limit_discharge_w=15_000.0, applied_test_frequency_hz=49.5, test_frequency_active=True)
+    assert h["fcr_d_up_maintained_w"] == pytest.approx(15_000.0)
+    assert h["service_p_w"] == pytest.approx(15_000.0)
+    assert h["service_reason"] == "discharge headroom 75 %"
+
+
+def test_nothing_is_maintained_while_the_site_is_not_running():
+    h = Harness(fcr_d_up_capacity_w=C).run_s(2.0, site_state=int(SiteState.IDLE))
+    assert h["fcr_d_up_maintained_w"] == 0.0
+    assert h["service_reason"] == "site not running"
+
+
+def test_a_sold_product_keeps_the_site_awake():
+    h = Harness(fcr_d_up_capacity_w=C).scan(sleep_request=True)
+    assert h["sleep_request"] is False
+
+
+def test_with_nothing_sold_the_site_may_sleep():
+    h = Harness().scan(sleep_request=True)
+    assert h["sleep_request"] is True
+
+
+def test_the_baseline_may_not_discharge_the_energy_reserved_for_fcr_d_up():
+    # floor = 5 % + 5 % margin; 20 kW x 20 min = 6.67 kWh = 8.3 % of 80 kWh -> the baseline stops at 18.3 %
+    h = Harness(fcr_d_up_capacity_w=C).run_s(2.0, soc_pct=18.0, baseline_p_w=5000.0)
+    assert h["service_soc_floor_pct"] == pytest.approx(10.0 + 100 * C / 3 / 80_000)
+    assert h["baseline_guard_w"] == pytest.approx(-5000.0)
+    assert h["baseline_effective_w"] == pytest.approx(0.0)
+    assert h["service_p_w"] == pytest.approx(-5000.0 + h["nem_p_w"])  # NEM recharges here too
+
+
+def test_the_baseline_is_free_above_the_reserved_energy():
+    h = Harness(fcr_d_up_capacity_w=C).run_s(2.0, soc_pct=40.0, baseline_p_w=5000.0)
+    assert h["baseline_guard_w"] == 0.0
+    assert h["baseline_effective_w"] == pytest.approx(5000.0)
+
+
+def test_the_baseline_may_charge_into_the_reserve_it_may_not_discharge():
+    h = Harness(fcr_d_up_capacity_w=C).run_s(2.0, soc_pct=12.0, baseline_p_w=-3000.0)
+    assert h["baseline_guard_w"] == 0.0
+
+
+def test_endurance_is_published_in_minutes_of_full_activation():
+    # SOC 50 %: 40 % of 80 kWh above the 10 % floor = 32 kWh; at 20 kW that is 96 minutes
+    h = Harness(fcr_d_up_capacity_w=C).run_s(2.0)
+    assert h["endurance_up_min"] == pytest.approx(96.0)
+
+
+def test_at_a_10_ms_scan_the_response_is_the_same_first_order_curve():
+    h = Harness(period_s=0.01, fcr_d_up_capacity_w=C)
+    h.test_frequency(49.9, 15.0)
+    h.test_frequency(49.7, 1.0)
+    assert h["service_p_w"] == pytest.approx(0.5 * C * (1 - math.exp(-1.0)), rel=1e-6)

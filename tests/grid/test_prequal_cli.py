@@ -1,0 +1,102 @@
+"""`ems prequal` end to end: files, report, exit codes; `--live` against a unit running on the real
+clock with its Modbus tag server; `ems sim` replaying a frequency profile at 10 rows per second."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+from pathlib import Path
+
+import attrs
+import pytest
+
+from runtime.cli import main as ems
+from runtime.clock import RealClock
+from runtime.config.io_map import load_io_map
+from runtime.prequal.live import live_test
+from runtime.prequal.runner import TestRun
+from runtime.prequal.sequences import Segment, Sequence
+from runtime.site import build_site
+
+ROOT = Path(__file__).resolve().parents[2]
+COMMERCIAL = str(ROOT / "io_maps" / "sim_commercial.toml")
+
+
+def test_prequal_writes_report_plot_result_and_tso_log_and_exits_0_when_all_pass(tmp_path, capsys):
+    code = ems(["prequal", "--io-map", COMMERCIAL, "--product", "ffr", "--test", "ffr", "--ffr-level", "49.5",
+                "--capacity-w", "27000", "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    assert "1 of 1 tests pass" in capsys.readouterr().out
+    result = json.loads((tmp_path / "ffr_ffr_49.5.json").read_text())
+    assert result["passed"] and len(result["checks"]) >= 9
+    assert (tmp_path / "ffr_ffr_49.5.png").stat().st_size > 10_000
+    report = (tmp_path / "report.md").read_text()
+    assert "| FFR first: full activation time at 49.50 Hz | 0.3 s | <= 0.7 s |" in report
+    (log,) = (tmp_path / "log").glob("SIMCOMMERCIAL_FFR_FFR-49.5_SE3_UTC_*_10Hz.csv")
+    assert len(log.read_text().splitlines()) > 12_000
+
+
+def test_prequal_exits_1_when_a_requirement_fails(tmp_path):
+    slow = tmp_path / "slow.toml"
+    slow.write_text(Path(COMMERCIAL).read_text().replace("[programs.params.log]",
+                                                         "filter_tau_s = 6.0\n[programs.params.log]"))
+    code = ems(["prequal", "--io-map", str(slow), "--product", "fcr-d-up", "--test", "ramp", "--capacity-w", "27000",
+                "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 1
+    assert "**FAIL**" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_prequal_exits_2_for_a_test_that_does_not_apply(tmp_path, capsys):
+    code = ems(["prequal", "--product", "fcr-n", "--test", "ramp", "--out", str(tmp_path), "--quiet"])
+    assert code == 2
+    assert "no test of 'ramp' applies to fcr-n" in capsys.readouterr().err
+
+
+@pytest.fixture
+def running_unit():
+    io_map = load_io_map(COMMERCIAL)
+    io_map = attrs.evolve(io_map, modbus_server=attrs.evolve(io_map.modbus_server, port=0))
+    site = build_site(io_map, RealClock())
+    site.start()
+    thread = threading.Thread(target=site.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10.0
+    while (site.image["site_state"].value != 1 or site.image["limit_discharge_w"].value < 10_000.0) and \
+            time.monotonic() < deadline:
+        time.sleep(0.1)
+    yield site
+    site.stop()
+    thread.join(5.0)
+
+
+def test_live_drives_the_applied_test_frequency_of_a_running_unit(running_unit):
+    site = running_unit
+    port = site.mirrors[0].port
+    seq = Sequence("fcr-d-up", "ramp", (Segment(0.0, 49.9), Segment(1.0, 49.5)), 5.0)
+    rec = live_test(TestRun(COMMERCIAL, "fcr-d-up", "ramp", 5_000.0), seq, "127.0.0.1", port)
+    assert len(rec.t) >= 45
+    assert rec["test"][-1] == 1.0
+    assert rec["applied_hz"][-1] == pytest.approx(49.5)
+    assert rec["service_w"][-1] == pytest.approx(5_000.0, rel=0.05)  # 4 s after the step, 1 s filter
+    assert rec["p_w"][-1] > 4_000.0
+    time.sleep(0.3)
+    assert site.image["test_frequency_active"].value is False  # the client ended the test
+    assert site.image["fcr_d_up_capacity_w"].value == 0.0  # and restored the capacity
+
+
+def test_sim_replays_a_frequency_profile_at_10_rows_per_second(tmp_path):
+    scenario = tmp_path / "fcr.toml"
+    scenario.write_text('[scenario]\nmode = "passive"\n[tags]\nfcr_d_up_capacity_w = 20000.0\n')
+    out = tmp_path / "run.csv"
+    code = ems(["sim", "--io-map", COMMERCIAL, "--scenario", str(scenario), "--frequency-profile",
+                str(ROOT / "sim" / "profiles" / "frequency_dip.csv"), "--sample-rate-hz", "10", "--hours", "0.05",
+                "--out", str(out), "--quiet"])
+    assert code == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 1800
+    at = {round(float(r["t_s"]), 1): r for r in rows}
+    assert float(at[75.0]["frequency_hz"]) == pytest.approx(49.76, abs=1e-3)
+    assert float(at[75.0]["service_p_w"]) == pytest.approx(20_000.0 * (49.9 - 49.76) / 0.4, rel=0.05)
+    assert float(at[75.0]["filtered_frequency_hz"]) == pytest.approx(49.76, abs=0.01)

@@ -1,0 +1,71 @@
+"""The test sequences are the reference's tables (TP), played as the applied test frequency."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.prequal.sequences import APPLICABLE, sequence
+
+
+@pytest.mark.parametrize("t_s, f_hz", [
+    (0.0, 49.9), (30.0, 49.9), (31.0, 49.76), (33.3, 49.45), (34.9, 49.45), (36.0, 49.549), (39.9, 49.9),
+    (90.0, 49.9), (91.0, 49.66), (92.0, 49.5), (389.0, 49.5), (391.0, 49.74), (392.0, 49.9), (690.0, 49.9),
+    (693.0, 49.18), (694.0, 49.0), (749.0, 49.0), (752.0, 49.48), (755.0, 50.0), (1049.0, 50.0)])
+def test_the_fcr_d_up_ramp_test_follows_the_tp_table(t_s, f_hz):
+    assert sequence("fcr-d-up", "ramp").frequency(t_s) == pytest.approx(f_hz, abs=1e-9)
+
+
+def test_the_fcr_d_ramp_test_lasts_1050_s():
+    assert sequence("fcr-d-up", "ramp").duration_s == 1050.0
+
+
+def test_fcr_d_down_mirrors_fcr_d_up_around_50_hz():
+    up, down = sequence("fcr-d-up", "ramp"), sequence("fcr-d-down", "ramp")
+    for t in (0.0, 31.0, 34.0, 100.0, 700.0, 760.0):
+        assert down.frequency(t) == pytest.approx(100.0 - up.frequency(t), abs=1e-9)
+
+
+def test_linearity_steps_are_49_9_to_49_5_then_49_91_hz_for_120_s_each():
+    seq = sequence("fcr-d-up", "linearity")
+    assert [seq.frequency(60.0 + 120.0 * i) for i in range(6)] == [49.9, 49.8, 49.7, 49.6, 49.5, 49.91]
+    assert seq.duration_s == 720.0
+
+
+def test_the_ler_test_is_05_10_25_15_15_minutes_at_49_91_and_49_5_hz():
+    seq = sequence("fcr-d-up", "ler")
+    starts = [s.start_s / 60.0 for s in seq.segments[:5]]
+    assert starts == [0.0, 0.5, 10.5, 13.0, 28.0]
+    assert [s.target_hz for s in seq.segments[:5]] == [49.91, 49.5, 49.91, 49.5, 49.91]
+    assert seq.until == "ler_off"  # then held until NEM and AEM are off (ours, see notes)
+
+
+def test_the_fcr_n_step_test_follows_the_tp():
+    seq = sequence("fcr-n", "step")
+    assert [(s.start_s / 60.0, s.target_hz) for s in seq.segments] == [
+        (0.0, 50.0), (0.5, 49.95), (1.0, 50.0), (6.0, 49.9), (11.0, 50.1), (16.0, 50.0)]
+    assert seq.duration_s == 21 * 60.0
+
+
+@pytest.mark.parametrize("product, centre, periods", [
+    ("fcr-n", 50.0, (10, 15, 25, 40, 50, 60, 70, 90, 150, 300)),
+    ("fcr-d-up", 49.7, (10, 15, 25, 40, 50, 60, 70)),
+    ("fcr-d-down", 50.3, (10, 15, 25, 40, 50, 60, 70))])
+def test_sine_tests_swing_0_1_hz_around_their_centre_at_the_tp_periods(product, centre, periods):
+    seq = sequence(product, "sine")
+    sines = [s for s in seq.segments if s.sine_period_s]
+    assert tuple(s.sine_period_s for s in sines) == periods
+    assert all((s.target_hz, s.sine_amplitude_hz) == (centre, 0.1) for s in sines)
+    first = sines[0]
+    assert seq.frequency(first.start_s + 2.5) == pytest.approx(centre + 0.1)
+
+
+def test_the_ffr_test_dips_below_the_activation_level_three_times():
+    seq = sequence("ffr", "ffr", 49.6)
+    dips = [s for s in seq.segments if s.target_hz < 49.6]
+    assert [(s.start_s, s.target_hz) for s in dips] == [(30.0, 49.5), (330.0, 49.5), (990.0, 49.5)]
+
+
+def test_a_test_that_does_not_apply_to_a_product_is_refused():
+    assert APPLICABLE["fcr-n"] == ("step", "sine", "ler")
+    with pytest.raises(ValueError, match="does not apply"):
+        sequence("fcr-n", "ramp")
