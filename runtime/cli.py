@@ -58,6 +58,31 @@ def _parser() -> argparse.ArgumentParser:
     tags.add_argument("--io-map", default=DEFAULT_IO_MAP)
     tags.add_argument("--format", choices=["table", "csv", "markdown"], default="table")
     tags.set_defaults(handler=cmd_tags)
+
+    sim = sub.add_parser("sim", help="simulate a site on the virtual clock; write CSV, plot and summary")
+    sim.add_argument("--io-map", help=f"site io_map (default: the scenario's, else {DEFAULT_IO_MAP})")
+    sim.add_argument("--scenario", help="scenario file (TOML): mode, settings, plant changes, timed events")
+    sim.add_argument("--profile", help="CSV t_s,pv_power_w,load_power_w replacing the plant's PV and load")
+    sim.add_argument("--frequency-profile", help="CSV t_s,frequency_hz replacing the plant's grid frequency")
+    sim.add_argument("--hours", type=float, help="simulated hours (default: the scenario's, else 24)")
+    sim.add_argument("--out", default="run.csv", help="CSV output, one row per sample (default run.csv)")
+    sim.add_argument("--plot", help="PNG plot of power flows, SOC and mode")
+    sim.add_argument("--sample-rate-hz", type=float, help="CSV rows per second (default 1, at most the scan rate)")
+    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    sim.set_defaults(handler=cmd_sim)
+
+    events = sub.add_parser("events", help="show the event log: state and mode changes, errors, writes")
+    events.add_argument("--io-map", default=DEFAULT_IO_MAP, help="site io_map (finds the data directory)")
+    events.add_argument("--data-dir", help="override the site's data directory")
+    events.add_argument("--since", help="only newer events: a duration (30m, 2h, 7d) or a date (2026-01-31T12:00)")
+    events.add_argument("--severity", default="info", help="lowest severity: info, warning, error, critical")
+    events.add_argument("--kind", action="append", default=[], help="only this kind (state, mode, error, "
+                                                                   "monitor, write, service); repeatable")
+    events.add_argument("--limit", type=int, help="only the newest N events")
+    events.set_defaults(handler=cmd_events)
+    __import__("runtime.devsim.command", fromlist=["add_parser"]).add_parser(sub)  # ems simulate-devices
+    __import__("runtime.prequal.command", fromlist=["add_parser"]).add_parser(sub)  # ems prequal
+    __import__("runtime.cluster.command", fromlist=["add_parser"]).add_parser(sub)  # ems cluster status
     return parser
 
 
@@ -93,6 +118,44 @@ def cmd_tags(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sim(args: argparse.Namespace) -> int:
+    from runtime.scenario import load_scenario
+    from runtime.simulate import progress_bar, simulate
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    scenario = load_scenario(args.scenario) if args.scenario else None
+    info = scenario.info if scenario else None
+    hours = args.hours or (info.hours if info and info.hours else 24.0)
+    rate = args.sample_rate_hz or (info.sample_rate_hz if info and info.sample_rate_hz else 1.0)
+    io_map = args.io_map or (info.io_map if info and info.io_map else DEFAULT_IO_MAP)
+    summary = simulate(io_map, hours, args.out, scenario, args.profile, args.frequency_profile, rate,
+                       args.plot, None if args.quiet else progress_bar())
+    print(summary.text())
+    print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
+    return 0
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    from runtime.events import parse_severity, parse_since, read_events
+
+    io_map = _load(args.io_map)
+    path = Path(args.data_dir or io_map.site.data_dir) / io_map.event_log.file
+    try:
+        since = parse_since(args.since) if args.since else None
+        severity = parse_severity(args.severity)
+    except ValueError as exc:
+        print(f"ems events: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        found = read_events(path, since, severity, args.kind, args.limit)
+    except FileNotFoundError as exc:
+        print(f"ems events: {exc}", file=sys.stderr)
+        return 1
+    for event in found:
+        print(event.text())
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from runtime.site import build_site
 
@@ -100,8 +163,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir or io_map.site.data_dir)
     setup_logging(args.log_level or io_map.logging.level, data_dir / "log" / io_map.logging.file,
                   io_map.logging.max_bytes, io_map.logging.backups)
-    clock = VirtualClock() if args.virtual_time else RealClock()
+    from runtime.simulate import virtual_clock_for
+
+    clock = virtual_clock_for(io_map) if args.virtual_time else RealClock()
     site = build_site(io_map, clock)
+    site.attach_services(data_dir)
+    __import__("runtime.grid_log", fromlist=["attach"]).attach(site, data_dir)  # the grid operator's log
     log.info("site %s: %d tags, %d devices, %d programs, scan period %.3f s, %s clock",
              io_map.site.id, len(site.image), len(site.drivers), len(site.programs),
              site.period_s, "virtual" if clock.virtual else "real")

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
 
-from runtime.tags import Access, Area, DType, Quality, TagSpec, TagValueError, make_checker
+from runtime.tags import Access, Area, Quality, TagSpec, make_checker
 
 log = logging.getLogger(__name__)
 
@@ -209,18 +209,3 @@ class ProcessImage:
         with self._pending_lock:
             self._pending.append(request)
         return request
-
-
-def coerce_for(spec: TagSpec, raw: Any) -> Any:
-    """Convert a raw number from a device or a file to the tag's Python type, or raise."""
-    if spec.dtype is DType.BOOL:
-        return bool(raw)
-    if spec.dtype is DType.FLOAT32:
-        return float(raw)
-    if spec.dtype is DType.STRING:
-        return str(raw)
-    if isinstance(raw, float):
-        if raw != raw:
-            raise TagValueError(f"tag {spec.name!r}: NaN for an integer tag")
-        return int(round(raw))
-    return int(raw)

@@ -116,13 +116,12 @@ class ScanEngine:
                 driver.step_virtual(t_s)
             else:
                 driver.check_hang(t_s)
-            for tag, max_age, sample in zip(binding.tags, binding.max_ages, driver.latest):
-                quality = sample.quality
-                if quality is GOOD and t_s - sample.stamp > max_age:
+            for tag, max_age, (value, quality, stamp) in zip(binding.tags, binding.max_ages, driver.latest):
+                if quality is GOOD and t_s - stamp > max_age:
                     quality = STALE
-                tag.value = sample.value
+                tag.value = value
                 tag.quality = quality
-                tag.stamp = sample.stamp
+                tag.stamp = stamp
 
     def _execute(self, ctx: ScanContext) -> bool:
         faulted = False

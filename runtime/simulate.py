@@ -33,6 +33,8 @@ COLUMNS = {  # CSV column -> tag
     "setpoint_w": "inverter_p_setpoint_w", "service_p_w": "service_p_w", "limit_charge_w": "limit_charge_w",
     "limit_discharge_w": "limit_discharge_w", "limit_charge_source": "limit_charge_source",
     "limit_discharge_source": "limit_discharge_source", "hold_reason": "control_hold_reason",
+    "applied_frequency_hz": "frequency_input_hz", "filtered_frequency_hz": "frequency_filtered_hz",
+    "test_mode": "test_frequency_in_use",
 }
 
 

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from pathlib import Path as FsPath
-from typing import Any
+from typing import Any, Callable, Protocol
 
 from runtime.clock import Clock
 from runtime.config.lines import Path, key_lines, line_of
 from runtime.config.io_map import tag_spec
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigError, ConfigErrors
-from runtime.image import ProcessImage, coerce_for
+from runtime.image import ProcessImage
 from runtime.io.driver import Driver, DriverSettings, Point
 from runtime.io.registry import driver_kinds
 from runtime.program import Program
+from runtime.retain import system_tag_specs
 from runtime.scan import InputBinding, OutputBinding, ScanEngine, Supervisor
-from runtime.scan_stats import stats_tag_specs
+from runtime.servers import build_mirrors, runtime_tag_specs
 from runtime.tags import Area, DType, TagSpec, make_checker
 
 log = logging.getLogger(__name__)
+
+
+class Mirror(Protocol):
+    """A view of the image outside the scan (Modbus server, HMI channel, telemetry)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
 
 class Site:
@@ -35,8 +45,11 @@ class Site:
         self.programs = programs
         self.engine = engine
         self.supervisor: Supervisor | None = None
+        self.mirrors: list[Mirror] = []
         self._scan_thread: threading.Thread | None = None
         self._started = False
+        self.realtime = False  # the scan thread runs at real-time priority
+        self._closers: list[Callable[[], None]] = []  # services of attach_services, closed by stop
 
     @property
     def period_s(self) -> float:
@@ -46,6 +59,8 @@ class Site:
         """Start every driver's thread (none on the virtual clock)."""
         for driver in self.drivers.values():
             driver.start()
+        for mirror in self.mirrors:
+            mirror.start()
         self._started = True
 
     def run(self, duration_s: float | None = None) -> None:
@@ -56,7 +71,7 @@ class Site:
         if self.clock.virtual:
             self.engine.run(duration_s)
             return
-        thread = threading.Thread(target=self.engine.run, args=(duration_s,), name="scan", daemon=True)
+        thread = threading.Thread(target=self._scan_thread_main, args=(duration_s,), name="scan", daemon=True)
         self._scan_thread = thread
         thread.start()
         if self.io_map.supervisor.enabled:
@@ -66,6 +81,12 @@ class Site:
         while thread.is_alive():
             thread.join(0.2)
 
+    def _scan_thread_main(self, duration_s: float | None) -> None:
+        priority = self.io_map.site.realtime_priority
+        if priority is not None:
+            self.realtime = set_realtime_priority(priority)
+        self.engine.run(duration_s)
+
     def stop(self) -> None:
         """Outputs to their safe values, drivers write them and close. Safe to call twice."""
         self.engine.stop()
@@ -74,6 +95,8 @@ class Site:
         if self.supervisor is not None:
             self.supervisor.stop()
         self.engine.safe_mode = True
+        for mirror in self.mirrors:
+            mirror.stop()
         for binding in self.engine.outputs:
             binding.driver.stop(binding.safe_values)
         for name, driver in self.drivers.items():
@@ -82,6 +105,43 @@ class Site:
         for binding in self.engine.outputs:
             for tag, safe in zip(binding.tags, binding.safe_values):
                 log.info("output %s at its safe value %s", tag.name, tag.spec.label(safe))
+        closers, self._closers = self._closers, []
+        for close in closers:
+            close()
+
+    def attach_services(self, data_dir: FsPath) -> None:
+        """Retained tags (restored now, before the first scan), the event log and the watchdog
+        (runtime/retain.py, events.py, systemd.py), as configured; `stop` closes them."""
+        from runtime import events, retain, systemd
+
+        cfg = self.io_map
+        clean = True
+        if cfg.retain.enabled:
+            retainer = retain.attach(self, data_dir, cfg.retain)
+            clean = retainer.previous_clean
+            self._closers.append(lambda: (retainer.stop(self.engine.ctx.t_s), retainer.store.close()))
+        if cfg.event_log.enabled:
+            event_log = events.attach(self, data_dir, cfg.event_log)
+            event_log.append(events.service_event(self, "started", clean))
+            self._closers.append(lambda: (event_log.append(events.service_event(self, "stopped")),
+                                          event_log.close(self.clock.wall())))
+        watchdog = systemd.attach(self, cfg.watchdog)
+        if watchdog is not None:
+            self._closers.insert(0, watchdog.stop)
+
+
+def set_realtime_priority(priority: int) -> bool:
+    """Put the calling thread in the SCHED_FIFO class, so that it wakes on time under load.
+
+    Needs root or CAP_SYS_NICE; without them the scan runs at normal priority and says so once.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: the calling thread
+    except (PermissionError, OSError, AttributeError) as exc:
+        log.warning("scan thread stays at normal priority: SCHED_FIFO %d refused (%s)", priority, exc)
+        return False
+    log.info("scan thread at real-time priority SCHED_FIFO %d", priority)
+    return True
 
 
 def build_site(io_map: IoMap, clock: Clock) -> Site:
@@ -89,7 +149,7 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
     from programs.registry import program_kinds
 
     errors: list[tuple[Path, str]] = []
-    image = ProcessImage(stats_tag_specs())
+    image = ProcessImage(runtime_tag_specs(io_map.modbus_server) + system_tag_specs())
     stale_after = {d.name: d.stale_after_s for d in io_map.devices}
     for tag in io_map.tags:
         io = io_map.tag_io.get(tag.name)
@@ -118,7 +178,37 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
 
     drivers, inputs, outputs = _build_drivers(io_map, image, clock)
     engine = ScanEngine(image, programs, clock, io_map.site.scan_period_s, inputs, outputs)
-    return Site(io_map, clock, image, drivers, programs, engine)
+    mirrors, problems = build_mirrors(io_map.modbus_server, io_map.meter_gateway, image, engine)
+    if problems:
+        raise _config_errors(io_map, problems)
+    site = Site(io_map, clock, image, drivers, programs, engine)
+    site.mirrors.extend(mirrors)
+    site.mirrors.extend(_schedule_watchers(programs, io_map))
+    site.mirrors.extend(_cluster(programs, io_map, clock))
+    return site
+
+
+def _cluster(programs: list[Program], io_map: IoMap, clock: Clock) -> list[Mirror]:
+    """The cluster service when the site runs cluster programs (runtime/cluster, docs/cluster.md)."""
+    from runtime.cluster.service import attach
+
+    try:
+        return attach(programs, io_map, clock.virtual)
+    except ValueError as exc:
+        raise _config_errors(io_map, [(("cluster", "enabled"), str(exc))]) from None
+
+
+def _schedule_watchers(programs: list[Program], io_map: IoMap) -> list[Mirror]:
+    """A watcher per program that takes a schedule file (external control)."""
+    from runtime.schedule_file import ScheduleWatcher
+
+    watchers: list[Mirror] = []
+    for program in programs:
+        path = getattr(getattr(program, "p", None), "schedule_file", None)
+        if path and hasattr(program, "replace_schedule"):
+            resolved = FsPath(path) if FsPath(path).is_absolute() else FsPath(io_map.path).parent / path
+            watchers.append(ScheduleWatcher(resolved, program.replace_schedule))
+    return watchers
 
 
 def _build_drivers(io_map: IoMap, image: ProcessImage, clock: Clock):  # type: ignore[no-untyped-def]
@@ -156,13 +246,7 @@ def _build_drivers(io_map: IoMap, image: ProcessImage, clock: Clock):  # type: i
 
 
 def _point(spec: TagSpec, binding: Any, point: Any, with_convert: bool) -> Point:
-    convert = None
-    if with_convert:
-        check = make_checker(spec)
-
-        def convert(value: Any, spec: TagSpec = spec) -> Any:
-            return check(coerce_for(spec, value))
-
+    convert = _converter(spec) if with_convert else None
     return Point(
         tag=spec.name,
         address=point,
@@ -171,6 +255,18 @@ def _point(spec: TagSpec, binding: Any, point: Any, with_convert: bool) -> Point
         is_bool=spec.dtype is DType.BOOL,
         convert=convert,
     )
+
+
+def _converter(spec: TagSpec) -> Callable[[Any], Any]:
+    """From an engineering value to the tag's type, range-checked (raises when bad)."""
+    check = make_checker(spec)
+    if spec.dtype is DType.FLOAT32:
+        return check  # takes int and float
+    if spec.dtype is DType.BOOL:
+        return bool
+    if spec.dtype is DType.STRING:
+        return lambda value: check(str(value))
+    return lambda value: check(value if value.__class__ is int else int(round(value)))
 
 
 def _config_errors(io_map: IoMap, errors: list[tuple[Path, str]]) -> ConfigErrors:

@@ -7,17 +7,23 @@ import sys
 from pathlib import Path as FsPath
 from typing import Any
 
+from runtime.cluster.config import check as check_cluster
 from runtime.config.lines import Path, key_lines, line_of
 from runtime.config.schema import (
+    ClusterConfig,
     DeviceConfig,
+    EventLogConfig,
     IoConfig,
     IoMap,
     LoggingConfig,
+    MeterGatewayConfig,
     ModbusServerConfig,
     ProgramConfig,
+    RetainConfig,
     SiteConfig,
     SupervisorConfig,
     TagConfig,
+    WatchdogConfig,
 )
 from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
 from runtime.tags import Access, Area, DType, ModbusTable, TagSpec, TagValueError, make_checker
@@ -27,7 +33,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-SECTIONS = ("site", "supervisor", "logging", "modbus_server", "devices", "tags", "programs")
+SECTIONS = ("site", "supervisor", "logging", "modbus_server", "meter_gateway", "devices", "tags", "programs",
+            "event_log", "retain", "watchdog", "cluster")
 BOOL_TABLES = (ModbusTable.COIL, ModbusTable.DISCRETE)
 WRITABLE_TABLES = (ModbusTable.COIL, ModbusTable.HOLDING)
 
@@ -72,12 +79,18 @@ def _build(data: dict[str, Any], filename: str, errors: Errors) -> IoMap:
     supervisor = structure(SupervisorConfig, data.get("supervisor", {}), ("supervisor",), errors)
     logging_cfg = structure(LoggingConfig, data.get("logging", {}), ("logging",), errors)
     modbus = structure(ModbusServerConfig, data.get("modbus_server", {}), ("modbus_server",), errors)
+    meter_gateway = structure(MeterGatewayConfig, data.get("meter_gateway", {}), ("meter_gateway",), errors)
+    service = {key: structure(cls, data.get(key, {}), (key,), errors)
+               for key, cls in (("event_log", EventLogConfig), ("retain", RetainConfig), ("watchdog", WatchdogConfig),
+                                ("cluster", ClusterConfig))}
 
     kinds = driver_kinds()
-    devices, options = _devices(_array(data, "devices", errors), kinds, errors)
-    tags, tag_io = _tags(_array(data, "tags", errors), devices, kinds, errors)
+    devices, options, broken = _devices(_array(data, "devices", errors), kinds, errors)
+    tags, tag_io = _tags(_array(data, "tags", errors), devices, broken, kinds, errors)
     programs, params = _programs(_array(data, "programs", errors), program_kinds(), errors)
     _check_drivers(devices, options, tags, tag_io, kinds, errors)
+    if service["cluster"] is not MISSING:
+        check_cluster(service["cluster"], devices, errors)
     return IoMap(
         path=filename,
         site=site,
@@ -90,6 +103,8 @@ def _build(data: dict[str, Any], filename: str, errors: Errors) -> IoMap:
         tag_io={name: (binding, point) for name, (binding, point, _) in tag_io.items()},
         programs=tuple(programs),
         program_params=params,
+        meter_gateway=meter_gateway,
+        **service,
     )
 
 
@@ -112,11 +127,15 @@ def _split(item: Any, key: str) -> tuple[Any, Any]:
 def _devices(items, kinds, errors: Errors):  # type: ignore[no-untyped-def]
     devices: dict[str, DeviceConfig] = {}
     options: dict[str, Any] = {}
+    broken: set[str] = set()
     for path, item in items:
         driver = item.get("driver") if isinstance(item, dict) else None
         rest, sub = _split(item, driver) if isinstance(driver, str) else (item, None)
         device = structure(DeviceConfig, rest, path, errors)
         if device is MISSING:
+            name = item.get("name") if isinstance(item, dict) else None
+            if isinstance(name, str):
+                broken.add(name)  # reported once here; tags bound to it are not blamed again
             continue
         if device.name in devices:
             errors.add(path + ("name",), f"device {device.name!r} is declared twice")
@@ -130,13 +149,15 @@ def _devices(items, kinds, errors: Errors):  # type: ignore[no-untyped-def]
             opts = kind.parse_options(sub, path + (device.driver,), errors)
         else:
             opts = structure(kind.options, sub, path + (device.driver,), errors)
+        if opts is MISSING:
+            broken.add(device.name)
+            continue
         devices[device.name] = device
-        if opts is not MISSING:
-            options[device.name] = opts
-    return devices, options
+        options[device.name] = opts
+    return devices, options, broken
 
 
-def _tags(items, devices, kinds, errors: Errors):  # type: ignore[no-untyped-def]
+def _tags(items, devices, broken, kinds, errors: Errors):  # type: ignore[no-untyped-def]
     tags: dict[str, TagConfig] = {}
     tag_io: dict[str, tuple[IoConfig, Any, Path]] = {}
     used: dict[tuple[ModbusTable, int], str] = {}
@@ -158,13 +179,13 @@ def _tags(items, devices, kinds, errors: Errors):  # type: ignore[no-untyped-def
         if tag.area is Area.MEMORY:
             errors.add(path + ("io",), "a memory tag has no io binding; make it an input or an output")
             continue
-        binding = _io(io, path + ("io",), devices, kinds, errors)
+        binding = _io(io, path + ("io",), devices, broken, kinds, errors)
         if binding is not None:
             tag_io[tag.name] = (*binding, path + ("io",))
     return tags, tag_io
 
 
-def _io(io: Any, path: Path, devices, kinds, errors: Errors):  # type: ignore[no-untyped-def]
+def _io(io: Any, path: Path, devices, broken, kinds, errors: Errors):  # type: ignore[no-untyped-def]
     if not isinstance(io, dict):
         errors.add(path, "expected a table")
         return None
@@ -174,6 +195,8 @@ def _io(io: Any, path: Path, devices, kinds, errors: Errors):  # type: ignore[no
     if binding is MISSING:
         return None
     device = devices.get(binding.device)
+    if device is None and binding.device in broken:
+        return None
     if device is None:
         errors.add(path + ("device",), f"no device named {binding.device!r}{_suggest(binding.device, devices)}")
         return None

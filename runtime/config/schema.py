@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Any, Literal
 
@@ -30,6 +31,9 @@ class SiteConfig:
     scan_period_s: float = attrs.field(default=0.1, validator=[v.gt(0.0), v.le(10.0)])
     data_dir: str = "var"
     timezone: str = "UTC"
+    # Run the scan thread as SCHED_FIFO at this priority (1..99) on the real clock; needs root or
+    # CAP_SYS_NICE, else a warning and normal priority. A PLC's scan is not at the mercy of a busy core.
+    realtime_priority: int | None = attrs.field(default=None, validator=v.optional([v.ge(1), v.le(99)]))
 
 
 @attrs.frozen
@@ -47,15 +51,66 @@ class LoggingConfig:
     backups: int = attrs.field(default=5, validator=v.ge(0))
 
 
+def _write_allow(_instance: Any, _attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
+    for item in value:
+        if item == "rtu":
+            continue
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address, a network (10.0.0.0/24) or \"rtu\"") from None
+
+
+def _ascii(limit: int):  # type: ignore[no-untyped-def]
+    def check(_instance: Any, _attribute: attrs.Attribute, value: str) -> None:
+        if not value.isascii() or len(value) > limit:
+            raise ValueError(f"{value!r} must be ASCII text of at most {limit} characters")
+
+    return check
+
+
+_UNIT_IDS = v.deep_iterable(v.and_(v.ge(0), v.le(247)))
+_PORT = [v.ge(0), v.le(65535)]  # 0: any free port (tests)
+_ADDRESS = v.optional([v.ge(0), v.le(65535)])
+
+
+@attrs.frozen
+class SerialPortConfig:
+    """An RS-485 line on which a server also answers Modbus RTU (`[modbus_server.serial]`)."""
+
+    port: str  # device path, e.g. /dev/ttyUSB0
+    baudrate: int = attrs.field(default=19200, validator=v.in_((1200, 2400, 4800, 9600, 19200, 38400, 57600,
+                                                                    115200)))
+    parity: Literal["N", "E", "O"] = "N"
+    stopbits: int = attrs.field(default=1, validator=v.in_((1, 2)))
+    bytesize: int = attrs.field(default=8, validator=v.in_((7, 8)))
+
+
 @attrs.frozen
 class ModbusServerConfig:
     enabled: bool = False
     host: str = "127.0.0.1"
-    port: int = attrs.field(default=502, validator=[v.ge(1), v.le(65535)])
-    unit_ids: tuple[int, ...] = attrs.field(default=(1,), validator=v.deep_iterable(v.and_(v.ge(0), v.le(247))))
+    port: int = attrs.field(default=502, validator=_PORT)
+    unit_ids: tuple[int, ...] = attrs.field(default=(1,), validator=_UNIT_IDS)
     word_order: Literal["high_first", "low_first"] = "high_first"
     writes_enabled: bool = False
-    write_allow: tuple[str, ...] = ("127.0.0.1",)
+    write_allow: tuple[str, ...] = attrs.field(default=("127.0.0.1",), validator=_write_allow)
+    runtime_base: int = attrs.field(default=9000, validator=[v.ge(0), v.le(65000)])  # the runtime's own tags
+    serial: SerialPortConfig | None = None
+
+
+@attrs.frozen
+class MeterGatewayConfig:
+    """Re-exposes the site meter in a standard meter's register layout (docs/meter_gateway.md)."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=1502, validator=_PORT)
+    unit_ids: tuple[int, ...] = attrs.field(default=(1,), validator=_UNIT_IDS)
+    layout: Literal["em24_e1", "em24_din"] = "em24_e1"
+    serial_number: str = attrs.field(default="EMS0000000001", validator=_ascii(13))
+    quantities: dict[str, str] = attrs.field(factory=dict)  # layout quantity -> tag name
+    serial: SerialPortConfig | None = None
 
 
 @attrs.frozen
@@ -114,6 +169,98 @@ class ProgramConfig:
 
 
 @attrs.frozen
+class EventLogConfig:
+    """The event log: state and mode changes, errors, writes (SQLite under data_dir)."""
+
+    enabled: bool = True
+    file: str = "events.sqlite"
+    max_rows: int = attrs.field(default=200_000, validator=v.ge(100))
+    max_age_days: float = attrs.field(default=365.0, validator=v.gt(0.0))
+    ignore_writes: tuple[str, ...] = ("ext_heartbeat", "local_heartbeat", "modbus_heartbeat")
+
+
+@attrs.frozen
+class RetainConfig:
+    """Retained tags and system information (SQLite under data_dir)."""
+
+    enabled: bool = True
+    file: str = "retain.sqlite"
+    save_interval_s: float = attrs.field(default=10.0, validator=v.gt(0.0))
+
+
+@attrs.frozen
+class WatchdogConfig:
+    """systemd notification (READY/WATCHDOG) and an optional hardware watchdog."""
+
+    systemd: bool = True
+    hardware_device: str = ""
+    hardware_timeout_s: int = attrs.field(default=15, validator=[v.ge(1), v.le(600)])
+
+
+@attrs.frozen
+class ClusterNodeConfig:
+    """One battery unit of a cluster (`[[cluster.nodes]]`): where its controller listens."""
+
+    id: str = attrs.field(validator=_matches(_ID, "node id"))
+    raft_port: int = attrs.field(validator=[v.ge(1), v.le(65535)])  # pysyncobj (Raft)
+    pub_port: int = attrs.field(validator=[v.ge(1), v.le(65535)])  # ZeroMQ PUB: node state, setpoints
+    rep_port: int = attrs.field(validator=[v.ge(1), v.le(65535)])  # ZeroMQ REP: commands, status
+    host: str = "127.0.0.1"
+    devices: tuple[str, ...] = ()  # simulate-devices only: this node's devices in a plant file
+    plant: dict[str, Any] = attrs.field(factory=dict)  # simulate-devices only: its battery unit, as [devices.sim]
+
+
+@attrs.frozen
+class ClusterConfig:
+    """Several battery units acting as one (docs/cluster.md): Raft, ZeroMQ, membership, discovery."""
+
+    enabled: bool = False
+    node_id: str = ""
+    nodes: tuple[ClusterNodeConfig, ...] = ()
+    raft_min_timeout_s: float = attrs.field(default=0.2, validator=v.gt(0.0))
+    raft_max_timeout_s: float = attrs.field(default=0.4, validator=v.gt(0.0))
+    append_entries_period_s: float = attrs.field(default=0.04, validator=v.gt(0.0))
+    connection_timeout_s: float = attrs.field(default=0.5, validator=v.gt(0.0))
+    connection_retry_s: float = attrs.field(default=0.5, validator=v.gt(0.0))
+    leader_fallback_timeout_s: float = attrs.field(default=1.0, validator=v.gt(0.0))
+    lease_s: float = attrs.field(default=0.15, validator=v.gt(0.0))
+    lease_renew_s: float = attrs.field(default=0.04, validator=v.gt(0.0))
+    stale_after_s: float = attrs.field(default=0.5, validator=v.gt(0.0))
+    offline_after_s: float = attrs.field(default=1.5, validator=v.gt(0.0))
+    discovery: bool = False
+    discovery_group: str = "239.255.71.71"
+    discovery_port: int = attrs.field(default=15199, validator=[v.ge(1), v.le(65535)])
+    discovery_period_s: float = attrs.field(default=1.0, validator=v.gt(0.0))
+    applied_log: str = ""  # JSON lines of every setpoint sent and applied, under data_dir ("" = off)
+    plant: dict[str, Any] = attrs.field(factory=dict)  # simulate-devices only: the shared site plant
+
+    def __attrs_post_init__(self) -> None:
+        ids = [node.id for node in self.nodes]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"node ids must be unique, got {ids}")
+        if self.enabled and self.node_id not in ids:
+            raise ValueError(f"node_id {self.node_id!r} is not one of the nodes {ids}")
+        if not self.raft_min_timeout_s < self.raft_max_timeout_s:
+            raise ValueError("raft_min_timeout_s must be below raft_max_timeout_s")
+        if not self.raft_min_timeout_s > 3 * self.append_entries_period_s:
+            raise ValueError("raft_min_timeout_s must be more than 3 append_entries_period_s (heartbeats)")
+        if not self.connection_timeout_s >= self.raft_max_timeout_s:
+            raise ValueError("connection_timeout_s must be at least raft_max_timeout_s")
+        if not self.leader_fallback_timeout_s > self.append_entries_period_s:
+            raise ValueError("leader_fallback_timeout_s must be above append_entries_period_s")
+        if not self.lease_s < self.raft_min_timeout_s:
+            raise ValueError("lease_s must be below raft_min_timeout_s, or an old leader's lease could outlive "
+                             "the election of the next one")
+        if not self.lease_renew_s < self.lease_s:
+            raise ValueError("lease_renew_s must be below lease_s")
+        if not self.stale_after_s < self.offline_after_s:
+            raise ValueError("stale_after_s must be below offline_after_s")
+        endpoints = [(n.host, port) for n in self.nodes for port in (n.raft_port, n.pub_port, n.rep_port)]
+        if len(set(endpoints)) != len(endpoints):
+            raise ValueError("every node needs its own raft, pub and rep ports")
+
+
+@attrs.frozen
 class IoMap:
     """A whole site, as loaded and checked from its io_map file."""
 
@@ -128,3 +275,8 @@ class IoMap:
     tag_io: dict[str, tuple[IoConfig, Any]]  # tag name -> (binding, the driver's point record)
     programs: tuple[ProgramConfig, ...]
     program_params: dict[str, Any]  # program name -> the program's params record
+    meter_gateway: MeterGatewayConfig = attrs.Factory(MeterGatewayConfig)
+    event_log: EventLogConfig = attrs.Factory(EventLogConfig)
+    retain: RetainConfig = attrs.Factory(RetainConfig)
+    watchdog: WatchdogConfig = attrs.Factory(WatchdogConfig)
+    cluster: ClusterConfig = attrs.Factory(ClusterConfig)

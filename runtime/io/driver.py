@@ -23,8 +23,12 @@ from runtime.tags import Quality
 
 log = logging.getLogger(__name__)
 
+GOOD = Quality.GOOD
+
 
 class Sample(NamedTuple):
+    """One published reading. Drivers may publish plain (value, quality, stamp) tuples too."""
+
     value: Any
     quality: Quality
     stamp: float
@@ -50,6 +54,16 @@ class Point:
     is_bool: bool = False
     # Turns an engineering value into the tag's type and checks its range; raising marks it BAD.
     convert: Callable[[Any], Any] | None = attrs.field(default=None, eq=False, repr=False)
+
+    def decoder(self) -> Callable[[Any], Any]:
+        """One callable from a raw reading to the checked tag value (scale, offset, type, range)."""
+        convert = self.convert
+        if convert is None:
+            return self.to_engineering
+        if self.is_bool or (self.scale == 1.0 and self.offset == 0.0):
+            return convert
+        scale, offset = self.scale, self.offset
+        return lambda raw: convert(raw * scale + offset)
 
     def to_engineering(self, raw: Any) -> Any:
         if self.is_bool or raw is None:
@@ -93,6 +107,7 @@ class Driver:
         self.settings = settings
         bad = Sample(None, Quality.UNINIT, float("-inf"))
         self.latest: tuple[Sample, ...] = (bad,) * len(self.inputs)
+        self._decoders = [point.decoder() for point in self.inputs]
         self._staged: tuple[Any, ...] | None = None
         self._written: tuple[Any, ...] | None = None
         self._stop = threading.Event()
@@ -243,26 +258,29 @@ class Driver:
     def _publish(self, raw: Sequence[Any], stamp: float) -> None:
         if len(raw) != len(self.inputs):
             raise RuntimeError(f"device {self.name!r}: read {len(raw)} values for {len(self.inputs)} inputs")
+        if None not in raw and UNCHANGED not in raw:
+            try:  # the common case: every point read and valid, one pass without per-point branches
+                self.latest = tuple([(decode(value), GOOD, stamp) for decode, value in zip(self._decoders, raw)])
+                return
+            except (TypeError, ValueError, OverflowError):
+                pass  # some value is bad: sort it out point by point below
         old = self.latest
         samples = []
         for point, value, previous in zip(self.inputs, raw, old):
             if value is UNCHANGED:
                 samples.append(previous)
             elif value is None:
-                samples.append(Sample(previous.value, Quality.BAD, stamp))
+                samples.append(Sample(previous[0], Quality.BAD, stamp))
             else:
                 samples.append(self._sample(point, value, previous, stamp))
         self.latest = tuple(samples)
 
     def _sample(self, point: Point, raw: Any, previous: Sample, stamp: float) -> Sample:
-        value = point.to_engineering(raw)
-        if point.convert is None:
-            return Sample(value, Quality.GOOD, stamp)
         try:
-            return Sample(point.convert(value), Quality.GOOD, stamp)
-        except (TypeError, ValueError) as exc:
+            return Sample(point.decoder()(raw), Quality.GOOD, stamp)
+        except (TypeError, ValueError, OverflowError) as exc:
             self._point_fault(point, exc)
-            return Sample(previous.value, Quality.BAD, stamp)
+            return Sample(previous[0], Quality.BAD, stamp)
 
     def _point_fault(self, point: Point, exc: Exception) -> None:
         message = f"{point.tag}: {exc}"
@@ -278,7 +296,7 @@ class Driver:
     def _fault(self, message: str) -> None:
         self.fault_count += 1
         stamp = self.clock.now()
-        self.latest = tuple(Sample(s.value, Quality.BAD, stamp) for s in self.latest)
+        self.latest = tuple(Sample(s[0], Quality.BAD, stamp) for s in self.latest)
         if message != self._last_error:  # log once per change, not once per retry
             log.warning("device %s: %s", self.name, message)
             self._last_error = message

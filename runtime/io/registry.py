@@ -26,7 +26,7 @@ class DriverKind:
 
 def driver_kinds() -> dict[str, DriverKind]:
     """All driver kinds. Imported lazily so that loading a config does not open any device."""
-    from runtime.io import sim_driver
+    from runtime.io import bms_sleep, can_bms, gpio, i2c, modbus_client, sim_driver, sysfs
 
-    kinds = [sim_driver.KIND]
+    kinds = [sim_driver.KIND, modbus_client.KIND, can_bms.KIND, gpio.KIND, i2c.KIND, sysfs.KIND, bms_sleep.KIND]
     return {kind.name: kind for kind in kinds}

@@ -11,7 +11,7 @@ the tags bound to it, so they age into STALE exactly as a silent real device wou
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
 
 import attrs
 
@@ -21,7 +21,7 @@ from runtime.config.structure import MISSING, Errors, structure
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
 from runtime.tags import Area
-from sim import Plant, PlantConfig
+from sim import Plant, PlantConfig, variables
 
 
 @attrs.frozen
@@ -43,10 +43,10 @@ def parse_options(data: dict[str, Any], path: Path, errors: Errors) -> Any:
 
 
 def check_points(options: PlantConfig, points: Sequence[tuple[Any, SimPoint, Path]]) -> list[tuple[Path, str]]:
-    variables = Plant.variables()
+    known = variables(options)
     problems = []
     for tag, point, path in points:
-        info = variables.get(point.var)
+        info = known.get(point.var)
         if info is None:
             problems.append((path + ("var",), f"the plant has no variable {point.var!r}"))
         elif tag.area is Area.OUTPUT and not info.writable:
@@ -68,32 +68,32 @@ class SimDriver(Driver):
         config: PlantConfig,
     ):
         super().__init__(name, inputs, outputs, clock, settings)
-        self.plant = Plant(config)
-        variables = Plant.variables()
-        self._comm_flags = [self._comm_flag(p.address.var, variables) for p in inputs]
+        self.plant = plant = Plant(config)
+        known = plant.variables()
+        self._setters = [plant.setter(p.address.var) for p in outputs]
+        self._getters = [plant.getter(p.address.var) for p in inputs]
+        flags = [self._comm_flag(p.address.var, known) for p in inputs]
+        self._flag_getters = {flag: plant.getter(flag) for flag in set(flags) if flag is not None}
+        self._flags = flags
         self._last_step: float | None = None
 
     @staticmethod
-    def _comm_flag(var: str, variables: dict[str, Any]) -> str | None:
-        owner = var.rsplit(".", 1)[0]
-        flag = f"{owner}.comm_ok"
-        return flag if "." in var and flag in variables else None
+    def _comm_flag(var: str, known: dict[str, Any]) -> str | None:
+        flag = f"{var.split('.', 1)[0]}.comm_ok"
+        return flag if "." in var and flag in known else None
 
     def write_outputs(self, raw: Sequence[Any]) -> None:
-        plant_set = self.plant.set
-        for point, value in zip(self.outputs, raw):
-            plant_set(point.address.var, value)
+        for setter, value in zip(self._setters, raw):
+            setter(value)
 
     def read_inputs(self, now: float) -> Sequence[Any]:
         if self._last_step is not None and now > self._last_step:
             self.plant.step(now - self._last_step)
         self._last_step = now
-        get = self.plant.get
-        comm = {flag: get(flag) for flag in set(self._comm_flags) if flag is not None}
-        return [
-            get(point.address.var) if flag is None or comm[flag] else UNCHANGED
-            for point, flag in zip(self.inputs, self._comm_flags)
-        ]
+        if not self._flag_getters:
+            return [get() for get in self._getters]
+        comm = {flag: get() for flag, get in self._flag_getters.items()}
+        return [get() if flag is None or comm[flag] else UNCHANGED for get, flag in zip(self._getters, self._flags)]
 
 
 def build(name: str, inputs: Sequence[Point], outputs: Sequence[Point], clock: Clock,
