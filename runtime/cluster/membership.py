@@ -1,0 +1,119 @@
+"""Who is in the cluster and how each member is doing, as seen from one node.
+
+Members come from the io_map (and from discovery, when enabled). Each scan a member is
+classified from the age of its last state message and what that message says:
+
+  offline   never heard, or silent for `offline_after_s`
+  stale     silent for `stale_after_s` (its last values are still shown, not trusted for a split)
+  error     its site is in Error
+  degraded  its inputs are not valid, it runs on its fallback, or Raft cannot reach it
+  online    fresh and healthy
+
+Every change is logged once. IO-free: programs import this module.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from typing import Iterable
+
+import attrs
+
+from runtime.cluster.messages import NodeState
+
+log = logging.getLogger(__name__)
+
+ERROR_STATE = 4  # programs.enums.SiteState.ERROR (kept literal: this module imports no program)
+
+
+class MemberState(enum.IntEnum):
+    """Order is part of the register map (append only)."""
+
+    OFFLINE = 0
+    ONLINE = 1
+    STALE = 2
+    DEGRADED = 3
+    ERROR = 4
+
+
+@attrs.define
+class Member:
+    id: str
+    source: str  # "io_map", "discovery" or "self"
+    state: MemberState = MemberState.OFFLINE
+    last: NodeState | None = None
+    received_s: float = -math.inf  # scan time of the last state message
+    reachable: bool = False  # Raft holds a connection to it (always True for this node)
+    reason: str = "never heard"
+
+    @property
+    def usable(self) -> bool:
+        """Fresh enough that its values may drive a decision."""
+        return self.state in (MemberState.ONLINE, MemberState.DEGRADED) and self.last is not None
+
+
+class Membership:
+    """The members of one node's cluster and their states."""
+
+    def __init__(self, self_id: str, ids: Iterable[str], stale_after_s: float, offline_after_s: float):
+        if not stale_after_s < offline_after_s:
+            raise ValueError("stale_after_s must be below offline_after_s")
+        self.self_id = self_id
+        self.stale_after_s = stale_after_s
+        self.offline_after_s = offline_after_s
+        self.members: dict[str, Member] = {}
+        for node in ids:
+            self.add(node, "self" if node == self_id else "io_map")
+
+    def add(self, node: str, source: str) -> Member:
+        member = self.members.get(node)
+        if member is None:
+            member = self.members[node] = Member(node, source, reachable=source == "self")
+            if source == "discovery":
+                log.info("member %s joined (discovered)", node)
+        return member
+
+    def receive(self, state: NodeState, now_s: float) -> None:
+        """A state message arrived (from a known member; unknown senders are ignored)."""
+        member = self.members.get(state.node)
+        if member is not None:
+            member.last = state
+            member.received_s = now_s
+
+    def update(self, now_s: float, reachable: dict[str, bool]) -> list[tuple[str, MemberState, MemberState]]:
+        """Classify every member; log and return the changes (id, before, after)."""
+        changes = []
+        for member in self.members.values():
+            if member.source != "self":
+                member.reachable = reachable.get(member.id, False)
+            state, reason = self.classify(member, now_s)
+            if state is not member.state:
+                changes.append((member.id, member.state, state))
+                log.info("member %s: %s -> %s (%s)", member.id, member.state.name.lower(), state.name.lower(), reason)
+            member.state, member.reason = state, reason
+        return changes
+
+    def classify(self, member: Member, now_s: float) -> tuple[MemberState, str]:
+        last = member.last
+        age = now_s - member.received_s
+        if last is None:
+            return MemberState.OFFLINE, "never heard"
+        if age > self.offline_after_s:
+            return MemberState.OFFLINE, f"silent for {age:.1f} s"
+        if age > self.stale_after_s:
+            return MemberState.STALE, f"silent for {age:.1f} s"
+        if last.site_state == ERROR_STATE or last.health == "error":
+            return MemberState.ERROR, last.errors or "site in error"
+        if last.health == "degraded":
+            return MemberState.DEGRADED, last.errors or "degraded"
+        if not member.reachable:
+            return MemberState.DEGRADED, "no Raft connection"
+        return MemberState.ONLINE, "ok"
+
+    def usable(self) -> list[Member]:
+        return [m for m in self.members.values() if m.usable]
+
+    def count(self, state: MemberState) -> int:
+        return sum(1 for m in self.members.values() if m.state is state)

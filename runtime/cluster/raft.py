@@ -1,0 +1,146 @@
+"""The Raft engine (pysyncobj) of one node, and the leader lease that gates actuation.
+
+pysyncobj runs in its own thread; `view()` reads its state without blocking (30 to 60 us),
+so the scan can call it every scan. Two pysyncobj habits make its role flag unfit to gate
+actuation on its own (see ../shared/reference/local_peers.md): it reports the last known
+leader until an election ends, and an isolated old leader believes it leads until its
+`leaderFallbackTimeout`. So a node *commands* only while
+
+  * pysyncobj says it is the leader, has a quorum, and names itself leader, and
+  * it holds a lease: an entry it proposed in its current term was committed by a quorum,
+    and that proposal is younger than `lease_s`.
+
+A follower that acknowledged the entry restarts its election timer, and no election can end
+before `raft_min_timeout_s` after that, so with `lease_s < raft_min_timeout_s` the lease of a
+paused, partitioned or deposed leader runs out before (or as) the next leader's starts. The
+lease is renewed every `lease_renew_s` by a thread of its own (a no-op committed through the
+log). A leader that was SIGSTOPped and resumes finds its lease expired and commands nothing
+until a new commit succeeds, which it cannot once the others have moved to a higher term.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from functools import partial
+from typing import Any
+
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+
+from runtime.cluster.view import RaftView, Role
+from runtime.config.schema import ClusterConfig
+
+log = logging.getLogger(__name__)
+
+
+class _LeaseLog(SyncObj):
+    """The replicated state machine: nothing but lease entries (no-ops)."""
+
+    @replicated
+    def lease(self, term: int, n: int) -> int:
+        return n
+
+
+def sync_conf(cfg: ClusterConfig) -> SyncObjConf:
+    return SyncObjConf(
+        raftMinTimeout=cfg.raft_min_timeout_s,
+        raftMaxTimeout=cfg.raft_max_timeout_s,
+        appendEntriesPeriod=cfg.append_entries_period_s,
+        connectionTimeout=cfg.connection_timeout_s,
+        connectionRetryTime=cfg.connection_retry_s,
+        leaderFallbackTimeout=cfg.leader_fallback_timeout_s,
+        autoTickPeriod=min(0.01, cfg.append_entries_period_s / 2),
+        useFork=False,  # never fork a multi-threaded controller for log compaction
+        logCompactionMinEntries=2000,
+        logCompactionMinTime=30,
+        commandsWaitLeader=False,
+    )
+
+
+def startup_grace_s(cfg: ClusterConfig) -> float:
+    """How long a starting node waits before its first election: long enough to hear a leader."""
+    return cfg.connection_retry_s + cfg.raft_max_timeout_s + 2 * cfg.append_entries_period_s
+
+
+class RaftEngine:
+    """pysyncobj for the nodes of `cfg`, plus the lease thread. `start()`, `view()`, `stop()`."""
+
+    def __init__(self, cfg: ClusterConfig):
+        self.cfg = cfg
+        self.node_id = cfg.node_id
+        nodes = {n.id: f"{n.host}:{n.raft_port}" for n in cfg.nodes}
+        self._address = nodes[cfg.node_id]
+        self._peers = {addr: node for node, addr in nodes.items() if node != cfg.node_id}
+        self._ids = {addr: node for node, addr in nodes.items()}
+        self._obj: _LeaseLog | None = None
+        self._lock = threading.Lock()
+        self._lease_term = 0
+        self._lease_issued = -1e18
+        self._issued = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._renew_loop, name="raft-lease", daemon=True)
+
+    def start(self) -> None:
+        conf = sync_conf(self.cfg)
+        # A node that (re)starts first listens for a while before it may stand for election: an
+        # existing leader reaches it within a connection retry, so it joins as a follower instead
+        # of disrupting the cluster with a higher term (pysyncobj has no pre-vote). Only the first
+        # election deadline is computed from these; the tuned timeouts apply from then on.
+        cfg = self.cfg
+        grace = startup_grace_s(cfg)
+        conf.raftMinTimeout, conf.raftMaxTimeout = grace, grace + cfg.raft_max_timeout_s - cfg.raft_min_timeout_s
+        conf.connectionTimeout = max(cfg.connection_timeout_s, conf.raftMaxTimeout)  # pysyncobj checks this
+        self._obj = _LeaseLog(self._address, list(self._peers), conf=conf)
+        conf.raftMinTimeout, conf.raftMaxTimeout = cfg.raft_min_timeout_s, cfg.raft_max_timeout_s
+        conf.connectionTimeout = cfg.connection_timeout_s
+        self._thread.start()
+        log.info("raft: node %s on %s, peers %s", self.node_id, self._address,
+                 ", ".join(f"{node}@{addr}" for addr, node in self._peers.items()) or "none")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(1.0)
+        if self._obj is not None:
+            self._obj.destroy()
+            self._obj = None
+
+    # --- the view the scan reads -------------------------------------------------------------
+    def view(self) -> RaftView:
+        obj = self._obj
+        if obj is None:
+            return RaftView(self.node_id, Role.FOLLOWER, 0, None, False, False, {})
+        status = obj.getStatus()
+        term = status["raft_term"]
+        leader = status["leader"]
+        leader_id = self._ids.get(leader.address) if leader is not None else None
+        with self._lock:
+            lease_ok = self._lease_term == term and time.monotonic() - self._lease_issued < self.cfg.lease_s
+        reachable = {node: status.get(f"partner_node_status_server_{addr}", 0) == 2
+                     for addr, node in self._peers.items()}
+        return RaftView(self.node_id, Role(status["state"]), term, leader_id, bool(status["has_quorum"]),
+                        lease_ok, reachable)
+
+    # --- the lease ---------------------------------------------------------------------------
+    def _renew_loop(self) -> None:
+        period = self.cfg.lease_renew_s
+        while not self._stop.wait(period):
+            obj = self._obj
+            if obj is None:
+                continue
+            try:
+                if obj._isLeader():
+                    term = obj.raftCurrentTerm
+                    self._issued += 1
+                    obj.lease(term, self._issued, callback=partial(self._on_commit, term, time.monotonic()))
+            except Exception as exc:  # never let the lease thread die; the lease just lapses
+                log.warning("raft: lease renewal failed: %s", exc)
+
+    def _on_commit(self, term: int, issued: float, result: Any, error: Any) -> None:
+        """Called by pysyncobj's thread when the entry is committed (or fails)."""
+        if error != FAIL_REASON.SUCCESS:
+            return
+        with self._lock:
+            if term > self._lease_term or (term == self._lease_term and issued > self._lease_issued):
+                self._lease_term, self._lease_issued = term, issued

@@ -1,0 +1,65 @@
+"""`ems cluster status`: members, roles, terms, SOCs and setpoints of a running cluster, as seen
+from one node (asked over its REP socket)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from runtime.cluster.transport import endpoint, request
+from runtime.config.schema import ClusterConfig
+
+COLUMNS = (("id", "node", "{}"), ("state", "state", "{}"), ("role", "role", "{}"), ("term", "term", "{}"),
+           ("site_state", "site", "{}"), ("soc_pct", "SOC %", "{:.1f}"), ("p_w", "P W", "{:.0f}"),
+           ("setpoint_w", "setpoint W", "{:.0f}"), ("setpoint_term", "sp term", "{}"),
+           ("setpoint_seq", "sp seq", "{}"), ("fallback", "fallback", "{}"))
+
+
+def ask(cfg: ClusterConfig, node: str | None = None, timeout_s: float = 1.0) -> dict[str, Any]:
+    """The status of `node` (default: the io_map's own node, else the first that answers)."""
+    nodes = [n for n in cfg.nodes if n.id == (node or cfg.node_id)] or (list(cfg.nodes) if node is None else [])
+    if not nodes:
+        raise LookupError(f"no node {node!r} in this io_map; nodes: {', '.join(n.id for n in cfg.nodes)}")
+    errors = []
+    for n in nodes:
+        try:
+            return request(endpoint(n.host, n.rep_port), {"cmd": "status"}, timeout_s)
+        except (TimeoutError, ValueError) as exc:
+            errors.append(str(exc))
+    raise TimeoutError("; ".join(errors))
+
+
+def render(status: dict[str, Any]) -> str:
+    """The status as a table for people."""
+    quorum = "yes" if status.get("has_quorum") else "no"
+    lines = [f"as seen from {status['node']}: leader {status.get('leader') or 'none'}, term {status['term']}, "
+             f"role {status.get('role')}, quorum {quorum}, commanding {'yes' if status.get('commanding') else 'no'}"]
+    rows = [[title for _, title, _ in COLUMNS]]
+    for member in status.get("members", []):
+        rows.append([_cell(member.get(key), fmt) for key, _, fmt in COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    cluster, site, sp = status.get("cluster", {}), status.get("site", {}), status.get("setpoint", {})
+    lines.append(f"cluster: SOC {_cell(cluster.get('soc_pct'), '{:.1f}')} %, "
+                 f"P {_cell(cluster.get('p_w'), '{:.0f}')} W, "
+                 f"limits charge {_cell(cluster.get('limit_charge_w'), '{:.0f}')} W / discharge "
+                 f"{_cell(cluster.get('limit_discharge_w'), '{:.0f}')} W")
+    lines.append(f"site: grid {_cell(site.get('grid_power_w'), '{:.0f}')} W (target "
+                 f"{_cell(site.get('cluster_grid_setpoint_w'), '{:.0f}')} W), cluster baseline "
+                 f"{_cell(site.get('cluster_baseline_p_w'), '{:.0f}')} W")
+    lines.append(f"this node applies {_cell(sp.get('p_w'), '{:.0f}')} W (term {sp.get('term')}, seq {sp.get('seq')}"
+                 f"{', FALLBACK' if sp.get('fallback') else ''}); setpoints dropped {status.get('dropped', 0)}")
+    return "\n".join(lines)
+
+
+def _cell(value: Any, fmt: str) -> str:
+    if value is None:
+        return "-"
+    try:
+        return fmt.format(value)
+    except (ValueError, TypeError):
+        return str(value)
+
+
+def as_json(status: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in status.items() if k != "ok"}, indent=2, sort_keys=True)

@@ -1,0 +1,199 @@
+"""The shipped three-node cluster (io_maps/sim_cluster/) as real processes on 127.0.0.1.
+
+`ClusterFiles` copies the plant and node io_maps with every port replaced by a free one and
+the data directories moved under a temporary directory. `Cluster` runs `ems simulate-devices`
+and `ems run` for each node as subprocesses, asks nodes for their status over the request
+channel, kills, pauses and restarts them, and reads each node's record of the setpoints it
+sent and applied (`applied_log`, JSON lines).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from runtime.cluster.transport import request
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "io_maps" / "sim_cluster"
+NODES = ("node1", "node2", "node3")
+SHIPPED_PORTS = (15120, 15121, 15122, 15123, 15131, 15132, 15133, 15141, 15142, 15143, 15151, 15152, 15153,
+                 15161, 15162, 15163)
+
+
+def free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def wait_until(condition: Callable[[], Any], timeout_s: float, what: str = "", interval_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(interval_s)
+
+
+class ClusterFiles:
+    """The shipped files, on free ports, writing under `tmp`."""
+
+    def __init__(self, tmp: Path, plant_overrides: dict[str, str] | None = None):
+        self.tmp = tmp
+        ports = dict(zip(SHIPPED_PORTS, free_ports(len(SHIPPED_PORTS))))
+        self.ports = ports
+        self.rep = {node: ports[15161 + i] for i, node in enumerate(NODES)}
+        self.paths: dict[str, Path] = {}
+        for name in ("plant",) + NODES:
+            text = (SHIPPED / f"{name}.toml").read_text()
+            text = re.sub(r"\b(15[1][2-6]\d)\b", lambda m: str(ports.get(int(m.group(1)), m.group(1))), text)
+            text = text.replace('data_dir = "var/sim-cluster/', f'data_dir = "{tmp}/')
+            for old, new in (plant_overrides or {}).items() if name == "plant" else ():
+                assert old in text, old
+                text = text.replace(old, new)
+            path = tmp / f"{name}.toml"
+            path.write_text(text)
+            self.paths[name] = path
+
+    def record_file(self, node: str) -> Path:
+        return self.tmp / node / "cluster_setpoints.jsonl"
+
+
+class Cluster:
+    """The plant and the three nodes as processes. Use as a context manager."""
+
+    def __init__(self, files: ClusterFiles):
+        self.files = files
+        self.plant: subprocess.Popen | None = None
+        self.nodes: dict[str, subprocess.Popen] = {}
+        self.paused: set[str] = set()
+
+    # --- processes ---------------------------------------------------------------------------
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+        out = (self.files.tmp / log_name).open("ab")
+        return subprocess.Popen([sys.executable, "-m", "runtime.cli", *args], cwd=ROOT, stdout=out,
+                                stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    def start_plant(self) -> None:
+        self.plant = self._spawn(["simulate-devices", "--io-map", str(self.files.paths["plant"]),
+                                  "--log-level", "WARNING"], "plant.log")
+        meter = self.files.ports[15120]
+        wait_until(lambda: _listening(meter) and all(_listening(self.files.ports[p]) for p in (15131, 15132, 15133)),
+                   30.0, "the plant serves its devices")
+
+    def start_node(self, node: str) -> None:
+        self.nodes[node] = self._spawn(["run", "--io-map", str(self.files.paths[node])], f"{node}.log")
+
+    def start(self) -> None:
+        self.start_plant()
+        for node in NODES:
+            self.start_node(node)
+
+    def kill(self, node: str, sig: signal.Signals = signal.SIGKILL) -> float:
+        """Send `sig` to a node; returns the wall time it was sent."""
+        proc = self.nodes[node]
+        t = time.time()
+        proc.send_signal(sig)
+        if sig is signal.SIGKILL:
+            proc.wait(10)
+        elif sig is signal.SIGSTOP:
+            self.paused.add(node)
+        elif sig is signal.SIGCONT:
+            self.paused.discard(node)
+        return t
+
+    def alive(self, node: str) -> bool:
+        proc = self.nodes.get(node)
+        return proc is not None and proc.poll() is None
+
+    def stop(self) -> None:
+        for node in list(self.paused):
+            self.kill(node, signal.SIGCONT)
+        procs = [p for p in self.nodes.values() if p.poll() is None]
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self.plant is not None and self.plant.poll() is None:
+            self.plant.terminate()
+            try:
+                self.plant.wait(10)
+            except subprocess.TimeoutExpired:
+                self.plant.kill()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # --- what the nodes say ------------------------------------------------------------------
+    def status(self, node: str, timeout_s: float = 0.5) -> dict[str, Any] | None:
+        try:
+            return request(f"tcp://127.0.0.1:{self.files.rep[node]}", {"cmd": "status"}, timeout_s)
+        except (TimeoutError, ValueError):
+            return None
+
+    def statuses(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for node in NODES:
+            if self.alive(node) and node not in self.paused:
+                status = self.status(node)
+                if status is not None:
+                    out[node] = status
+        return out
+
+    def leader(self) -> str | None:
+        """The leader every running node agrees on, commanding, or None."""
+        statuses = self.statuses()
+        leaders = {s.get("leader") for s in statuses.values()}
+        if len(statuses) < 2 or len(leaders) != 1:
+            return None
+        leader = leaders.pop()
+        if leader is None or not statuses.get(leader, {}).get("commanding"):
+            return None
+        return leader
+
+    def wait_for_leader(self, timeout_s: float = 20.0) -> str:
+        return wait_until(self.leader, timeout_s, "one commanding leader that every running node names")
+
+    def records(self, node: str, kind: str | None = None) -> list[dict[str, Any]]:
+        path = self.files.record_file(node)
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue  # a line being written
+            if kind is None or record["kind"] == kind:
+                out.append(record)
+        return out
+
+    def log(self, node: str) -> str:
+        return (self.files.tmp / f"{node}.log").read_text(errors="replace")
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -1,0 +1,70 @@
+"""Membership: online, stale, offline, degraded, error from message age and content; changes logged."""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+import pytest
+
+from runtime.cluster.membership import MemberState, Membership
+from runtime.cluster.messages import NodeState
+
+STATE = NodeState(node="b", t_wall=0.0, soc_pct=50.0, soh_pct=100.0, capacity_wh=1024.0, p_w=0.0,
+                  limit_charge_w=5000.0, limit_discharge_w=5000.0, site_state=1, health="ok", errors="", valid=True,
+                  raft_role="follower", raft_term=3, setpoint_w=0.0, setpoint_term=3, setpoint_seq=9, fallback=False)
+
+
+@pytest.fixture
+def members() -> Membership:
+    return Membership("a", ["a", "b", "c"], stale_after_s=0.5, offline_after_s=1.5)
+
+
+def test_a_member_never_heard_is_offline(members: Membership) -> None:
+    members.update(10.0, {"b": True, "c": True})
+    assert members.members["c"].state is MemberState.OFFLINE
+
+
+def test_a_fresh_healthy_reachable_member_is_online(members: Membership) -> None:
+    members.receive(STATE, 10.0)
+    members.update(10.2, {"b": True})
+    assert members.members["b"].state is MemberState.ONLINE
+
+
+def test_silence_makes_a_member_stale_then_offline(members: Membership) -> None:
+    members.receive(STATE, 10.0)
+    members.update(10.6, {"b": True})
+    assert members.members["b"].state is MemberState.STALE
+    members.update(11.6, {"b": True})
+    assert members.members["b"].state is MemberState.OFFLINE
+
+
+def test_a_member_whose_site_is_in_error_is_in_error(members: Membership) -> None:
+    members.receive(attrs.evolve(STATE, site_state=4, health="error", errors="site in error"), 10.0)
+    members.update(10.1, {"b": True})
+    assert members.members["b"].state is MemberState.ERROR
+
+
+def test_a_member_without_valid_inputs_or_without_raft_is_degraded(members: Membership) -> None:
+    members.receive(attrs.evolve(STATE, health="degraded", errors="inputs not valid"), 10.0)
+    members.update(10.1, {"b": True})
+    assert members.members["b"].state is MemberState.DEGRADED
+    members.receive(STATE, 10.2)
+    members.update(10.3, {"b": False})
+    assert (members.members["b"].state, members.members["b"].reason) == (MemberState.DEGRADED, "no Raft connection")
+
+
+def test_every_change_is_logged_once(members: Membership, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="runtime.cluster.membership")
+    members.receive(STATE, 10.0)
+    changes = members.update(10.1, {"b": True}) + members.update(10.2, {"b": True}) + members.update(12.0, {"b": True})
+    assert [(node, after) for node, _, after in changes] == [("b", MemberState.ONLINE), ("b", MemberState.OFFLINE)]
+    assert [r.getMessage() for r in caplog.records] == ["member b: offline -> online (ok)",
+                                                        "member b: online -> offline (silent for 2.0 s)"]
+
+
+def test_a_discovered_node_becomes_a_member(members: Membership) -> None:
+    members.add("d", "discovery")
+    members.receive(attrs.evolve(STATE, node="d"), 10.0)
+    members.update(10.1, {})
+    assert members.members["d"].source == "discovery" and members.members["d"].state is MemberState.DEGRADED

@@ -1,0 +1,65 @@
+"""The Raft engine and its lease, three pysyncobj nodes in this process on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from cluster_kit import free_ports, wait_until
+from runtime.cluster.raft import RaftEngine
+from runtime.cluster.view import Role
+from runtime.config.schema import ClusterConfig, ClusterNodeConfig
+
+pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture
+def engines():  # type: ignore[no-untyped-def]
+    ports = free_ports(9)
+    nodes = tuple(ClusterNodeConfig(id=f"n{i}", raft_port=ports[i], pub_port=ports[3 + i], rep_port=ports[6 + i])
+                  for i in range(3))
+    running = {n.id: RaftEngine(ClusterConfig(enabled=True, node_id=n.id, nodes=nodes)) for n in nodes}
+    for engine in running.values():
+        engine.start()
+    yield running
+    for engine in running.values():
+        engine.stop()
+
+
+def commanding(engines: dict[str, RaftEngine]) -> list[str]:
+    return [node for node, engine in engines.items() if engine.view().commanding]
+
+
+def test_exactly_one_node_commands_and_every_node_names_it(engines: dict[str, RaftEngine]) -> None:
+    leader = wait_until(lambda: commanding(engines) and all(e.view().leader == commanding(engines)[0]
+                                                            for e in engines.values()), 10.0, "a leader")
+    time.sleep(1.0)
+    assert len(commanding(engines)) == 1
+    views = [e.view() for e in engines.values()]
+    assert len({v.term for v in views}) == 1 and all(v.has_quorum for v in views)
+    assert all(all(v.reachable.values()) for v in views)
+    assert leader
+
+
+def test_a_leader_without_quorum_stops_commanding_long_before_it_stops_believing_it_leads(
+        engines: dict[str, RaftEngine]) -> None:
+    leader = wait_until(lambda: commanding(engines), 10.0, "a leader")[0]
+    for node, engine in engines.items():
+        if node != leader:
+            engine.stop()
+    stopped = time.monotonic()
+    view = wait_until(lambda: None if (v := engines[leader].view()).lease_ok else v, 1.0, "the lease lapses", 0.01)
+    assert time.monotonic() - stopped < 0.3  # lease_s 0.15 s after the last successful proposal
+    assert view.role is Role.LEADER and not view.commanding  # pysyncobj still believes it leads (for 1 s)
+    wait_until(lambda: engines[leader].view().role is not Role.LEADER, 3.0, "pysyncobj steps down")
+
+
+def test_when_the_leader_dies_another_node_commands_within_a_second(engines: dict[str, RaftEngine]) -> None:
+    old = wait_until(lambda: commanding(engines), 10.0, "a leader")[0]
+    old_term = engines[old].view().term
+    engines[old].stop()
+    stopped = time.monotonic()
+    new = wait_until(lambda: [n for n in commanding(engines) if n != old], 5.0, "a new leader", 0.01)[0]
+    assert time.monotonic() - stopped < 1.0
+    assert engines[new].view().term > old_term
