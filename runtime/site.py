@@ -119,7 +119,7 @@ class Site:
         if cfg.retain.enabled:
             retainer = retain.attach(self, data_dir, cfg.retain)
             clean = retainer.previous_clean
-            self._closers.append(lambda: (retainer.stop(self.engine.ctx.t_s), retainer.store.close()))
+            self._closers.append(lambda: (retainer.stop(self.clock.now()), retainer.store.close()))
         if cfg.event_log.enabled:
             event_log = events.attach(self, data_dir, cfg.event_log)
             event_log.append(events.service_event(self, "started", clean))

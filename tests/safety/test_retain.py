@@ -107,3 +107,18 @@ def test_the_monitors_battery_history_survives_a_restart(tmp_path):
     again.run(30.0)
     assert again["bms_sleep_total_s"] > slept + 15.0
     again.stop()
+
+
+def test_a_site_stopped_before_its_first_scan_keeps_a_valid_runtime(tmp_path):
+    """On the real clock the scan time is the monotonic clock's, far from 0 before any scan."""
+    from runtime.clock import RealClock
+    from runtime.config.io_map import load_io_map
+    from runtime.site import build_site
+    from site_run import HOME
+
+    site = build_site(load_io_map(HOME), RealClock())
+    site.attach_services(tmp_path)
+    time.sleep(1.1)
+    site.stop()  # no scan ran: start failed, or a signal came first
+    assert stored(tmp_path, "sys_runtime_total_s") in (1, 2)
+    assert stored(tmp_path, "sys_last_stop_clean") is True
