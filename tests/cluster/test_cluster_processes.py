@@ -187,8 +187,13 @@ def test_a_killed_leader_is_replaced_within_2_s_and_rejoins_as_follower(cluster:
         assert terms_never_go_back(applied)
     restarted_at = time.time()
     cluster.start_node(old)
-    rejoined = lambda: (s := cluster.status(old)) is not None and s["role"] == "follower" and (  # noqa: E731
-        s["leader"] == new and s["setpoint"]["term"] == cluster.status(new)["term"] and not s["setpoint"]["fallback"])
+
+    def rejoined() -> bool:  # a node still starting answers without a role yet
+        s, leader = cluster.status(old) or {}, cluster.status(new) or {}
+        setpoint = s.get("setpoint") or {}
+        return (s.get("role") == "follower" and s.get("leader") == new and "term" in leader
+                and setpoint.get("term") == leader["term"] and not setpoint.get("fallback", True))
+
     wait_until(rejoined, 30.0, f"{old} following {new}")
     assert [r for r in cluster.records(old, "sent") if r["t"] > restarted_at] == []
 
