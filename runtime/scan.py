@@ -170,15 +170,20 @@ class ScanEngine:
         tags["supervisor_tripped"].value = self.safe_mode
 
     # --- the loop -------------------------------------------------------------------------------
-    def run(self, duration_s: float | None = None, max_scans: int | None = None) -> None:
-        """Scan until stopped, for `duration_s` of clock time, or for `max_scans` scans."""
+    def run(self, duration_s: float | None = None, max_scans: int | None = None, t0: float | None = None) -> None:
+        """Scan until stopped, for `duration_s` of clock time, or for `max_scans` scans.
+
+        Deadlines lie on the grid `t0 + n * period` (t0: now, unless the site gives its epoch).
+        """
         clock = self.clock
         period = self.period_s
-        t0 = clock.now()
-        n = 0
+        start = clock.now()
+        if t0 is None:
+            t0 = start
+        n = max(0, math.ceil((start - t0) / period - 1e-9))
         done = 0
-        previous = t0 - period
-        end = math.inf if duration_s is None else t0 + duration_s
+        previous = start - period
+        end = math.inf if duration_s is None else start + duration_s
         limit = math.inf if max_scans is None else max_scans
         while not self.stop_event.is_set() and done < limit:
             deadline = t0 + n * period

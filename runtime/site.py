@@ -49,6 +49,7 @@ class Site:
         self._scan_thread: threading.Thread | None = None
         self._started = False
         self.realtime = False  # the scan thread runs at real-time priority
+        self.epoch: float | None = None  # origin of the scan's deadline grid (real clock)
         self._closers: list[Callable[[], None]] = []  # services of attach_services, closed by stop
 
     @property
@@ -56,9 +57,10 @@ class Site:
         return self.engine.period_s
 
     def start(self) -> None:
-        """Start every driver's thread (none on the virtual clock)."""
+        """Start every driver's thread (none on the virtual clock), half a scan off the scan's grid."""
+        self.epoch = self.clock.now()
         for driver in self.drivers.values():
-            driver.start()
+            driver.start(self.epoch + self.period_s / 2)
         for mirror in self.mirrors:
             mirror.start()
         self._started = True
@@ -69,7 +71,7 @@ class Site:
         if not self._started:
             self.start()
         if self.clock.virtual:
-            self.engine.run(duration_s)
+            self.engine.run(duration_s)  # drivers step inside the scan: no grid to share
             return
         thread = threading.Thread(target=self._scan_thread_main, args=(duration_s,), name="scan", daemon=True)
         self._scan_thread = thread
@@ -85,7 +87,7 @@ class Site:
         priority = self.io_map.site.realtime_priority
         if priority is not None:
             self.realtime = set_realtime_priority(priority)
-        self.engine.run(duration_s)
+        self.engine.run(duration_s, t0=self.epoch)
 
     def stop(self) -> None:
         """Outputs to their safe values, drivers write them and close. Safe to call twice."""

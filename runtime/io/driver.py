@@ -13,6 +13,7 @@ fault counting and logging once per change) lives here, once.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 
@@ -116,6 +117,7 @@ class Driver:
         self._poll_started: float | None = None
         self._opened = False
         self._next_poll = float("-inf")
+        self._epoch: float | None = None
         self._backoff = settings.backoff_initial_s
         self._last_error = ""
         self._point_errors: dict[str, str] = {}
@@ -155,11 +157,15 @@ class Driver:
         self._spawn()
 
     # --- lifecycle ----------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, epoch: float | None = None) -> None:
+        """Start polling. With `epoch`, polls fall on the grid `epoch + k * poll_period_s`: the site
+        puts that grid half a scan period away from the scan's, so the two threads do not wake
+        together and wait for each other (the GIL)."""
         if self.clock.virtual:
             if not self.supports_virtual_time:
                 raise RuntimeError(f"device {self.name!r}: driver {self.kind!r} cannot run on virtual time")
             return
+        self._epoch = epoch
         self._spawn()
 
     def stop(self, safe_outputs: tuple[Any, ...] | None = None, timeout_s: float = 2.0) -> None:
@@ -200,9 +206,14 @@ class Driver:
         )
         self._thread.start()
 
+    def _on_grid(self, t: float) -> float:
+        """The first poll time at or after `t` (on the epoch's grid when there is one)."""
+        epoch, period = self._epoch, self.settings.poll_period_s
+        return t if epoch is None else epoch + math.ceil((t - epoch) / period) * period
+
     def _run(self, generation: int) -> None:
         period = self.settings.poll_period_s
-        deadline = self.clock.now()
+        deadline = self.clock.now()  # the first poll at once, the next ones on the grid
         while not self._stop.is_set() and generation == self._generation:
             try:
                 self._poll_once(self.clock.now(), generation)
@@ -213,12 +224,10 @@ class Driver:
                 if self._stop.wait(self._backoff):
                     break
                 self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
-                deadline = self.clock.now()
+                deadline = self._on_grid(self.clock.now())
                 continue
-            deadline += period
             now = self.clock.now()
-            if deadline < now:  # a slow poll: re-base, never poll in a burst to catch up
-                deadline = now
+            deadline = self._on_grid(max(deadline + period, now))  # a slow poll re-bases, never bursts
             self._stop.wait(deadline - now)
         if generation == self._generation and self._stop.is_set():
             self._flush_outputs()
