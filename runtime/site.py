@@ -158,7 +158,7 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
         image.add(tag_spec(tag, stale_after[io[0].device] if io else None))
 
     kinds = program_kinds()
-    programs: list[Program] = []
+    placed: list[tuple[int, Program]] = []  # with their index in the io_map, for error paths
     for i, cfg in enumerate(io_map.programs):
         if not cfg.enabled:
             continue
@@ -168,8 +168,9 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
                 image.add(spec)
             except ValueError as exc:
                 errors.append((("programs", i), f"program {cfg.name!r}: {exc}"))
-        programs.append(program)
-    for i, program in enumerate(programs):
+        placed.append((i, program))
+    programs = [program for _, program in placed]
+    for i, program in placed:
         try:
             program.bind(image)
         except (KeyError, ValueError, TypeError) as exc:

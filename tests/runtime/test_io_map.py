@@ -157,3 +157,27 @@ def test_program_parameters_are_checked():
     errors = errors_of(text)
     assert len(errors) == 1
     assert errors[0].startswith("site.toml:26: programs[0].params.mode: unknown mode 'turbo'")
+
+
+def test_a_program_binding_error_names_its_own_entry_after_a_disabled_one(tmp_path):
+    from runtime.clock import VirtualClock
+    from runtime.site import build_site
+
+    text = MINIMAL + """
+[[programs]]
+name = "state"
+kind = "site_state"
+enabled = false
+
+[[programs]]
+name = "limits"
+kind = "power_limits"
+"""
+    path = tmp_path / "site.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigErrors) as info:
+        build_site(load_io_map(path), VirtualClock())
+    (error,) = info.value.errors
+    assert error.path == ("programs", 1)
+    assert error.line == text.splitlines().index('name = "limits"')  # the [[programs]] header above it
+    assert "program 'limits': no tag named" in error.message
