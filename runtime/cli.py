@@ -21,6 +21,7 @@ log = logging.getLogger("ems")
 
 DEFAULT_IO_MAP = "io_maps/sim_home.toml"
 EXIT_CONFIG = 2
+EXIT_START = 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -182,6 +183,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         site.start()
         site.run(args.duration)
+    except OSError as exc:  # a port in use, a device path that is missing: say so, no traceback
+        log.error("cannot start site %s: %s", io_map.site.id, exc)
+        return EXIT_START
     finally:
         site.stop()
         for signum, handler in previous.items():

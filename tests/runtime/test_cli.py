@@ -112,3 +112,22 @@ def _wait_for(path: Path, text: str, timeout_s: float) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"{text!r} did not appear in {path} within {timeout_s} s")
+
+
+def test_a_port_in_use_is_a_clear_error_exit_1_with_outputs_safe(tmp_path: Path):
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    port = holder.getsockname()[1]
+    site = tmp_path / "site.toml"
+    site.write_text(HOME.read_text().replace("port = 5020", f"port = {port}", 1))
+    try:
+        result = ems("run", "--io-map", str(site), "--duration", "5", "--data-dir", str(tmp_path))
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    assert f"cannot start site sim-home: [Errno 98] modbus-server: cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "output inverter_p_setpoint_w at its safe value 0 W" in result.stderr
