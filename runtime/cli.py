@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -191,13 +192,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
     wall = time.perf_counter() - started
+    code = site.actions.exit_code
+    if code:
+        log.warning("exit %d: %s requested through the site state", code,
+                    "restart" if code == site.actions.RESTART_EXIT else "reboot")
+        if code == site.actions.REBOOT_EXIT and io_map.site.reboot_command:
+            subprocess.run(list(io_map.site.reboot_command), check=False)
     summary = site.engine.stats.summary()
     simulated = summary["scans"] * site.period_s
     log.info("stopped after %d scans (%.1f s of site time in %.1f s wall, %.0fx), %d overruns, "
              "scan p99 %.3f ms, jitter p99 %.3f ms", summary["scans"], simulated, wall,
              simulated / wall if wall > 0 else 0.0, summary["overruns"], summary["duration_p99_s"] * 1e3,
              summary["jitter_p99_s"] * 1e3)
-    return 0
+    return code
 
 
 if __name__ == "__main__":

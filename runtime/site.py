@@ -50,6 +50,8 @@ class Site:
         self._started = False
         self.realtime = False  # the scan thread runs at real-time priority
         self.epoch: float | None = None  # origin of the scan's deadline grid (real clock)
+        self.actions = StateActions(self)  # Restart and Reboot states stop the site with an exit code
+        engine.after_scan.append(self.actions)
         self._closers: list[Callable[[], None]] = []  # services of attach_services, closed by stop
 
     @property
@@ -130,6 +132,43 @@ class Site:
         watchdog = systemd.attach(self, cfg.watchdog)
         if watchdog is not None:
             self._closers.insert(0, watchdog.stop)
+
+
+class StateActions:
+    """Acts on the site states that belong to the runtime: Restart and Reboot.
+
+    When the site state machine enters one of them, the site stops after `delay_s` (outputs to
+    their safe values, as on any stop) and `exit_code` tells the caller what to do: the service
+    manager restarts the process on a non-zero exit, and a reboot command runs when configured.
+    """
+
+    RESTART_EXIT = 3
+    REBOOT_EXIT = 4
+
+    def __init__(self, site: "Site", delay_s: float = 2.0):
+        self.site = site
+        self.state = site.image["site_state"] if "site_state" in site.image else None
+        self.delay_s = delay_s
+        self.entered_s: float | None = None
+        self.exit_code = 0
+
+    def __call__(self, ctx: Any) -> None:
+        if self.state is None:
+            return
+        value = self.state.value
+        code = {RESTART_STATE: self.RESTART_EXIT, REBOOT_STATE: self.REBOOT_EXIT}.get(value, 0)
+        if not code:
+            self.entered_s = None
+            return
+        if self.entered_s is None:
+            self.entered_s = ctx.t_s
+            log.warning("site state %s: stopping in %.1f s", self.state.spec.label(value), self.delay_s)
+        if ctx.t_s - self.entered_s >= self.delay_s and not self.exit_code:
+            self.exit_code = code
+            self.site.engine.stop()
+
+
+RESTART_STATE, REBOOT_STATE = 6, 5  # programs.enums.SiteState; the runtime does not import programs
 
 
 def set_realtime_priority(priority: int) -> bool:

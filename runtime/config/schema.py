@@ -34,6 +34,9 @@ class SiteConfig:
     # Run the scan thread as SCHED_FIFO at this priority (1..99) on the real clock; needs root or
     # CAP_SYS_NICE, else a warning and normal priority. A PLC's scan is not at the mercy of a busy core.
     realtime_priority: int | None = attrs.field(default=None, validator=v.optional([v.ge(1), v.le(99)]))
+    # Run when the site state machine enters Reboot (after the site has stopped), e.g.
+    # ["systemctl", "reboot"]; without it `ems run` exits with code 4 and leaves the reboot to its caller.
+    reboot_command: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -131,3 +131,32 @@ def test_a_port_in_use_is_a_clear_error_exit_1_with_outputs_safe(tmp_path: Path)
     assert f"cannot start site sim-home: [Errno 98] modbus-server: cannot listen on 127.0.0.1:{port}" in result.stderr
     assert "Traceback" not in result.stderr
     assert "output inverter_p_setpoint_w at its safe value 0 W" in result.stderr
+
+
+def test_a_restart_command_stops_the_controller_with_exit_3(tmp_path: Path):
+    """SCADA writes site_state_cmd = restart; the service manager restarts on the non-zero exit."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    site = tmp_path / "site.toml"
+    site.write_text(HOME.read_text().replace("port = 5020", f"port = {port}", 1))
+    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", "--io-map", str(site), "--data-dir",
+                             str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(tmp_path / "log" / "ems.log", "site state init -> run", 20.0)
+        from pymodbus.client import ModbusTcpClient
+
+        client = ModbusTcpClient("127.0.0.1", port=port)
+        assert client.connect()
+        assert not client.write_register(1000, 6, device_id=1).isError()  # site_state_cmd = restart
+        client.close()
+        _, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 3, err
+    assert "site state init -> restart" in err or "site state run -> restart" in err
+    assert "exit 3: restart requested through the site state" in err
+    assert "output inverter_p_setpoint_w at its safe value 0 W" in err
