@@ -348,3 +348,27 @@ class ServerThread:
         loop.run_until_complete(asyncio.sleep(0))  # let transports finish closing
         loop.close()
         log.info("%s stopped", self.name)
+
+
+class ServedMirror:
+    """A server as a site mirror: its own thread and event loop; `start()` returns once it
+    listens, `stop()` closes it (twice is fine)."""
+
+    def __init__(self, name: str, store: Any, host: str, port: int, serial: Any = None):
+        self.store = store
+        self.thread = ServerThread(
+            name, store, TcpEndpoint(host, port),
+            SerialEndpoint(serial.port, serial.baudrate, serial.parity, serial.stopbits, serial.bytesize)
+            if serial else None,
+        )
+
+    @property
+    def port(self) -> int | None:
+        """The TCP port listened on (the configured one, or the one picked for port 0)."""
+        return self.thread.tcp_port
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.thread.stop()

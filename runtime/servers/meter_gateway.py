@@ -26,7 +26,7 @@ import attrs
 from runtime.config.lines import Path
 from runtime.config.schema import MeterGatewayConfig
 from runtime.image import ProcessImage, Snapshot
-from runtime.servers.host import Peer, SerialEndpoint, ServerThread, TcpEndpoint
+from runtime.servers.host import Peer, ServedMirror
 from runtime.servers.register_map import ILLEGAL_ADDRESS, ILLEGAL_FUNCTION
 from runtime.tags import DType, ModbusTable, Quality
 
@@ -302,25 +302,10 @@ class MeterStore:
         return ILLEGAL_ADDRESS  # a meter's readings are not written
 
 
-class MeterGateway:
+class MeterGateway(ServedMirror):
     """The gateway as a site mirror: its own thread, port and unit id(s)."""
 
     def __init__(self, cfg: MeterGatewayConfig, image: ProcessImage, sources: list[Source]):
         self.cfg = cfg
-        self.store = MeterStore(LAYOUTS[cfg.layout], sources, image, cfg.unit_ids, cfg.serial_number)
-        serial = cfg.serial
-        self.thread = ServerThread(
-            "meter-gateway", self.store, TcpEndpoint(cfg.host, cfg.port),
-            SerialEndpoint(serial.port, serial.baudrate, serial.parity, serial.stopbits, serial.bytesize)
-            if serial else None,
-        )
-
-    @property
-    def port(self) -> int | None:
-        return self.thread.tcp_port
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.thread.stop()
+        store = MeterStore(LAYOUTS[cfg.layout], sources, image, cfg.unit_ids, cfg.serial_number)
+        super().__init__("meter-gateway", store, cfg.host, cfg.port, cfg.serial)

@@ -19,7 +19,7 @@ from typing import Any
 
 from runtime.config.schema import ModbusServerConfig
 from runtime.image import ProcessImage, Snapshot
-from runtime.servers.host import Peer, SerialEndpoint, ServerThread, TcpEndpoint
+from runtime.servers.host import Peer, ServedMirror
 from runtime.servers.register_map import (
     ILLEGAL_ADDRESS,
     ILLEGAL_FUNCTION,
@@ -129,27 +129,11 @@ class TagStore:
         return code
 
 
-class ModbusTagServer:
-    """The tag server as a site mirror: `start()` returns once it listens, `stop()` closes it."""
+class ModbusTagServer(ServedMirror):
+    """The tag server as a site mirror."""
 
     def __init__(self, cfg: ModbusServerConfig, image: ProcessImage, register_map: RegisterMap):
         self.cfg = cfg
         self.map = register_map
-        self.store = TagStore(register_map, image, cfg.unit_ids, WritePolicy(cfg.writes_enabled, cfg.write_allow))
-        serial = cfg.serial
-        self.thread = ServerThread(
-            "modbus-server", self.store, TcpEndpoint(cfg.host, cfg.port),
-            SerialEndpoint(serial.port, serial.baudrate, serial.parity, serial.stopbits, serial.bytesize)
-            if serial else None,
-        )
-
-    @property
-    def port(self) -> int | None:
-        """The TCP port listened on (the configured one, or the one picked for port 0)."""
-        return self.thread.tcp_port
-
-    def start(self) -> None:
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.thread.stop()
+        store = TagStore(register_map, image, cfg.unit_ids, WritePolicy(cfg.writes_enabled, cfg.write_allow))
+        super().__init__("modbus-server", store, cfg.host, cfg.port, cfg.serial)
