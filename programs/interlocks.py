@@ -102,7 +102,7 @@ class Condition:
         self.active = False
 
     def test(self) -> bool | None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement test")
 
     def value(self) -> Any:
         """The value that tripped, for the event's detail text."""
