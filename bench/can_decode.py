@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import can  # noqa: E402
 
 from runtime.clock import RealClock  # noqa: E402
-from runtime.devsim.can_bms_sim import SimulatedBms  # noqa: E402
-from runtime.io.can_bms import CanBmsConfig, CanBmsDriver, CanBmsOptions, CanPoint  # noqa: E402
-from runtime.io.can_dbc import FrameDecoder, load_dbc, resolve_dbc  # noqa: E402
+from ems.devsim.can_bms_sim import SimulatedBms  # noqa: E402
+from runtime.io.can.bms import CanBmsConfig, CanBmsDriver, CanBmsOptions, CanPoint  # noqa: E402
+from runtime.io.can.dbc import FrameDecoder, load_dbc, resolve_dbc  # noqa: E402
 from runtime.io.driver import DriverSettings, Point  # noqa: E402
 from sim import Plant, PlantConfig  # noqa: E402
 

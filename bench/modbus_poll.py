@@ -30,10 +30,10 @@ from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
 
 from runtime.clock import RealClock  # noqa: E402
 from runtime.config.io_map import load_io_map  # noqa: E402
-from runtime.devsim.modbus_device import free_port  # noqa: E402
+from ems.devsim.modbus_device import free_port  # noqa: E402
 from runtime.io import aio  # noqa: E402
-from runtime.io.modbus_client import ModbusDriver  # noqa: E402
-from runtime.io.modbus_transport import read  # noqa: E402
+from runtime.io.modbus.client import ModbusDriver  # noqa: E402
+from runtime.io.modbus.transport import read  # noqa: E402
 from runtime.site import build_site  # noqa: E402
 
 SITE = ROOT / "io_maps" / "sim_devices_commercial.toml"
@@ -124,7 +124,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         path, ports = site_on_free_ports(Path(folder))
-        proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "simulate-devices", "--io-map", str(path),
+        proc = subprocess.Popen([sys.executable, "-m", "ems.cli", "simulate-devices", "--io-map", str(path),
                                  "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 20

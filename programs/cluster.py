@@ -37,8 +37,8 @@ from runtime.cluster.membership import Member, MemberState, Membership
 from runtime.cluster.messages import Message, NodeState, Setpoints, Share
 from runtime.cluster.split import Candidate, SplitParams, split_power
 from runtime.cluster.view import NO_VIEW, RaftView, Role
-from runtime.program import Program, ScanContext, TagLookup
-from runtime.tags import DType, Quality, TagSpec
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import DType, Quality, TagSpec
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import attrs
 from attrs import validators as v
 
 from programs.enums import SiteState
-from runtime.program import Program, ScanContext, TagLookup
+from plc.program import Program, ScanContext, TagLookup
 
 RUN_STATES = (SiteState.RUN,)
 OPEN_STATES = (SiteState.ERROR, SiteState.REBOOT, SiteState.RESTART)

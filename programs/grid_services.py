@@ -29,8 +29,8 @@ from programs.grid.params import Params
 from programs.grid.products import FCR_PRODUCTS, NEM_WINDOW_HZ, Product
 from programs.grid.reserve import Reserve, endurance_min, ffr_reserve, share, total
 from programs.tagdefs import Layout, param, status, text
-from runtime.program import Program, ScanContext, TagLookup
-from runtime.tags import DType, TagSpec
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import DType, TagSpec
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import attrs
 
-from runtime.tags import Quality
+from plc.tags import Quality
 
 GOOD = Quality.GOOD
 UNINIT = Quality.UNINIT

@@ -33,8 +33,8 @@ from attrs import validators as v
 from blocks import TON, Curve, Debounce, Hysteresis, LowPass
 from programs.enums import SiteState
 from programs.tagdefs import Layout, status
-from runtime.program import Program, ScanContext, TagLookup
-from runtime.tags import DType, Quality, TagSpec
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import DType, Quality, TagSpec
 
 GOOD = Quality.GOOD
 SLOW_PERIOD_S = 1.0

@@ -17,8 +17,8 @@ from attrs import validators as v
 from blocks import Curve
 from programs.enums import LimitSource
 from programs.tagdefs import Layout, status
-from runtime.program import Program, ScanContext, TagLookup
-from runtime.tags import DType, Quality, TagSpec
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import DType, Quality, TagSpec
 
 Points = tuple[tuple[float, float], ...]
 GOOD = Quality.GOOD

@@ -1,22 +1,19 @@
-"""Program kinds an io_map can name in [[programs]]."""
+"""Program kinds an io_map can name in [[programs]]: kind name -> "module:class", imported on use."""
 
 from __future__ import annotations
 
-from runtime.program import Program
+from plc.kinds import Kinds
+from plc.program import Program
 
-
-def program_kinds() -> dict[str, type[Program]]:
-    from programs.cluster import ClusterControl, ClusterMaster, ClusterNode
-    from programs.dispatch import Dispatch
-    from programs.grid_services import GridServices
-    from programs.monitor import Monitor
-    from programs.power_limits import PowerLimits
-    from programs.safety import Safety
-    from programs.site_control import SiteControl
-    from programs.site_state import SiteStateProgram
-
-    kinds: list[type[Program]] = [SiteStateProgram, PowerLimits, SiteControl, Dispatch]
-    kinds += [Monitor, Safety]
-    kinds += [GridServices]
-    kinds += [ClusterNode, ClusterControl, ClusterMaster]
-    return {kind.kind: kind for kind in kinds}
+PROGRAMS: Kinds[type[Program]] = Kinds({
+    "site_state": "programs.site_state:SiteStateProgram",
+    "power_limits": "programs.power_limits:PowerLimits",
+    "site_control": "programs.site_control:SiteControl",
+    "dispatch": "programs.dispatch:Dispatch",
+    "monitor": "programs.monitor:Monitor",
+    "safety": "programs.safety:Safety",
+    "grid_services": "programs.grid_services:GridServices",
+    "cluster": "programs.cluster:ClusterNode",
+    "cluster_control": "programs.cluster:ClusterControl",
+    "cluster_master": "programs.cluster:ClusterMaster",
+})

@@ -33,8 +33,8 @@ from programs import errors as E
 from programs.interlocks import (ANY_INPUTS_KINDS, BY_NAME, TABLE, Condition, InterlockDef, Reaction, build_condition,
                                  check_thresholds)
 from programs.tagdefs import Layout, status
-from runtime.program import Program, ScanContext, TagLookup
-from runtime.tags import DType, Quality, TagSpec
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import DType, Quality, TagSpec
 
 log = logging.getLogger(__name__)
 GOOD = Quality.GOOD

@@ -27,8 +27,8 @@ from programs.modes.base import soc_taper
 from programs.modes.setpoint import Heartbeat
 from programs.schedule import Schedule
 from programs.tagdefs import Layout, param, status, text
-from runtime.program import Program, ScanContext, TagLookup
-from runtime.tags import DType, TagSpec
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import DType, TagSpec
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from attrs import validators as v
 from blocks import StateMachine, Transition
 from programs.enums import SiteState, StateCommand
 from programs.tagdefs import Layout, param, status, text
-from runtime.program import Program, ScanContext, TagLookup
-from runtime.tags import DType, TagSpec
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import DType, TagSpec
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import enum
 from typing import Any
 
 from programs.enums import labels
-from runtime.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
+from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
 
 
 class Layout:

@@ -26,7 +26,7 @@ import attrs
 
 from runtime.config.schema import EventLogConfig
 from runtime.image import ProcessImage, WriteRequest
-from runtime.program import ScanContext
+from plc.program import ScanContext
 from runtime.sqlite_store import SqliteWriter, open_readonly
 
 log = logging.getLogger(__name__)

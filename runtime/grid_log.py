@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import attrs
 
-from runtime.program import ScanContext
+from plc.program import ScanContext
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import attrs
 
-from runtime.tags import Access, Area, Quality, TagSpec, make_checker
+from plc.tags import Access, Area, Quality, TagSpec, make_checker
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ import attrs
 from runtime import __version__
 from runtime.config.schema import RetainConfig
 from runtime.image import ProcessImage, Tag, WriteRequest
-from runtime.program import ScanContext
+from plc.program import ScanContext
 from runtime.sqlite_store import SqliteWriter, connect
-from runtime.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
+from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
 
 log = logging.getLogger(__name__)
 

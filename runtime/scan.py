@@ -18,9 +18,9 @@ import attrs
 from runtime.clock import Clock
 from runtime.image import ProcessImage, Tag
 from runtime.io.driver import Driver
-from runtime.program import Program, ScanContext
+from plc.program import Program, ScanContext
 from runtime.scan_stats import ScanStats
-from runtime.tags import Quality
+from plc.tags import Quality
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from array import array
 
-from runtime.tags import Access, Area, DType, TagSpec
+from plc.tags import Access, Area, DType, TagSpec
 
 STATS_TAGS = (
     ("scan_count", DType.UINT32, "", "Scans completed since start"),

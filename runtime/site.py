@@ -13,14 +13,15 @@ from runtime.config.lines import Path, key_lines, line_of
 from runtime.config.io_map import tag_spec
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigError, ConfigErrors
+from programs.registry import PROGRAMS
 from runtime.image import ProcessImage
 from runtime.io.driver import Driver, DriverSettings, Point
-from runtime.io.registry import driver_kinds
-from runtime.program import Program
+from runtime.io.registry import DRIVERS
+from plc.program import Program
 from runtime.retain import system_tag_specs
 from runtime.scan import InputBinding, OutputBinding, ScanEngine, Supervisor
 from runtime.servers import build_mirrors, runtime_tag_specs
-from runtime.tags import Area, DType, TagSpec, make_checker
+from plc.tags import Area, DType, TagSpec, make_checker
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +188,6 @@ def set_realtime_priority(priority: int) -> bool:
 
 def build_site(io_map: IoMap, clock: Clock) -> Site:
     """Create the image, drivers, programs and engine for a validated io_map. Opens nothing."""
-    from programs.registry import program_kinds
-
     errors: list[tuple[Path, str]] = []
     image = ProcessImage(runtime_tag_specs(io_map.modbus_server) + system_tag_specs())
     stale_after = {d.name: d.stale_after_s for d in io_map.devices}
@@ -196,7 +195,7 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
         io = io_map.tag_io.get(tag.name)
         image.add(tag_spec(tag, stale_after[io[0].device] if io else None))
 
-    kinds = program_kinds()
+    kinds = PROGRAMS
     placed: list[tuple[int, Program]] = []  # with their index in the io_map, for error paths
     for i, cfg in enumerate(io_map.programs):
         if not cfg.enabled:
@@ -254,7 +253,6 @@ def _schedule_watchers(programs: list[Program], io_map: IoMap) -> list[Mirror]:
 
 
 def _build_drivers(io_map: IoMap, image: ProcessImage, clock: Clock):  # type: ignore[no-untyped-def]
-    kinds = driver_kinds()
     drivers: dict[str, Driver] = {}
     inputs: list[InputBinding] = []
     outputs: list[OutputBinding] = []
@@ -267,9 +265,7 @@ def _build_drivers(io_map: IoMap, image: ProcessImage, clock: Clock):  # type: i
             hang_timeout_s=device.hang_timeout_s,
             backoff_max_s=device.backoff_max_s,
         )
-        kind = kinds[device.driver]
-        build = kind.build or kind.driver
-        driver = build(
+        driver = DRIVERS[device.driver].driver(
             device.name,
             [_point(tag.spec, b, p, with_convert=True) for tag, b, p in ins],
             [_point(tag.spec, b, p, with_convert=False) for tag, b, p in outs],

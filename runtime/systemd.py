@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 from runtime.config.schema import WatchdogConfig
-from runtime.program import ScanContext
+from plc.program import ScanContext
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import csv
 import io
 from typing import Iterable
 
-from runtime.tags import ModbusTable, TagSpec
+from plc.tags import ModbusTable, TagSpec
 
 COLUMNS = ("name", "dtype", "unit", "access", "area", "modbus_table", "address", "reference", "words",
            "scale", "min", "max", "description")

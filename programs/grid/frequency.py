@@ -13,7 +13,7 @@ import enum
 import logging
 import math
 
-from runtime.program import TagRef
+from plc.program import TagRef
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from programs.modes.base import Measurements, ModeBase, in_window, soc_taper
 from programs.modes.tracking import NetLoadTracker
-from runtime.program import TagLookup
+from plc.program import TagLookup
 
 TAPER_BAND_PCT = 2.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from blocks import TON
 from programs.modes.base import Measurements, ModeBase
 from programs.schedule import Schedule, power_to_reach
-from runtime.program import TagLookup
+from plc.program import TagLookup
 
 
 class Heartbeat:

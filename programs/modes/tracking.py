@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from blocks import PID, Hysteresis, LowPass
 from programs.modes.base import Measurements, ModeBase, soc_taper
-from runtime.program import TagLookup
+from plc.program import TagLookup
 
 TRIM_BAND_W = 150.0
 

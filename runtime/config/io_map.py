@@ -7,6 +7,7 @@ import sys
 from pathlib import Path as FsPath
 from typing import Any
 
+from programs.registry import PROGRAMS
 from runtime.cluster.config import check as check_cluster
 from runtime.config.lines import Path, key_lines, line_of
 from runtime.config.schema import (
@@ -26,7 +27,8 @@ from runtime.config.schema import (
     WatchdogConfig,
 )
 from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
-from runtime.tags import Access, Area, DType, ModbusTable, TagSpec, TagValueError, make_checker
+from runtime.io.registry import DRIVERS
+from plc.tags import Access, Area, DType, ModbusTable, TagSpec, TagValueError, make_checker
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -35,8 +37,6 @@ else:  # pragma: no cover
 
 SECTIONS = ("site", "supervisor", "logging", "modbus_server", "meter_gateway", "devices", "tags", "programs",
             "event_log", "retain", "watchdog", "cluster")
-BOOL_TABLES = (ModbusTable.COIL, ModbusTable.DISCRETE)
-WRITABLE_TABLES = (ModbusTable.COIL, ModbusTable.HOLDING)
 
 
 def load_io_map(path: str | FsPath) -> IoMap:
@@ -67,9 +67,6 @@ def parse_io_map(text: str, filename: str = "<io_map>") -> IoMap:
 
 
 def _build(data: dict[str, Any], filename: str, errors: Errors) -> IoMap:
-    from programs.registry import program_kinds
-    from runtime.io.registry import driver_kinds
-
     for key in data:
         if key not in SECTIONS:
             errors.add((key,), f"unknown section{_suggest(key, SECTIONS)}")
@@ -84,10 +81,10 @@ def _build(data: dict[str, Any], filename: str, errors: Errors) -> IoMap:
                for key, cls in (("event_log", EventLogConfig), ("retain", RetainConfig), ("watchdog", WatchdogConfig),
                                 ("cluster", ClusterConfig))}
 
-    kinds = driver_kinds()
+    kinds = DRIVERS
     devices, options, broken = _devices(_array(data, "devices", errors), kinds, errors)
     tags, tag_io = _tags(_array(data, "tags", errors), devices, broken, kinds, errors)
-    programs, params = _programs(_array(data, "programs", errors), program_kinds(), errors)
+    programs, params = _programs(_array(data, "programs", errors), PROGRAMS, errors)
     _check_drivers(devices, options, tags, tag_io, kinds, errors)
     if service["cluster"] is not MISSING:
         check_cluster(service["cluster"], devices, errors)
@@ -206,7 +203,7 @@ def _io(io: Any, path: Path, devices, broken, kinds, errors: Errors):  # type: i
 
 def tag_spec(tag: TagConfig, default_max_age_s: float | None = None) -> TagSpec:
     """The runtime declaration of an io_map tag."""
-    from runtime.tags import ModbusAddress
+    from plc.tags import ModbusAddress
 
     modbus = None
     if tag.modbus is not None:
@@ -258,11 +255,11 @@ def _check_modbus(tag: TagConfig, path: Path, used: dict, errors: Errors) -> Non
         return
     table = tag.modbus.table
     is_bool = tag.dtype is DType.BOOL
-    if is_bool != (table in BOOL_TABLES):
+    if is_bool != table.is_bits:
         wanted = "coil or discrete" if is_bool else "holding or input"
         errors.add(path + ("modbus", "table"), f"a {tag.dtype.value} tag belongs in a {wanted} table, not {table.value}")
         return
-    if tag.access is Access.RW and table not in WRITABLE_TABLES:
+    if tag.access is Access.RW and not table.writable:
         errors.add(path + ("modbus", "table"), f"a writable tag must be in a coil or holding table, not {table.value}")
     if tag.modbus.scale != 1.0 and tag.dtype not in (DType.INT16, DType.UINT16, DType.INT32, DType.UINT32):
         errors.add(path + ("modbus", "scale"), "a scale factor applies to integer tags only")

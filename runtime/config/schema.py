@@ -9,7 +9,7 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
-from runtime.tags import Access, Area, DType, ModbusTable
+from plc.tags import Access, Area, DType, ModbusTable
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

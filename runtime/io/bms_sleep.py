@@ -25,11 +25,11 @@ from runtime.clock import Clock
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, ConfigErrors, Errors, _suggest, structure
 from runtime.io.driver import Driver, DriverSettings, Point
-from runtime.io.modbus_client import ModbusDriver
-from runtime.io.modbus_config import ModbusConfig, ModbusOptions, ModbusPoint
-from runtime.io.modbus_profile import Profile, load_profile, resolve_profile_path
+from runtime.io.modbus.client import ModbusDriver
+from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint
+from runtime.io.modbus.profile import Profile, load_profile, resolve_profile_path
 from runtime.io.registry import DriverKind
-from runtime.tags import Area
+from plc.tags import Area
 
 log = logging.getLogger(__name__)
 
@@ -244,10 +244,5 @@ def _relay(name: str, config: SleepConfig, clock: Clock, settings: DriverSetting
     return _GpioRelay(config) if config.options.relay.kind == "gpio" else _ModbusRelay(name, config, clock, settings)
 
 
-def build(name: str, inputs: Sequence[Point], outputs: Sequence[Point], clock: Clock,
-          settings: DriverSettings, options: SleepConfig) -> BmsSleepDriver:
-    return BmsSleepDriver(name, inputs, outputs, clock, settings, options)
-
-
 KIND = DriverKind(name="bms_sleep", driver=BmsSleepDriver, options=SleepOptions, point=SleepPoint,
-                  check=check_points, build=build, parse_options=parse_options)
+                  check=check_points, parse_options=parse_options)

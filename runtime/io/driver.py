@@ -20,7 +20,7 @@ from typing import Any, Callable, ClassVar, NamedTuple, Sequence
 import attrs
 
 from runtime.clock import Clock
-from runtime.tags import Quality
+from plc.tags import Quality
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from runtime.clock import Clock
 from runtime.config.lines import Path
 from runtime.io.driver import Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
-from runtime.tags import Area
+from plc.tags import Area
 
 log = logging.getLogger(__name__)
 
@@ -171,10 +171,4 @@ class GpioDriver(Driver):
                 device.on() if value else device.off()
 
 
-def build(name: str, inputs: Sequence[Point], outputs: Sequence[Point], clock: Clock,
-          settings: DriverSettings, options: GpioOptions) -> GpioDriver:
-    return GpioDriver(name, inputs, outputs, clock, settings, options)
-
-
-KIND = DriverKind(name="gpio", driver=GpioDriver, options=GpioOptions, point=GpioPoint, check=check_points,
-                  build=build)
+KIND = DriverKind(name="gpio", driver=GpioDriver, options=GpioOptions, point=GpioPoint, check=check_points)

@@ -25,7 +25,7 @@ from runtime.config.lines import Path
 from runtime.io.bme680 import Bme680
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
-from runtime.tags import Area
+from plc.tags import Area
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +178,4 @@ class I2cDriver(Driver):
             log.info("device %s: I2C 0x%02X answers again", self.name, address)
 
 
-def build(name: str, inputs: Sequence[Point], outputs: Sequence[Point], clock: Clock,
-          settings: DriverSettings, options: I2cOptions) -> I2cDriver:
-    return I2cDriver(name, inputs, outputs, clock, settings, options)
-
-
-KIND = DriverKind(name="i2c", driver=I2cDriver, options=I2cOptions, point=I2cPoint, check=check_points, build=build)
+KIND = DriverKind(name="i2c", driver=I2cDriver, options=I2cOptions, point=I2cPoint, check=check_points)

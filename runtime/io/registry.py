@@ -1,4 +1,9 @@
-"""Driver kinds known to the io_map: each names its driver class and its config records."""
+"""Driver kinds known to the io_map: kind name -> "module:KIND", imported when a site uses it.
+
+Each driver module ends with its `KIND` record (the driver class, its config records and its
+checks); this registry only names them, so it imports no driver and no driver imports it back
+in a cycle. A driver class is built as `driver(name, inputs, outputs, clock, settings, options)`.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 import attrs
 
+from plc.kinds import Kinds
 from runtime.config.lines import Path
 from runtime.io.driver import Driver
 
@@ -20,13 +26,15 @@ class DriverKind:
     options: type  # attrs record for the device's [devices.<kind>] table
     point: type  # attrs record for the driver-specific keys of a tag's io table
     check: Checker | None = None
-    build: Callable[..., Driver] | None = None  # (name, inputs, outputs, clock, settings, options) -> Driver
     parse_options: Callable[[Any, Path, Any], Any] | None = None  # custom parsing of the options table
 
 
-def driver_kinds() -> dict[str, DriverKind]:
-    """All driver kinds. Imported lazily so that loading a config does not open any device."""
-    from runtime.io import bms_sleep, can_bms, gpio, i2c, modbus_client, sim_driver, sysfs
-
-    kinds = [sim_driver.KIND, modbus_client.KIND, can_bms.KIND, gpio.KIND, i2c.KIND, sysfs.KIND, bms_sleep.KIND]
-    return {kind.name: kind for kind in kinds}
+DRIVERS: Kinds[DriverKind] = Kinds({
+    "sim": "runtime.io.sim_driver:KIND",
+    "modbus": "runtime.io.modbus.client:KIND",
+    "can_bms": "runtime.io.can.bms:KIND",
+    "gpio": "runtime.io.gpio:KIND",
+    "i2c": "runtime.io.i2c:KIND",
+    "sysfs": "runtime.io.sysfs:KIND",
+    "bms_sleep": "runtime.io.bms_sleep:KIND",
+})

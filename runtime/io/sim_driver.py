@@ -20,7 +20,7 @@ from runtime.config.lines import Path
 from runtime.config.structure import MISSING, Errors, structure
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
-from runtime.tags import Area
+from plc.tags import Area
 from sim import Plant, PlantConfig, variables
 
 
@@ -96,17 +96,11 @@ class SimDriver(Driver):
         return [get() if flag is None or comm[flag] else UNCHANGED for get, flag in zip(self._getters, self._flags)]
 
 
-def build(name: str, inputs: Sequence[Point], outputs: Sequence[Point], clock: Clock,
-          settings: DriverSettings, options: PlantConfig) -> SimDriver:
-    return SimDriver(name, inputs, outputs, clock, settings, options)
-
-
 KIND = DriverKind(
     name="sim",
     driver=SimDriver,
     options=PlantConfig,
     point=SimPoint,
     check=check_points,
-    build=build,
     parse_options=parse_options,
 )

@@ -25,7 +25,7 @@ from runtime.clock import Clock
 from runtime.config.lines import Path
 from runtime.io.driver import Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
-from runtime.tags import Area
+from plc.tags import Area
 
 log = logging.getLogger(__name__)
 CPU_TEMP = "/sys/class/thermal/thermal_zone0/temp"
@@ -75,10 +75,4 @@ class SysfsDriver(Driver):
         return value
 
 
-def build(name: str, inputs: Sequence[Point], outputs: Sequence[Point], clock: Clock,
-          settings: DriverSettings, options: SysfsOptions) -> SysfsDriver:
-    return SysfsDriver(name, inputs, outputs, clock, settings, options)
-
-
-KIND = DriverKind(name="sysfs", driver=SysfsDriver, options=SysfsOptions, point=SysfsPoint, check=check_points,
-                  build=build)
+KIND = DriverKind(name="sysfs", driver=SysfsDriver, options=SysfsOptions, point=SysfsPoint, check=check_points)

@@ -14,9 +14,8 @@ import sys
 
 from runtime import tag_table
 from runtime.config.schema import ModbusServerConfig
+from runtime.paths import DEFAULT_IO_MAP
 from runtime.servers.meter_gateway import LAYOUTS, MODEL_CODE_ADDRESS, UNITS, Layout
-
-DEFAULT_IO_MAP = "io_maps/sim_home.toml"
 
 MODBUS_HEAD = """\
 # Modbus tag server: register map
@@ -132,7 +131,6 @@ Tags without a Modbus address are listed last; they are not served.
 
 """
 
-
 def modbus_doc(io_map_path: str) -> str:
     """docs/modbus.md for a site."""
     from runtime.clock import VirtualClock
@@ -153,7 +151,6 @@ def modbus_doc(io_map_path: str) -> str:
         base=cfg.runtime_base,
     )
     return head + tag_table.to_markdown(site.image.specs())
-
 
 METER_HEAD = """\
 # Meter gateway: the site meter as a Carlo Gavazzi EM24
@@ -225,7 +222,6 @@ the published EM24 PFA/PFB/X register list (PF 0032h..0035h, phase sequence 0036
 
 {layouts}"""
 
-
 def _layout_section(layout: Layout) -> str:
     lines = [f"## Layout `{layout.name}`: {layout.title}", "",
              f"Measurement block {layout.block_start:04X}h..{layout.block_end - 1:04X}h; model code "
@@ -241,14 +237,12 @@ def _layout_section(layout: Layout) -> str:
         lines.append(f"| {address:04X}h | {value} | {meaning} |")
     return "\n".join(lines) + "\n"
 
-
 def meter_gateway_doc() -> str:
     """docs/meter_gateway.md."""
     units = "\n".join(f"| {kind} | {', '.join(f'`{u}`' if u else '(none)' for u in accepted)} |"
                       for kind, accepted in UNITS.items())
     layouts = "\n".join(_layout_section(layout) for layout in LAYOUTS.values())
     return METER_HEAD.format(units=units, model=MODEL_CODE_ADDRESS, layouts=layouts)
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m runtime.servers.doc", description=__doc__.split("\n\n")[0])
@@ -259,7 +253,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.stdout.write(modbus_doc(args.io_map) if args.what == "modbus" else meter_gateway_doc())
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -30,7 +30,7 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.transaction import TransactionManager
 
 from runtime.servers.register_map import TABLE_OF_FUNCTION
-from runtime.tags import ModbusTable
+from plc.tags import ModbusTable
 
 log = logging.getLogger(__name__)
 

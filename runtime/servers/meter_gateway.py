@@ -28,7 +28,7 @@ from runtime.config.schema import MeterGatewayConfig
 from runtime.image import ProcessImage, Snapshot
 from runtime.servers.host import Peer, ServedMirror
 from runtime.servers.register_map import ILLEGAL_ADDRESS, ILLEGAL_FUNCTION
-from runtime.tags import DType, ModbusTable, Quality
+from plc.tags import DType, ModbusTable, Quality
 
 log = logging.getLogger(__name__)
 

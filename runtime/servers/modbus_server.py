@@ -28,7 +28,7 @@ from runtime.servers.register_map import (
     RegisterMap,
     WriteRejected,
 )
-from runtime.tags import ModbusTable, TagValueError
+from plc.tags import ModbusTable, TagValueError
 
 log = logging.getLogger(__name__)
 

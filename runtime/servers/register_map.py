@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
 import attrs
 
 from runtime.image import Snapshot
-from runtime.tags import Access, DType, ModbusTable, TagSpec, TagValueError
+from plc.tags import Access, DType, ModbusTable, TagSpec, TagValueError
 
 WordOrder = Literal["high_first", "low_first"]
 
@@ -28,8 +28,6 @@ ILLEGAL_FUNCTION = 0x01
 ILLEGAL_ADDRESS = 0x02
 ILLEGAL_VALUE = 0x03
 
-BIT_TABLES = (ModbusTable.COIL, ModbusTable.DISCRETE)
-WRITABLE_TABLES = (ModbusTable.COIL, ModbusTable.HOLDING)
 INT_DTYPES = (DType.INT16, DType.UINT16, DType.INT32, DType.UINT32, DType.ENUM)
 
 # Raw register range of each integer type (what fits on the wire).
@@ -82,7 +80,7 @@ class MapEntry:
 
     @property
     def writable(self) -> bool:
-        return self.spec.access is Access.RW and self.table in WRITABLE_TABLES
+        return self.spec.access is Access.RW and self.table.writable
 
 
 # --- value <-> registers ---------------------------------------------------------------------------
@@ -210,7 +208,7 @@ class RegisterMap:
                     self.owner[table][address] = entry
         # Reads may cover any address from 0 to the table's highest mapped one; gaps read as 0.
         self.size = {t: (items[-1].end if items else 0) for t, items in self.entries.items()}
-        self._blank = {t: [False if t in BIT_TABLES else 0] * self.size[t] for t in ModbusTable}
+        self._blank = {t: [False if t.is_bits else 0] * self.size[t] for t in ModbusTable}
         self._encoders = {t: [(e, make_encoder(e, word_order)) for e in items] for t, items in self.entries.items()}
         # (table, index in the snapshot, address, encoder, words) per entry, bound to one image layout
         self._slots: list[tuple[ModbusTable, int, int, Callable[[Any], list[Any]], int]] = []
@@ -267,7 +265,7 @@ class RegisterMap:
         or splits a multi-register tag; ILLEGAL_VALUE (03) when a value cannot be represented.
         Range checks against the tags' min/max come after, in `ProcessImage.request_writes`.
         """
-        if table not in WRITABLE_TABLES:
+        if not table.writable:
             raise WriteRejected(ILLEGAL_ADDRESS, f"the {table.value} table is read-only")
         owner = self.owner[table]
         end = address + len(values)
@@ -309,11 +307,11 @@ def check_specs(specs: Iterable[TagSpec]) -> tuple[list[MapEntry], list[tuple[st
         if m is None:
             continue
         is_bool = spec.dtype is DType.BOOL
-        if is_bool != (m.table in BIT_TABLES):
+        if is_bool != m.table.is_bits:
             wanted = "coil or discrete" if is_bool else "holding or input"
             problems.append((spec.name, f"a {spec.dtype.value} tag belongs in a {wanted} table, not {m.table.value}"))
             continue
-        if spec.access is Access.RW and m.table not in WRITABLE_TABLES:
+        if spec.access is Access.RW and not m.table.writable:
             problems.append((spec.name, f"a writable tag must be in a coil or holding table, not {m.table.value}"))
             continue
         if m.scale != 1.0 and spec.dtype not in INT_DTYPES:

@@ -13,7 +13,7 @@ import attrs
 
 from runtime.config.schema import ModbusServerConfig
 from runtime.scan_stats import stats_tag_specs
-from runtime.tags import DType, ModbusAddress, ModbusTable, TagSpec
+from plc.tags import DType, ModbusAddress, ModbusTable, TagSpec
 
 
 def runtime_tag_specs(cfg: ModbusServerConfig | None) -> list[TagSpec]:

@@ -87,7 +87,7 @@ class Cluster:
     # --- processes ---------------------------------------------------------------------------
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
         out = (self.files.tmp / log_name).open("ab")
-        return subprocess.Popen([sys.executable, "-m", "runtime.cli", *args], cwd=ROOT, stdout=out,
+        return subprocess.Popen([sys.executable, "-m", "ems.cli", *args], cwd=ROOT, stdout=out,
                                 stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
     def start_plant(self) -> None:

@@ -10,8 +10,8 @@ from runtime.cluster.membership import Membership
 from runtime.cluster.messages import Message, NodeState, Setpoints, Share
 from runtime.cluster.view import RaftView, Role
 from runtime.image import ProcessImage
-from runtime.program import ScanContext
-from runtime.tags import Access, Area, DType, TagSpec
+from plc.program import ScanContext
+from plc.tags import Access, Area, DType, TagSpec
 
 NODES = ("node1", "node2", "node3")
 

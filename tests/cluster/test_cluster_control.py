@@ -10,8 +10,8 @@ from programs.cluster import ClusterControl, ControlParams
 from programs.enums import SiteState
 from programs.site_control import SiteControl
 from runtime.image import ProcessImage
-from runtime.program import ScanContext
-from runtime.tags import DType
+from plc.program import ScanContext
+from plc.tags import DType
 
 CLUSTER_INPUTS = [
     memory("grid_power_w", initial=6000.0), memory("cluster_p_w", initial=0.0), memory("cluster_soc_pct", initial=50.0),

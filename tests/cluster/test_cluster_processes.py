@@ -129,14 +129,14 @@ def test_socs_converge_the_fullest_unit_discharging_most(cluster: Cluster) -> No
 def test_cluster_status_prints_members_roles_terms_socs_and_setpoints(cluster: Cluster) -> None:
     leader = all_three_following(cluster)
     node2 = str(cluster.files.paths["node2"])
-    out = subprocess.run([sys.executable, "-m", "runtime.cli", "cluster", "status", "--io-map", node2, "--json"],
+    out = subprocess.run([sys.executable, "-m", "ems.cli", "cluster", "status", "--io-map", node2, "--json"],
                          cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     status = json.loads(out.stdout)
     assert status["node"] == "node2" and status["leader"] == leader and status["term"] >= 1
     assert sorted(m["id"] for m in status["members"]) == list(NODES)
     assert all({"state", "role", "term", "soc_pct", "setpoint_w"} <= set(m) for m in status["members"])
-    table = subprocess.run([sys.executable, "-m", "runtime.cli", "cluster", "status", "--io-map", node2], cwd=ROOT,
+    table = subprocess.run([sys.executable, "-m", "ems.cli", "cluster", "status", "--io-map", node2], cwd=ROOT,
                            capture_output=True, text=True, timeout=30)
     assert table.returncode == 0 and f"leader {leader}, term {status['term']}" in table.stdout
     assert all(node in table.stdout for node in NODES)

@@ -89,7 +89,7 @@ def test_a_cut_off_leader_stops_commanding_and_the_majority_carries_on(tmp_path:
         lab.up()
         for i in range(3):
             log = (tmp_path / f"node{i + 1}.log").open("wb")
-            procs.append(subprocess.Popen(lab.command(i, sys.executable, "-m", "runtime.cli", "run", "--io-map",
+            procs.append(subprocess.Popen(lab.command(i, sys.executable, "-m", "ems.cli", "run", "--io-map",
                                                       str(node_file(tmp_path, lab, i))),
                                           cwd=ROOT, stdout=log, stderr=subprocess.STDOUT))
 

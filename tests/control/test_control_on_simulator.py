@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from runtime.scenario import load_scenario
-from runtime.simulate import Summary, simulate
+from ems.scenario import load_scenario
+from ems.simulate import Summary, simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = str(ROOT / "io_maps" / "sim_home.toml")

@@ -11,8 +11,8 @@ from programs.enums import SiteState
 from programs.grid.params import Params
 from programs.grid_services import GridServices
 from runtime.image import ProcessImage
-from runtime.program import ScanContext
-from runtime.tags import Area, DType, TagSpec
+from plc.program import ScanContext
+from plc.tags import Area, DType, TagSpec
 
 INPUTS: dict[str, Any] = {
     "grid_frequency_hz": 50.0, "inverter_frequency_hz": 50.0, "soc_pct": 50.0, "soc_min_pct": 5.0,

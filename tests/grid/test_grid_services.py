@@ -10,7 +10,7 @@ from grid_kit import Harness
 
 from programs.enums import SiteState
 from programs.grid.frequency import FrequencySource
-from runtime.tags import Quality
+from plc.tags import Quality
 
 C = 20_000.0
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import attrs
 import pytest
 
-from runtime.cli import main as ems
+from ems.cli import main as ems
 from runtime.clock import RealClock
 from runtime.config.io_map import load_io_map
-from runtime.prequal.live import live_test
-from runtime.prequal.runner import TestRun
-from runtime.prequal.sequences import Segment, Sequence
+from ems.prequal.live import live_test
+from ems.prequal.runner import TestRun
+from ems.prequal.sequences import Segment, Sequence
 from runtime.site import build_site
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,10 +10,10 @@ import attrs
 import numpy as np
 import pytest
 
-from runtime.prequal.evaluate import Check, evaluate
-from runtime.prequal.recording import Recording
-from runtime.prequal.runner import TestRun, simulate_test
-from runtime.prequal.sequences import Sequence
+from ems.prequal.evaluate import Check, evaluate
+from ems.prequal.recording import Recording
+from ems.prequal.runner import TestRun, simulate_test
+from ems.prequal.sequences import Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMERCIAL = str(ROOT / "io_maps" / "sim_commercial.toml")

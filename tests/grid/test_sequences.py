@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.prequal.sequences import APPLICABLE, sequence
+from ems.prequal.sequences import APPLICABLE, sequence
 
 
 @pytest.mark.parametrize("t_s, f_hz", [

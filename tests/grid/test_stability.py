@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from runtime.prequal.stability import GRID_FCR_D, GRID_FCR_N, fit_sine, sine_point
+from ems.prequal.stability import GRID_FCR_D, GRID_FCR_N, fit_sine, sine_point
 
 C = 20_000.0
 

@@ -6,8 +6,8 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from runtime.devsim.loop import LoopThread
-from runtime.devsim.modbus_device import DeviceServer
+from ems.devsim.loop import LoopThread
+from ems.devsim.modbus_device import DeviceServer
 from runtime.io.driver import Driver
 from io_kit import profile
 

@@ -1,7 +1,7 @@
 """Helpers for the IO tests: real peers on 127.0.0.1 and small waiting utilities.
 
 Nothing here replaces our own code: devices are pymodbus servers built from the shipped
-profiles (runtime/devsim), CAN buses are python-can buses, drivers are the production ones.
+profiles (ems/devsim), CAN buses are python-can buses, drivers are the production ones.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any, Callable, Sequence
 
 from runtime.clock import RealClock
 from runtime.io.driver import DriverSettings, Point
-from runtime.io.modbus_client import ModbusDriver
-from runtime.io.modbus_config import ModbusConfig, ModbusOptions, ModbusPoint
-from runtime.io.modbus_profile import load_profile, resolve_profile_path
-from runtime.tags import Quality
+from runtime.io.modbus.client import ModbusDriver
+from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint
+from runtime.io.modbus.profile import load_profile, resolve_profile_path
+from plc.tags import Quality
 from testkit.serial_line import NullModem  # noqa: F401  (the io tests take it from here)
 
 GOOD, STALE, BAD = Quality.GOOD, Quality.STALE, Quality.BAD
@@ -62,15 +62,15 @@ def value_of(driver: Any, tag: str) -> Any:
 
 
 def can_point(tag: str, is_bool: bool = False, **address: Any) -> Point:
-    from runtime.io.can_bms import CanPoint
+    from runtime.io.can.bms import CanPoint
 
     return Point(tag, CanPoint(**address), is_bool=is_bool)
 
 
 def can_driver(channel: str, ins: Sequence[Point], outs: Sequence[Point] = (), family: str = "cbms",
                version: str = "2.5", interface: str = "virtual", poll_s: float = 0.02, **options: Any):  # type: ignore[no-untyped-def]
-    from runtime.io.can_bms import CanBmsConfig, CanBmsDriver, CanBmsOptions
-    from runtime.io.can_dbc import resolve_dbc
+    from runtime.io.can.bms import CanBmsConfig, CanBmsDriver, CanBmsOptions
+    from runtime.io.can.dbc import resolve_dbc
 
     options.setdefault("racks", 4)
     opts = CanBmsOptions(interface=interface, channel=channel, family=family, version=version, **options)  # type: ignore[arg-type]

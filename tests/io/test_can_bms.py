@@ -10,7 +10,7 @@ from typing import Any, Iterator
 import can
 import pytest
 
-from runtime.io.can_dbc import load_dbc, resolve_dbc
+from runtime.io.can.dbc import load_dbc, resolve_dbc
 from io_kit import BAD, GOOD, can_driver, can_point, sample, value_of, wait_until
 
 CBMS = load_dbc(str(resolve_dbc(family="cbms", version="2.5")))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.io.can_dbc import DBC_DIR, FrameDecoder, FrameProblem, load_dbc, resolve_dbc
+from runtime.io.can.dbc import DBC_DIR, FrameDecoder, FrameProblem, load_dbc, resolve_dbc
 
 
 def decoder(family: str, version: str = "2.5") -> FrameDecoder:

@@ -14,9 +14,9 @@ import pytest
 
 from runtime.config.io_map import parse_io_map
 from runtime.config.structure import ConfigErrors
-from runtime.devsim.can_bms_sim import SimulatedBms
-from runtime.devsim.modbus_device import free_port
-from runtime.io.can_dbc import load_dbc, resolve_dbc
+from ems.devsim.can_bms_sim import SimulatedBms
+from ems.devsim.modbus_device import free_port
+from runtime.io.can.dbc import load_dbc, resolve_dbc
 from sim import Plant, PlantConfig
 from io_kit import GOOD, can_driver, can_point, value_of, wait_until
 

@@ -15,9 +15,9 @@ import pytest
 
 from runtime.clock import RealClock
 from runtime.config.io_map import load_io_map
-from runtime.devsim.modbus_device import free_port
+from ems.devsim.modbus_device import free_port
 from runtime.site import build_site
-from runtime.tags import Quality
+from plc.tags import Quality
 from io_kit import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +45,7 @@ def site_file(tmp_path: Path) -> tuple[Path, list[int]]:
 @pytest.fixture
 def simulator(site_file):  # type: ignore[no-untyped-def]
     path, ports = site_file
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "simulate-devices", "--io-map", str(path),
+    proc = subprocess.Popen([sys.executable, "-m", "ems.cli", "simulate-devices", "--io-map", str(path),
                              "--duration", "120", "--log-level", "WARNING"], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.io import modbus_codec as codec
+from runtime.io.modbus import codec
 
 ORDERS = st.sampled_from(["big", "little"])
 

@@ -8,7 +8,7 @@ import pytest
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
 
-from runtime.devsim.modbus_device import ProfileDevice
+from ems.devsim.modbus_device import ProfileDevice
 from io_kit import BAD, GOOD, NullModem, modbus_driver, point, profile, sample, value_of, wait_until
 
 

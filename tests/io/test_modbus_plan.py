@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from runtime.io.modbus_plan import plan_reads
-from runtime.io.modbus_profile import parse_profile
+from runtime.io.modbus.plan import plan_reads
+from runtime.io.modbus.profile import parse_profile
 from io_kit import profile
 
 HEAD = """\

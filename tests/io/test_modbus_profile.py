@@ -8,7 +8,7 @@ import pytest
 
 from runtime.config.io_map import parse_io_map
 from runtime.config.structure import ConfigErrors
-from runtime.io.modbus_profile import PROFILE_DIR, load_profile, parse_profile
+from runtime.io.modbus.profile import PROFILE_DIR, load_profile, parse_profile
 
 SHIPPED = sorted(PROFILE_DIR.glob("*.toml"))
 TEMPLATES = {"abb_esi", "trumpf_ac3025"}

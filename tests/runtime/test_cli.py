@@ -16,7 +16,7 @@ HOME = ROOT / "io_maps" / "sim_home.toml"
 
 
 def ems(*args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runtime.cli", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ems.cli", *args], cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
 
 
@@ -77,7 +77,7 @@ def test_run_on_virtual_time_for_an_hour_of_site_time(tmp_path: Path):
 
 
 def test_sigint_stops_a_real_time_run_with_safe_outputs_and_exit_0(tmp_path: Path):
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", "--io-map", str(HOME), "--data-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "ems.cli", "run", "--io-map", str(HOME), "--data-dir",
                              str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(tmp_path / "log" / "ems.log", "site state init -> run", 20.0)
@@ -92,7 +92,7 @@ def test_sigint_stops_a_real_time_run_with_safe_outputs_and_exit_0(tmp_path: Pat
 
 
 def test_sigterm_stops_a_real_time_run_with_exit_0(tmp_path: Path):
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", "--io-map", str(HOME), "--data-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "ems.cli", "run", "--io-map", str(HOME), "--data-dir",
                              str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(tmp_path / "log" / "ems.log", "site state init -> run", 20.0)
@@ -142,7 +142,7 @@ def test_a_restart_command_stops_the_controller_with_exit_3(tmp_path: Path):
         port = probe.getsockname()[1]
     site = tmp_path / "site.toml"
     site.write_text(HOME.read_text().replace("port = 5020", f"port = {port}", 1))
-    proc = subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", "--io-map", str(site), "--data-dir",
+    proc = subprocess.Popen([sys.executable, "-m", "ems.cli", "run", "--io-map", str(site), "--data-dir",
                              str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         _wait_for(tmp_path / "log" / "ems.log", "site state init -> run", 20.0)

@@ -10,10 +10,10 @@ import pytest
 from runtime.clock import RealClock, VirtualClock
 from runtime.image import ProcessImage
 from runtime.io.driver import DriverSettings, Point
-from runtime.program import Program, ScanContext
+from plc.program import Program, ScanContext
 from runtime.scan import InputBinding, OutputBinding, ScanEngine, Supervisor
 from runtime.scan_stats import stats_tag_specs
-from runtime.tags import Area, DType, Quality, TagSpec
+from plc.tags import Area, DType, Quality, TagSpec
 from testkit.drivers import FunctionDriver
 
 SETPOINT = TagSpec("inverter_p_setpoint_w", DType.FLOAT32, Area.OUTPUT, unit="W", min=-5000, max=5000,

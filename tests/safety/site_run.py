@@ -17,8 +17,8 @@ import attrs
 
 from programs.enums import StateCommand
 from runtime.events import Event, read_events
-from runtime.scenario import Scenario, ScenarioInfo
-from runtime.simulate import prepare, virtual_clock_for
+from ems.scenario import Scenario, ScenarioInfo
+from ems.simulate import prepare, virtual_clock_for
 from runtime.site import Site, build_site
 
 ROOT = Path(__file__).resolve().parents[2]

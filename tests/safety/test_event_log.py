@@ -78,7 +78,7 @@ def test_since_takes_durations_and_dates():
 
 
 def ems_events(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "runtime.cli", "events", "--io-map", str(HOME), "--data-dir",
+    return subprocess.run([sys.executable, "-m", "ems.cli", "events", "--io-map", str(HOME), "--data-dir",
                            str(data_dir), *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
 
 

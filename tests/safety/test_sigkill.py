@@ -46,7 +46,7 @@ def killable_site(tmp_path: Path) -> Path:
 
 def start(io_map: Path, data_dir: Path, notify: Path, *extra: str) -> subprocess.Popen[bytes]:
     env = {**os.environ, "NOTIFY_SOCKET": str(notify)}
-    return subprocess.Popen([sys.executable, "-m", "runtime.cli", "run", "--io-map", str(io_map), "--virtual-time",
+    return subprocess.Popen([sys.executable, "-m", "ems.cli", "run", "--io-map", str(io_map), "--virtual-time",
                              "--data-dir", str(data_dir), "--log-level", "WARNING", *extra], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

@@ -116,7 +116,7 @@ def test_ems_run_under_systemd_says_ready_pings_and_says_stopping(tmp_path, list
     io_map = tmp_path / "site.toml"
     io_map.write_text((ROOT / "io_maps" / "sim_home.toml").read_text().replace("enabled = true", "enabled = false", 1))
     env = {**os.environ, "NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "400000"}
-    result = subprocess.run([sys.executable, "-m", "runtime.cli", "run", "--io-map", str(io_map), "--duration",
+    result = subprocess.run([sys.executable, "-m", "ems.cli", "run", "--io-map", str(io_map), "--duration",
                              "1.5", "--data-dir", str(tmp_path / "data")], cwd=ROOT, env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr

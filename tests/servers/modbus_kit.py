@@ -22,10 +22,10 @@ from runtime.clock import VirtualClock
 from runtime.config.schema import MeterGatewayConfig, ModbusServerConfig
 from runtime.image import ProcessImage
 from runtime.io.driver import DriverSettings, Point
-from runtime.program import Program, ScanContext, TagLookup
+from plc.program import Program, ScanContext, TagLookup
 from runtime.scan import InputBinding, ScanEngine
 from runtime.servers import build_mirrors, runtime_tag_specs
-from runtime.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
+from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
 
 H, IR, C, D = ModbusTable.HOLDING, ModbusTable.INPUT, ModbusTable.COIL, ModbusTable.DISCRETE
 PERIOD_S = 0.1
@@ -190,7 +190,7 @@ def read_tag(client: ModbusTcpClient, spec: TagSpec, word_order: str = "big") ->
     """Read one tag the way a SCADA client would, decoding with pymodbus's own converters."""
     m = spec.modbus
     assert m is not None
-    if m.table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+    if m.table.is_bits:
         read = client.read_coils if m.table is ModbusTable.COIL else client.read_discrete_inputs
         response = read(m.address, count=1, device_id=1)
         assert not response.isError(), response

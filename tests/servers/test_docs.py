@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.cli import main as ems
+from ems.cli import main as ems
 from runtime.servers.doc import DEFAULT_IO_MAP, meter_gateway_doc, modbus_doc
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ from runtime.servers.register_map import (
     make_encoder,
     range_warnings,
 )
-from runtime.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
+from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
 
 H, IR, C, D = ModbusTable.HOLDING, ModbusTable.INPUT, ModbusTable.COIL, ModbusTable.DISCRETE
 

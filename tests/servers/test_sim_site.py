@@ -22,7 +22,7 @@ from runtime.clock import VirtualClock
 from runtime.config.io_map import load_io_map
 from runtime.image import WriteRequest
 from runtime.site import Site, build_site
-from runtime.tags import Access, DType, TagSpec
+from plc.tags import Access, DType, TagSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ from modbus_kit import TAGS, ServedSite, exception_code, read_tag, wobble, write
 from pymodbus.client import ModbusTcpClient
 from pymodbus.exceptions import ConnectionException
 
-from runtime.tags import Access, DType
+from plc.tags import Access, DType
 
 DT = ModbusTcpClient.DATATYPE
 

@@ -22,8 +22,8 @@ from attrs import validators as v
 
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, ConfigErrors, Errors, _suggest, structure
-from runtime.io.modbus_profile import Profile, known_models, load_profile, resolve_profile_path
-from runtime.tags import Area
+from runtime.io.modbus.profile import Profile, known_models, load_profile, resolve_profile_path
+from plc.tags import Area
 
 META = ("online", "fault_count", "timeouts", "exceptions", "bad_responses", "write_errors",
         "verify_failures", "reconnects", "poll_time_s")

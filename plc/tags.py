@@ -46,10 +46,22 @@ class Quality(enum.IntEnum):
 
 
 class ModbusTable(str, enum.Enum):
+    """The four Modbus data tables."""
+
     COIL = "coil"
     DISCRETE = "discrete"
     INPUT = "input"
     HOLDING = "holding"
+
+    @property
+    def is_bits(self) -> bool:
+        """Coils and discrete inputs hold single bits; the register tables 16-bit words."""
+        return self in (ModbusTable.COIL, ModbusTable.DISCRETE)
+
+    @property
+    def writable(self) -> bool:
+        """A client may write coils and holding registers; the other two are read-only."""
+        return self in (ModbusTable.COIL, ModbusTable.HOLDING)
 
 
 INT_RANGES: dict[DType, tuple[int, int]] = {

@@ -17,8 +17,8 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerType
 
-from runtime.io.modbus_config import ModbusOptions
-from runtime.tags import ModbusTable
+from runtime.io.modbus.config import ModbusOptions
+from plc.tags import ModbusTable
 
 # pymodbus logs every retry and every lost frame; the driver logs each fault once per change.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -81,7 +81,7 @@ async def read(client: Any, table: ModbusTable, address: int, count: int, unit: 
         ModbusTable.INPUT: client.read_input_registers,
     }[table]
     reply = await _execute(lambda: call(address, count=count, device_id=unit))
-    if table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+    if table.is_bits:
         bits = list(getattr(reply, "bits", []) or [])
         if len(bits) < count:
             raise BadReply(f"{len(bits)} bits for {count} requested")

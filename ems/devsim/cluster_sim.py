@@ -4,7 +4,7 @@ An io_map whose `[[cluster.nodes]]` list `devices` describes such a site (io_map
 plant.toml): each node's devices (its inverter, its BMS) are bound to that node's battery unit,
 every other device (the site meter) to the site (sim/cluster.py). The units start from the
 node's `plant` table, the shared PV, load and grid from `[cluster.plant]` (both with the keys of
-`[devices.sim]`). An extension of runtime/devsim/runner.py through its `plant_for` hook.
+`[devices.sim]`). An extension of ems/devsim/runner.py through its `plant_for` hook.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from runtime.cluster.config import plant_config
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigError, ConfigErrors, Errors
-from runtime.devsim.runner import DeviceSimulation
+from ems.devsim.runner import DeviceSimulation
 from sim.cluster import ClusterPlant
 
 

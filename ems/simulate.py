@@ -21,10 +21,10 @@ from runtime.config.io_map import load_io_map
 from runtime.config.schema import IoMap
 from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, structure
 from runtime.image import ProcessImage
-from runtime.program import ScanContext
-from runtime.scenario import Scenario
+from plc.program import ScanContext
+from ems.scenario import Scenario
 from runtime.site import Site, build_site
-from runtime.tags import DType
+from plc.tags import DType
 
 COLUMNS = {  # CSV column -> tag
     "grid_power_w": "grid_power_w", "battery_power_w": "inverter_p_w", "pv_power_w": "pv_power_w",
@@ -250,7 +250,7 @@ def simulate(io_map_path: str, hours: float, out_csv: str, scenario: Scenario | 
         recorder.summary.hours = hours
         recorder.summary.rows = recorder.rows
     if plot is not None and recorder.rows is not None:
-        from runtime.plot import plot_run
+        from ems.plot import plot_run
 
         plot_run(recorder.rows, plot, title=_title(io_map, scenario))
     return recorder.summary

@@ -12,8 +12,8 @@ import logging
 import threading
 from typing import Any
 
-from runtime.devsim.modbus_device import ProfileDevice
-from runtime.io.modbus_profile import Register
+from ems.devsim.modbus_device import ProfileDevice
+from runtime.io.modbus.profile import Register
 
 log = logging.getLogger(__name__)
 

@@ -22,9 +22,9 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from runtime.io import modbus_codec as codec
-from runtime.io.modbus_profile import Profile, Register
-from runtime.tags import ModbusTable
+from runtime.io.modbus import codec
+from runtime.io.modbus.profile import Profile, Register
+from plc.tags import ModbusTable
 
 log = logging.getLogger(__name__)
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -80,7 +80,7 @@ class ProfileDevice:
         out = []
         for table in _TABLE_ORDER:
             entries = sorted(tables[table].items())
-            if table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+            if table.is_bits:
                 data = [SimData(a, values=[False], datatype=DataType.BITS) for a, _ in entries]
                 data = data or [SimData(65535, values=[False], datatype=DataType.BITS)]  # pymodbus needs one
             else:
@@ -110,7 +110,7 @@ class ProfileDevice:
         if self._runtime is None:
             raise RuntimeError("the device is not served yet")
         start, registers = self._store(table)
-        if table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+        if table.is_bits:
             for i, bit in enumerate(words):
                 index, offset = (address + i) // 16 - start, (address + i) % 16
                 registers[index] = (registers[index] & ~(1 << offset)) | (int(bool(bit)) << offset)
@@ -119,7 +119,7 @@ class ProfileDevice:
 
     def peek(self, table: ModbusTable, address: int, count: int) -> list[Any]:
         start, registers = self._store(table)
-        if table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+        if table.is_bits:
             return [bool(registers[(a // 16) - start] >> (a % 16) & 1) for a in range(address, address + count)]
         return list(registers[address - start: address - start + count])
 
@@ -191,7 +191,7 @@ class ProfileDevice:
     def _keep_old(self, fc: int, start: int, address: int, registers: list[int], set_values: list[Any]) -> None:
         """Acknowledge a write but keep the stored values (a device that ignores setpoints)."""
         table = _FC_TABLE[fc]
-        if table in (ModbusTable.COIL, ModbusTable.DISCRETE):
+        if table.is_bits:
             set_values[:] = self.peek(table, address, len(set_values))
         else:
             set_values[:] = registers[address - start: address - start + len(set_values)]

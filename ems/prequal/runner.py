@@ -20,10 +20,10 @@ from runtime.config.io_map import load_io_map
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigError, ConfigErrors
 from runtime.grid_log import GridLog
-from runtime.prequal.recording import Recording, Rows, tag_names
-from runtime.prequal.sequences import LER_START_MIN, Sequence, sequence
-from runtime.program import ScanContext
-from runtime.simulate import virtual_clock_for
+from ems.prequal.recording import Recording, Rows, tag_names
+from ems.prequal.sequences import LER_START_MIN, Sequence, sequence
+from plc.program import ScanContext
+from ems.simulate import virtual_clock_for
 from runtime.site import Site, build_site
 
 log = logging.getLogger(__name__)

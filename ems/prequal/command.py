@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runtime.prequal.sequences import APPLICABLE, PRODUCTS, TESTS
+from ems.prequal.sequences import APPLICABLE, PRODUCTS, TESTS
 
 FFR_LEVELS = ("49.7", "49.6", "49.5")
 RESERVE_FACTOR = {"fcr-n": 1.34, "fcr-d-up": 1.0, "fcr-d-down": 1.0, "ffr": 1.0}
@@ -45,7 +45,7 @@ def cmd_prequal(args: argparse.Namespace) -> int:
     for product, test, level in plan:
         capacity = args.capacity_w or carry_capacity(args.io_map, product)
         results.append(run_one(args, product, test, level, capacity, out))
-    from runtime.prequal.report import write_report
+    from ems.prequal.report import write_report
 
     report = write_report(out)
     failed = [r for r in results if not r["passed"]]
@@ -82,17 +82,17 @@ def carry_capacity(io_map_path: str, product: str) -> float:
 
 def run_one(args: argparse.Namespace, product: str, test: str, level: float | None, capacity: float,
             out: Path) -> dict[str, Any]:
-    from runtime.prequal.evaluate import context, evaluate
-    from runtime.prequal.plots import plot_test
-    from runtime.prequal.report import LABELS, stem, write_result
-    from runtime.prequal.runner import TestRun, prepare, simulate_test
+    from ems.prequal.evaluate import context, evaluate
+    from ems.prequal.plots import plot_test
+    from ems.prequal.report import LABELS, stem, write_result
+    from ems.prequal.runner import TestRun, prepare, simulate_test
 
     run = TestRun(args.io_map, product, test, capacity, level, args.mode, Path(args.log_dir) if args.log_dir else
                   out / "log")
     name = f"{LABELS[product]} {test}" + (f" at {level:.1f} Hz" if level else "")
     progress = None if args.quiet else _progress(name)
     if args.live:
-        from runtime.prequal.live import live_test
+        from ems.prequal.live import live_test
 
         io_map, seq = prepare(run)
         host = args.host or io_map.modbus_server.host

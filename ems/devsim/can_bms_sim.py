@@ -20,8 +20,8 @@ import attrs
 import can
 from cantools.database.can import Database, Message, Signal
 
-from runtime.io.can_bms import CAN_ERR_BUSOFF
-from runtime.io.can_dbc import FrameDecoder, FrameSpec, attribute
+from runtime.io.can.bms import CAN_ERR_BUSOFF
+from runtime.io.can.dbc import FrameDecoder, FrameSpec, attribute
 
 log = logging.getLogger(__name__)
 _CELL = re.compile(r"(\d+)")

@@ -25,10 +25,10 @@ from attrs import validators as v
 from runtime.clock import Clock
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, Errors, _suggest, structure
-from runtime.io.can_dbc import FAMILIES, VERSIONS, FrameDecoder, FrameProblem, FrameSpec, load_dbc, resolve_dbc
+from runtime.io.can.dbc import FAMILIES, VERSIONS, FrameDecoder, FrameProblem, FrameSpec, load_dbc, resolve_dbc
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
-from runtime.tags import Area
+from plc.tags import Area
 
 log = logging.getLogger(__name__)
 
@@ -374,17 +374,11 @@ def _rack_label(rack: int | None) -> str:
     return "" if rack is None else f" (rack {rack})"
 
 
-def build(name: str, inputs: Sequence[Point], outputs: Sequence[Point], clock: Clock,
-          settings: DriverSettings, options: CanBmsConfig) -> CanBmsDriver:
-    return CanBmsDriver(name, inputs, outputs, clock, settings, options)
-
-
 KIND = DriverKind(
     name="can_bms",
     driver=CanBmsDriver,
     options=CanBmsOptions,
     point=CanPoint,
     check=check_points,
-    build=build,
     parse_options=parse_options,
 )

@@ -13,8 +13,8 @@ from typing import Iterable
 
 import attrs
 
-from runtime.io.modbus_profile import Profile, Register
-from runtime.tags import ModbusTable
+from runtime.io.modbus.profile import Profile, Register
+from plc.tags import ModbusTable
 
 
 @attrs.frozen
@@ -62,7 +62,7 @@ def plan_reads(profile: Profile, names: Iterable[str]) -> list[Block]:
 
 def _merge(profile: Profile, group: str, table: ModbusTable, names: list[str], served: set[int]) -> list[Block]:
     regs = profile.registers
-    limit = profile.device.max_bits_per_read if table in (ModbusTable.COIL, ModbusTable.DISCRETE) \
+    limit = profile.device.max_bits_per_read if table.is_bits \
         else profile.device.max_registers_per_read
     ordered = sorted(names, key=lambda n: (regs[n].address, n))
     blocks: list[Block] = []

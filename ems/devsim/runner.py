@@ -24,12 +24,12 @@ import attrs
 import can
 
 from runtime.config.schema import IoMap
-from runtime.devsim.can_bms_sim import SimulatedBms
-from runtime.devsim.loop import LoopThread
-from runtime.devsim.modbus_device import DeviceServer
-from runtime.devsim.plant_link import PlantLink
-from runtime.io.can_dbc import load_dbc
-from runtime.io.modbus_profile import load_profile, resolve_profile_path
+from ems.devsim.can_bms_sim import SimulatedBms
+from ems.devsim.loop import LoopThread
+from ems.devsim.modbus_device import DeviceServer
+from ems.devsim.plant_link import PlantLink
+from runtime.io.can.dbc import load_dbc
+from runtime.io.modbus.profile import load_profile, resolve_profile_path
 from sim import Plant, PlantConfig
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class DeviceSimulation:
 
     # --- building -------------------------------------------------------------------------------
     def plant_for(self, device: str) -> Any:
-        """The plant a device is bound to (one plant here; runtime/devsim/cluster_sim.py has several)."""
+        """The plant a device is bound to (one plant here; ems/devsim/cluster_sim.py has several)."""
         return self.plant
 
     def start(self) -> None:

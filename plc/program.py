@@ -1,7 +1,7 @@
 """What the scan engine offers a program, and what it asks of one.
 
 Programs (in `programs/`) see tags and the scan context, nothing else: never a driver, a
-protocol or the plant. They may import this module and `runtime.tags`, both free of IO.
+protocol or the plant. They may import this module and `plc.tags`, both free of IO.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Protocol
 
 import attrs
 
-from runtime.tags import Quality, TagSpec
+from plc.tags import Quality, TagSpec
 
 
 @attrs.define(slots=True)

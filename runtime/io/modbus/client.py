@@ -1,6 +1,6 @@
 """The `modbus` driver: polls a Modbus TCP/RTU device described by a device profile.
 
-Reads follow the profile's poll groups: each group's blocks (see modbus_plan) are read when
+Reads follow the profile's poll groups: each group's blocks (see modbus/plan.py) are read when
 the group is due; between reads a register keeps its last value, fresh for its group's
 period. Failures are per block, so the right tags suffer:
   * an exception reply or a malformed reply makes the block's tags BAD at once;
@@ -22,11 +22,12 @@ from typing import Any, Sequence
 import attrs
 
 from runtime.clock import Clock
-from runtime.io import aio, modbus_codec as codec, modbus_transport as transport
+from runtime.io import aio
+from runtime.io.modbus import codec, transport
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
-from runtime.io.modbus_config import ModbusConfig, ModbusOptions, ModbusPoint, check_points, parse_options
-from runtime.io.modbus_plan import Block, plan_reads
-from runtime.io.modbus_profile import Register
+from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint, check_points, parse_options
+from runtime.io.modbus.plan import Block, plan_reads
+from runtime.io.modbus.profile import Register
 from runtime.io.registry import DriverKind
 
 log = logging.getLogger(__name__)
@@ -390,17 +391,11 @@ class ModbusDriver(Driver):
         self._write(device.heartbeat_register, reg, [self._heartbeat], now)
 
 
-def build(name: str, inputs: Sequence[Point], outputs: Sequence[Point], clock: Clock,
-          settings: DriverSettings, options: ModbusConfig) -> ModbusDriver:
-    return ModbusDriver(name, inputs, outputs, clock, settings, options)
-
-
 KIND = DriverKind(
     name="modbus",
     driver=ModbusDriver,
     options=ModbusOptions,
     point=ModbusPoint,
     check=check_points,
-    build=build,
     parse_options=parse_options,
 )

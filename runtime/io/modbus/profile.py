@@ -18,18 +18,15 @@ from attrs import validators as v
 
 from runtime.config.lines import Path, key_lines, line_of
 from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
-from runtime.io.modbus_codec import BIT_DTYPES, DTYPES, INTEGER_DTYPES, register_count
-from runtime.tags import ModbusTable
+from runtime.io.modbus.codec import BIT_DTYPES, DTYPES, INTEGER_DTYPES, register_count
+from plc.tags import ModbusTable
+from runtime.paths import IO_MAPS_DIR, PROFILE_DIR
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
 
-IO_MAPS_DIR = FsPath(__file__).resolve().parents[2] / "io_maps"
-PROFILE_DIR = IO_MAPS_DIR / "devices"
-BIT_TABLES = (ModbusTable.COIL, ModbusTable.DISCRETE)
-WRITABLE_TABLES = (ModbusTable.COIL, ModbusTable.HOLDING)
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SECTIONS = ("device", "poll_groups", "registers", "commands")
 
@@ -106,7 +103,7 @@ class Register:
 
     @property
     def is_bit(self) -> bool:
-        return self.table in BIT_TABLES
+        return self.table.is_bits
 
 
 @attrs.frozen
@@ -238,7 +235,7 @@ def _check_register(name: str, reg: Register, device: DeviceMeta, groups: dict[s
     if reg.is_bit != (reg.dtype in BIT_DTYPES):
         wanted = "dtype \"bool\"" if reg.is_bit else "a register dtype"
         errors.add(path + ("dtype",), f"a {reg.table.value} entry needs {wanted}, not {reg.dtype!r}")
-    if reg.access == "rw" and reg.table not in WRITABLE_TABLES:
+    if reg.access == "rw" and not reg.table.writable:
         errors.add(path + ("access",), f"a {reg.table.value} entry is read-only; only coil and holding are writable")
     if reg.dtype == "string" and reg.length == 0:
         errors.add(path + ("length",), "a string needs its length in registers")

@@ -22,9 +22,8 @@ import attrs
 import cantools
 from cantools.database.can import Database, Message
 
-from runtime.io.modbus_profile import IO_MAPS_DIR
+from runtime.paths import DBC_DIR, IO_MAPS_DIR
 
-DBC_DIR = IO_MAPS_DIR / "dbc"
 FAMILIES = ("cbms", "nbms")
 VERSIONS = ("2.3", "2.4", "2.5")
 

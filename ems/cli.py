@@ -11,19 +11,21 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ems import cluster_command
+from ems.devsim import command as devsim_command
+from ems.prequal import command as prequal_command
 from runtime import __version__
 from runtime.clock import RealClock, VirtualClock
 from runtime.config.io_map import load_io_map
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigErrors
 from runtime.logs import setup_logging
+from runtime.paths import DEFAULT_IO_MAP
 
 log = logging.getLogger("ems")
 
-DEFAULT_IO_MAP = "io_maps/sim_home.toml"
 EXIT_CONFIG = 2
 EXIT_START = 1
-
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -37,7 +39,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigErrors as exc:
         _print_config_errors(exc)
         return EXIT_CONFIG
-
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ems", description="EMS controller for battery energy storage systems")
@@ -82,11 +83,10 @@ def _parser() -> argparse.ArgumentParser:
                                                                    "monitor, write, service); repeatable")
     events.add_argument("--limit", type=int, help="only the newest N events")
     events.set_defaults(handler=cmd_events)
-    __import__("runtime.devsim.command", fromlist=["add_parser"]).add_parser(sub)  # ems simulate-devices
-    __import__("runtime.prequal.command", fromlist=["add_parser"]).add_parser(sub)  # ems prequal
-    __import__("runtime.cluster.command", fromlist=["add_parser"]).add_parser(sub)  # ems cluster status
+    devsim_command.add_parser(sub)  # ems simulate-devices
+    prequal_command.add_parser(sub)  # ems prequal
+    cluster_command.add_parser(sub)  # ems cluster status
     return parser
-
 
 def _print_config_errors(exc: ConfigErrors) -> None:
     count = len(exc.errors)
@@ -94,10 +94,8 @@ def _print_config_errors(exc: ConfigErrors) -> None:
     for error in exc.errors:
         print(f"  {error}", file=sys.stderr)
 
-
 def _load(path: str) -> IoMap:
     return load_io_map(path)
-
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from runtime.site import build_site
@@ -107,7 +105,6 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{args.file}: OK ({len(io_map.devices)} devices, {len(io_map.tags)} tags, "
           f"{len(io_map.programs)} programs)")
     return 0
-
 
 def cmd_tags(args: argparse.Namespace) -> int:
     from runtime import tag_table
@@ -119,10 +116,9 @@ def cmd_tags(args: argparse.Namespace) -> int:
     sys.stdout.write(render[args.format](specs))
     return 0
 
-
 def cmd_sim(args: argparse.Namespace) -> int:
-    from runtime.scenario import load_scenario
-    from runtime.simulate import progress_bar, simulate
+    from ems.scenario import load_scenario
+    from ems.simulate import progress_bar, simulate
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     scenario = load_scenario(args.scenario) if args.scenario else None
@@ -135,7 +131,6 @@ def cmd_sim(args: argparse.Namespace) -> int:
     print(summary.text())
     print(f"wrote {args.out}" + (f" and {args.plot}" if args.plot else ""))
     return 0
-
 
 def cmd_events(args: argparse.Namespace) -> int:
     from runtime.events import parse_severity, parse_since, read_events
@@ -157,20 +152,20 @@ def cmd_events(args: argparse.Namespace) -> int:
         print(event.text())
     return 0
 
-
 def cmd_run(args: argparse.Namespace) -> int:
+    from runtime import grid_log
     from runtime.site import build_site
 
     io_map = _load(args.io_map)
     data_dir = Path(args.data_dir or io_map.site.data_dir)
     setup_logging(args.log_level or io_map.logging.level, data_dir / "log" / io_map.logging.file,
                   io_map.logging.max_bytes, io_map.logging.backups)
-    from runtime.simulate import virtual_clock_for
+    from ems.simulate import virtual_clock_for
 
     clock = virtual_clock_for(io_map) if args.virtual_time else RealClock()
     site = build_site(io_map, clock)
     site.attach_services(data_dir)
-    __import__("runtime.grid_log", fromlist=["attach"]).attach(site, data_dir)  # the grid operator's log
+    grid_log.attach(site, data_dir)  # the grid operator's log
     log.info("site %s: %d tags, %d devices, %d programs, scan period %.3f s, %s clock",
              io_map.site.id, len(site.image), len(site.drivers), len(site.programs),
              site.period_s, "virtual" if clock.virtual else "real")
@@ -205,7 +200,6 @@ def cmd_run(args: argparse.Namespace) -> int:
              simulated / wall if wall > 0 else 0.0, summary["overruns"], summary["duration_p99_s"] * 1e3,
              summary["jitter_p99_s"] * 1e3)
     return code
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.prequal.evaluate import Context, sine_points
-from runtime.prequal.stability import STABILITY_RADIUS
+from ems.prequal.evaluate import Context, sine_points
+from ems.prequal.stability import STABILITY_RADIUS
 
 MAX_POINTS = 20_000  # enough for a clear line, cheap on long tests
 

@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from runtime.config.io_map import load_io_map
-    from runtime.devsim.cluster_sim import simulation_for
+    from ems.devsim.cluster_sim import simulation_for
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     io_map = load_io_map(args.io_map)

@@ -17,12 +17,12 @@ from typing import Any, Callable, Sequence as Seq
 
 from runtime.clock import VirtualClock
 from runtime.config.io_map import load_io_map
-from runtime.prequal.recording import Recording, Rows, tag_names
-from runtime.prequal.runner import CAPACITY_PARAMS, PRODUCT_KEYS, TestRun, grid_program, unit_meta
-from runtime.prequal.sequences import Sequence
+from ems.prequal.recording import Recording, Rows, tag_names
+from ems.prequal.runner import CAPACITY_PARAMS, PRODUCT_KEYS, TestRun, grid_program, unit_meta
+from ems.prequal.sequences import Sequence
 from runtime.servers.register_map import MapEntry, RegisterMap, make_encoder
 from runtime.site import build_site
-from runtime.tags import DType, ModbusTable
+from plc.tags import DType, ModbusTable
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class TagClient:
         response = call(start, count=count, device_id=unit)
         if response.isError():
             raise IOError(f"reading {table.value} {start}+{count}: {response}")
-        return list(response.bits[:count]) if table in (ModbusTable.COIL, ModbusTable.DISCRETE) else \
+        return list(response.bits[:count]) if table.is_bits else \
             list(response.registers)
 
 

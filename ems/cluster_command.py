@@ -1,4 +1,4 @@
-"""`ems cluster ...` subcommands (registered on the `ems` parser by runtime/cli.py)."""
+"""`ems cluster ...` subcommands (registered on the `ems` parser by ems/cli.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from runtime.cluster.status import as_json, ask, render
+    from ems.cluster_status import as_json, ask, render
     from runtime.config.io_map import load_io_map
 
     io_map = load_io_map(args.io_map)

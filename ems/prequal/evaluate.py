@@ -15,9 +15,9 @@ import attrs
 import numpy as np
 
 from programs.grid.products import ffr_full_activation_s
-from runtime.prequal.recording import Recording
-from runtime.prequal.sequences import Sequence, spec_of
-from runtime.prequal.stability import STABILITY_RADIUS, SinePoint, grid_model, sine_point
+from ems.prequal.recording import Recording
+from ems.prequal.sequences import Sequence, spec_of
+from ems.prequal.stability import STABILITY_RADIUS, SinePoint, grid_model, sine_point
 
 STEADY_S = 60.0  # steady state: the mean of the last 60 s of a hold
 SHORT_STEADY_S = 10.0  # ... or of its last 10 s when the hold is shorter than 2 minutes

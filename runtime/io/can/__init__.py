@@ -1,0 +1,1 @@
+"""The CAN BMS driver and its DBC loading (cantools)."""
