@@ -13,7 +13,7 @@ PROGRAMS: Kinds[type[Program]] = Kinds({
     "monitor": "programs.monitor:Monitor",
     "safety": "programs.safety:Safety",
     "grid_services": "programs.grid_services:GridServices",
-    "cluster": "programs.cluster:ClusterNode",
-    "cluster_control": "programs.cluster:ClusterControl",
-    "cluster_master": "programs.cluster:ClusterMaster",
+    "cluster": "programs.cluster.node:ClusterNode",
+    "cluster_control": "programs.cluster.control:ClusterControl",
+    "cluster_master": "programs.cluster.master:ClusterMaster",
 })

@@ -225,16 +225,16 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
     site = Site(io_map, clock, image, drivers, programs, engine)
     site.mirrors.extend(mirrors)
     site.mirrors.extend(_schedule_watchers(programs, io_map))
-    site.mirrors.extend(_cluster(programs, io_map, clock))
+    site.mirrors.extend(_cluster(programs, io_map, engine, clock))
     return site
 
 
-def _cluster(programs: list[Program], io_map: IoMap, clock: Clock) -> list[Mirror]:
+def _cluster(programs: list[Program], io_map: IoMap, engine: ScanEngine, clock: Clock) -> list[Mirror]:
     """The cluster service when the site runs cluster programs (runtime/cluster, docs/cluster.md)."""
     from runtime.cluster.service import attach
 
     try:
-        return attach(programs, io_map, clock.virtual)
+        return attach(programs, io_map, engine, clock.virtual)
     except ValueError as exc:
         raise _config_errors(io_map, [(("cluster", "enabled"), str(exc))]) from None
 

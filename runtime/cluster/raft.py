@@ -28,7 +28,7 @@ from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 
-from runtime.cluster.view import RaftView, Role
+from programs.cluster.view import RaftView, Role
 from runtime.config.schema import ClusterConfig
 
 log = logging.getLogger(__name__)

@@ -1,11 +1,14 @@
 """The cluster service of one node: Raft engine, ZeroMQ transport, discovery and the record of
-setpoints, started and stopped with the site. The cluster programs reach it through
-`attach_cluster(link)` (they see the `ClusterLink` surface: view, drain, publish, ...).
+setpoints, started and stopped with the site.
+
+The cluster programs and the service meet in a `ClusterLink` (programs/cluster/link.py) and
+nowhere else: the transport's thread appends what arrives to the link's inbox, the programs
+append what they send to its outbox, and `flush` (an after-scan hook, on the scan thread)
+hands the outbox to the PUB socket, the recorder and the status the REP socket answers with.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import logging
 import os
@@ -15,17 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from programs.cluster.link import ClusterLink
+from programs.cluster.messages import STATE_COMMANDS, Discovered, NodeState, Record, Setpoints, StateRequest, \
+    StatusReport
+from programs.cluster.view import NO_VIEW, RaftView
 from runtime.cluster.discovery import Beacon, Discovery
-from runtime.cluster.membership import Membership
-from runtime.cluster.messages import Message, Setpoints
 from runtime.cluster.raft import RaftEngine
 from runtime.cluster.transport import Transport, endpoint
-from runtime.cluster.view import NO_VIEW, RaftView
 from runtime.config.schema import ClusterConfig
 
 log = logging.getLogger(__name__)
-
-STATE_COMMANDS = ("run", "idle", "maintenance", "reset")
 
 
 class Recorder:
@@ -70,18 +72,16 @@ class ClusterService:
         self.me = me
         peers = [endpoint(n.host, n.pub_port) for n in cfg.nodes if n.id != cfg.node_id]
         self.raft = RaftEngine(cfg)
+        self.link = ClusterLink(cfg.node_id, self.node_ids, self._read_view, cfg.stale_after_s, cfg.offline_after_s)
         self.transport = Transport(endpoint(me.host, me.pub_port), endpoint(me.host, me.rep_port), peers,
-                                   self._handle)
+                                   self._handle, self.link.inbox)
         self.discovery = None
         if cfg.discovery:
             beacon = Beacon(site_id, me.id, me.host, me.raft_port, me.pub_port, me.rep_port)
             self.discovery = Discovery(beacon, cfg.discovery_group, cfg.discovery_port, cfg.discovery_period_s,
                                        self._found)
         self.recorder = Recorder(data_dir / cfg.applied_log) if cfg.applied_log else None
-        self.membership = Membership(cfg.node_id, self.node_ids, cfg.stale_after_s, cfg.offline_after_s)
         self.status: dict[str, Any] = {"node": self.node_id, "leader": None, "term": 0, "members": []}
-        self.commands: collections.deque[str] = collections.deque(maxlen=16)
-        self.discovered: collections.deque[str] = collections.deque()
         self._started = False
         self._view: RaftView = NO_VIEW
         self.pid = os.getpid()  # records of a restarted node's new process are told apart by it
@@ -107,38 +107,22 @@ class ClusterService:
         if self.recorder is not None:
             self.recorder.stop()
 
-    # --- the link the programs use (scan thread) --------------------------------------------
-    def view(self) -> RaftView:
+    # --- the scan thread ----------------------------------------------------------------------
+    def _read_view(self) -> RaftView:
+        """The link's view of Raft (called once per scan); kept for the REP socket's answers."""
         self._view = self.raft.view()
         return self._view
 
-    def current_view(self) -> RaftView:
-        """The view read by this scan's `view()` (one pysyncobj status read per scan)."""
-        return self._view
-
-    def drain(self) -> list[Message]:
-        return self.transport.drain()
-
-    def publish(self, message: Message) -> None:
-        self.transport.publish(message)
-        if isinstance(message, Setpoints):  # the leader's own share takes the followers' path
-            self.transport.inbox.append(message)
-
-    def record(self, kind: str, **fields: Any) -> None:
-        if self.recorder is not None:
-            self.recorder.put({"t": time.time(), "node": self.node_id, "pid": self.pid, "kind": kind, **fields})
-
-    def take_commands(self) -> list[str]:
-        out = []
-        while self.commands:
-            out.append(self.commands.popleft())
-        return out
-
-    def take_discovered(self) -> list[str]:
-        out = []
-        while self.discovered:
-            out.append(self.discovered.popleft())
-        return out
+    def flush(self, _ctx: Any = None) -> None:
+        """After each scan: what the programs sent goes out (the PUB socket stays on this thread)."""
+        for message in self.link.take_outbox():
+            if isinstance(message, (NodeState, Setpoints)):
+                self.transport.publish(message)
+            elif isinstance(message, StatusReport):
+                self.status = message.body  # one reference swap; the transport's thread reads it
+            elif isinstance(message, Record) and self.recorder is not None:
+                self.recorder.put({"t": time.time(), "node": self.node_id, "pid": self.pid, "kind": message.kind,
+                                   **message.fields})
 
     # --- the transport's thread --------------------------------------------------------------
     def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +136,7 @@ class ClusterService:
             view = self._view
             if not view.commanding:
                 return {"ok": False, "error": "not the leader", "leader": view.leader}
-            self.commands.append(value)
+            self.link.inbox.append(StateRequest(value))
             return {"ok": True, "queued": value, "term": view.term}
         return {"ok": False, "error": f"unknown command {cmd!r}; known: status, state"}
 
@@ -160,10 +144,10 @@ class ClusterService:
         if beacon.node in self.node_ids:
             return
         self.transport.subscribe(endpoint(beacon.host, beacon.pub_port))
-        self.discovered.append(beacon.node)
+        self.link.inbox.append(Discovered(beacon.node))
 
 
-def attach(programs: list[Any], io_map: Any, virtual: bool) -> list[ClusterService]:
+def attach(programs: list[Any], io_map: Any, engine: Any, virtual: bool) -> list[ClusterService]:
     """The cluster service of a site whose programs include cluster programs, attached to them.
 
     None on the virtual clock (Raft runs in real time): the cluster programs then run detached,
@@ -179,5 +163,6 @@ def attach(programs: list[Any], io_map: Any, virtual: bool) -> list[ClusterServi
         return []
     service = ClusterService(cfg, io_map.site.id, Path(io_map.site.data_dir))
     for program in users:
-        program.attach_cluster(service)
+        program.attach_cluster(service.link)
+    engine.after_scan.append(service.flush)
     return [service]

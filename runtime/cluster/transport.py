@@ -8,7 +8,7 @@
 
 Socket ownership follows ZeroMQ's rule of one thread per socket: the scan thread owns the PUB
 socket (sends never block: a full queue drops); the transport's own thread owns the SUB and
-REP sockets and hands received messages to the scan through a deque.
+REP sockets and hands received messages to the scan through the cluster link's inbox.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any, Callable
 
 import zmq
 
-from runtime.cluster.messages import Message, MessageError, decode, encode
+from programs.cluster.messages import Incoming, Message
+from runtime.cluster.codec import MessageError, decode, encode
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +36,15 @@ def endpoint(host: str, port: int) -> str:
 
 
 class Transport:
-    """One node's sockets. `start()`, then `publish` (scan thread) and `drain` (scan thread)."""
+    """One node's sockets. `start()`, then `publish` (scan thread); what arrives goes to `inbox`."""
 
-    def __init__(self, pub: str, rep: str, peers: list[str], handler: Handler):
+    def __init__(self, pub: str, rep: str, peers: list[str], handler: Handler,
+                 inbox: collections.deque[Incoming]):
         self.pub_endpoint = pub
         self.rep_endpoint = rep
         self.peers = list(peers)
         self.handler = handler
-        self.inbox: collections.deque[Message] = collections.deque(maxlen=10_000)
+        self.inbox = inbox  # the cluster link's: received messages go straight to the programs
         self.bad_messages = 0
         self.dropped_sends = 0
         self._connect: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -82,13 +84,6 @@ class Transport:
             pub.send_multipart(encode(message), zmq.NOBLOCK)
         except zmq.Again:
             self.dropped_sends += 1
-
-    def drain(self) -> list[Message]:
-        inbox = self.inbox
-        out = []
-        while inbox:
-            out.append(inbox.popleft())
-        return out
 
     def subscribe(self, pub_endpoint: str) -> None:
         """Also listen to this PUB endpoint (a discovered node); any thread."""

@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import zmq  # noqa: E402
 
 from runtime.cluster.discovery import Beacon, Discovery  # noqa: E402
-from runtime.cluster.messages import NodeState, encode  # noqa: E402
+from programs.cluster.messages import Discovered, NodeState  # noqa: E402
+from runtime.cluster.codec import encode  # noqa: E402
 from runtime.cluster.service import ClusterService  # noqa: E402
 from runtime.config.schema import ClusterConfig, ClusterNodeConfig  # noqa: E402
 
@@ -46,8 +47,11 @@ def main() -> int:
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline and not (found and states):
             pub.send_multipart(encode(X_STATE))
-            found += service.take_discovered()
-            states += [m.node for m in service.drain() if isinstance(m, NodeState)]
+            arrived = []
+            while service.link.inbox:
+                arrived.append(service.link.inbox.popleft())
+            found += [m.node for m in arrived if isinstance(m, Discovered)]
+            states += [m.node for m in arrived if isinstance(m, NodeState)]
             time.sleep(0.1)
     finally:
         x.stop()

@@ -1,24 +1,21 @@
-"""One node's cluster programs in-process, on hand-made tags and a fake cluster link, scan by scan."""
+"""One node's cluster programs in-process (tests/testkit/harness.py), on hand-made tags and a real
+cluster link whose Raft view the test sets, scan by scan."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from programs.cluster import ClusterMaster, ClusterNode, MasterParams, NodeParams
+from plc.tags import DType
+from programs.cluster.link import ClusterLink
+from programs.cluster.master import ClusterMaster, MasterParams
+from programs.cluster.messages import Message, NodeState, Outgoing, Record, Setpoints, Share, StateRequest, \
+    StatusReport
+from programs.cluster.node import ClusterNode, NodeParams
+from programs.cluster.view import RaftView, Role
 from programs.enums import SiteState, StateCommand
-from runtime.cluster.membership import Membership
-from runtime.cluster.messages import Message, NodeState, Setpoints, Share
-from runtime.cluster.view import RaftView, Role
-from runtime.image import ProcessImage
-from plc.program import ScanContext
-from plc.tags import Access, Area, DType, TagSpec
+from testkit.harness import Harness, memory
 
 NODES = ("node1", "node2", "node3")
-
-
-def memory(name: str, dtype: DType = DType.FLOAT32, initial: Any = 0.0, **kw: Any) -> TagSpec:
-    return TagSpec(name=name, dtype=dtype, area=Area.MEMORY, access=Access.RW, initial=initial, **kw)
-
 
 SITE_TAGS = [
     memory("soc_pct", initial=50.0), memory("soh_pct", initial=100.0), memory("inverter_p_w"),
@@ -31,49 +28,44 @@ SITE_TAGS = [
 ]
 
 
-class FakeLink:
-    """What the cluster service offers the programs, with the Raft view set by the test."""
+class ScriptedLink(ClusterLink):
+    """The real link, with the Raft view set by the test and the outbox kept for it to read
+    (the service would hand it to the transport after each scan)."""
 
     def __init__(self, node_id: str = "node1"):
-        self.node_id = node_id
-        self.membership = Membership(node_id, NODES, stale_after_s=0.5, offline_after_s=1.5)
-        self.status: dict[str, Any] = {}
+        super().__init__(node_id, NODES, lambda: self.raft, stale_after_s=0.5, offline_after_s=1.5)
         self.raft = RaftView(node_id, Role.FOLLOWER, 3, "node2", True, False, {n: True for n in NODES})
-        self.inbox: list[Message] = []
-        self.published: list[Message] = []
-        self.records: list[dict[str, Any]] = []
-        self.commands: list[str] = []
+        self.sent_messages: list[Outgoing] = []
 
     def leader(self, term: int, lease: bool = True) -> None:
         self.raft = RaftView(self.node_id, Role.LEADER, term, self.node_id, True, lease, {n: True for n in NODES})
 
-    def view(self) -> RaftView:
-        return self.raft
+    def deliver(self, *messages: Message) -> None:
+        """Messages arriving from peers (as the transport's thread appends them)."""
+        self.inbox.extend(messages)
 
-    def current_view(self) -> RaftView:
-        return self.raft
+    def command(self, value: str) -> None:
+        """A state request, as `ems cluster` sends it to the leader's REP socket."""
+        self.inbox.append(StateRequest(value))
 
-    def drain(self) -> list[Message]:
-        out, self.inbox = self.inbox, []
-        return out
+    def flush(self) -> None:
+        self.sent_messages += self.take_outbox()
 
-    def publish(self, message: Message) -> None:
-        self.published.append(message)
-        if isinstance(message, Setpoints):
-            self.inbox.append(message)
-
-    def record(self, kind: str, **fields: Any) -> None:
-        self.records.append({"kind": kind, **fields})
-
-    def take_commands(self) -> list[str]:
-        out, self.commands = self.commands, []
-        return out
-
-    def take_discovered(self) -> list[str]:
-        return []
+    def published(self) -> list[Message]:
+        self.flush()
+        return [m for m in self.sent_messages if isinstance(m, (NodeState, Setpoints))]
 
     def sent(self) -> list[Setpoints]:
-        return [m for m in self.published if isinstance(m, Setpoints)]
+        return [m for m in self.published() if isinstance(m, Setpoints)]
+
+    def records(self) -> list[dict[str, Any]]:
+        self.flush()
+        return [{"kind": m.kind, **m.fields} for m in self.sent_messages if isinstance(m, Record)]
+
+    def status(self) -> dict[str, Any]:
+        self.flush()
+        reports = [m for m in self.sent_messages if isinstance(m, StatusReport)]
+        return reports[-1].body if reports else {}
 
 
 def setpoints(term: int, seq: int, leader: str = "node2", **shares: float) -> Setpoints:
@@ -88,32 +80,13 @@ def peer_state(node: str, soc: float, site_state: SiteState = SiteState.RUN) -> 
                      setpoint_seq=1, fallback=False)
 
 
-class Node:
+class Node(Harness):
     """The `cluster` (and optionally `cluster_master`) program of one node, scanned at 0.1 s."""
 
-    def __init__(self, link: FakeLink, node: NodeParams = NodeParams(), master: MasterParams | None = None):
+    def __init__(self, link: ScriptedLink, node: NodeParams = NodeParams(), master: MasterParams | None = None):
         self.link = link
         self.program = ClusterNode("cluster", node)
         self.master = ClusterMaster("cluster_master", master) if master is not None else None
-        programs = [self.program] + ([self.master] if self.master else [])
-        self.image = ProcessImage(SITE_TAGS + [spec for p in programs for spec in p.declare()])
-        for program in programs:
-            program.bind(self.image)
-            program.attach_cluster(link)  # type: ignore[arg-type]
-        self.ctx = ScanContext(period_s=0.1)
-
-    def scan(self, n: int = 1) -> None:
-        for _ in range(n):
-            self.ctx.scan += 1
-            self.ctx.t_s += 0.1
-            self.ctx.dt_s = 0.1
-            self.image.begin_scan(self.ctx.t_s)
-            self.program.execute(self.ctx)
-            if self.master is not None:
-                self.master.execute(self.ctx)
-
-    def __getitem__(self, name: str) -> Any:
-        return self.image[name].value
-
-    def set(self, name: str, value: Any) -> None:
-        self.image[name].set(value)
+        super().__init__([self.program] + ([self.master] if self.master else []), SITE_TAGS, period_s=0.1)
+        for program in self.programs:
+            program.attach_cluster(link)  # type: ignore[attr-defined]

@@ -5,8 +5,9 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from node_kit import FakeLink, memory, peer_state
-from programs.cluster import ClusterControl, ControlParams
+from node_kit import ScriptedLink, peer_state
+from testkit.harness import memory
+from programs.cluster.control import ClusterControl, ControlParams
 from programs.enums import SiteState
 from programs.site_control import SiteControl
 from runtime.image import ProcessImage
@@ -61,7 +62,7 @@ def test_its_tags_are_the_site_programs_with_the_cluster_prefix_elsewhere_in_the
 
 def test_a_new_leader_carries_on_from_what_the_nodes_apply() -> None:
     program, image = control(ramp_w_per_s=1000.0)
-    link = FakeLink("node1")
+    link = ScriptedLink("node1")
     program.attach_cluster(link)  # type: ignore[arg-type]
     for node, applied in (("node1", 2500.0), ("node2", 2000.0), ("node3", 1500.0)):
         link.membership.receive(attrs.evolve(peer_state(node, 50.0), setpoint_w=applied), 0.1)
@@ -69,6 +70,7 @@ def test_a_new_leader_carries_on_from_what_the_nodes_apply() -> None:
     image["cluster_p_w"].set(6000.0)
     image["grid_power_w"].set(0.0)
     link.leader(term=4)
+    link.refresh()  # as the cluster program does at the start of each scan
     ctx = ScanContext(period_s=0.1, t_s=0.2, dt_s=0.1, scan=1)
     program.execute(ctx)
     assert image["cluster_baseline_p_w"].value == pytest.approx(6000.0, abs=100.0)  # not ramping up from 0

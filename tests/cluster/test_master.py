@@ -5,24 +5,24 @@ from __future__ import annotations
 
 import pytest
 
-from node_kit import FakeLink, Node, peer_state
-from programs.cluster import MasterParams
+from node_kit import ScriptedLink, Node, peer_state
+from programs.cluster.master import MasterParams
 from programs.enums import SiteState, StateCommand
-from runtime.cluster.view import RaftView, Role
+from programs.cluster.view import RaftView, Role
 
 
-def leader_node(baseline_w: float = 6000.0, **params: float) -> tuple[Node, FakeLink]:
-    link = FakeLink("node1")
+def leader_node(baseline_w: float = 6000.0, **params: float) -> tuple[Node, ScriptedLink]:
+    link = ScriptedLink("node1")
     link.leader(term=5)
     node = Node(link, master=MasterParams(**params))
-    node.set("cluster_baseline_p_w", baseline_w)
-    node.set("soc_pct", 70.0)
+    node.set(cluster_baseline_p_w=baseline_w)
+    node.set(soc_pct=70.0)
     return node, link
 
 
-def with_peers(node: Node, link: FakeLink, *states) -> None:  # type: ignore[no-untyped-def]
+def with_peers(node: Node, link: ScriptedLink, *states) -> None:  # type: ignore[no-untyped-def]
     for state in states:
-        link.inbox.append(state)
+        link.deliver(state)
 
 
 def test_the_master_sends_nothing_without_its_lease_or_quorum() -> None:
@@ -70,7 +70,7 @@ def test_with_little_power_the_unneeded_nodes_sleep_after_the_delay() -> None:
 
 def test_a_state_command_goes_to_every_node_for_a_while() -> None:
     node, link = leader_node(state_cmd_repeat_s=0.5)
-    link.commands.append("maintenance")
+    link.command("maintenance")
     node.scan()
     first = link.sent()[-1]
     assert (first.state_cmd, first.state_cmd_id) == (StateCommand.MAINTENANCE, 1)
@@ -81,10 +81,10 @@ def test_a_state_command_goes_to_every_node_for_a_while() -> None:
 def test_an_idle_command_lets_every_node_sleep_until_a_run_command() -> None:
     node, link = leader_node(6000.0)
     with_peers(node, link, peer_state("node2", 50.0))
-    link.commands.append("idle")
+    link.command("idle")
     node.scan(2)
     assert all(s.sleep and s.p_w == 0.0 for s in link.sent()[-1].shares.values())
-    link.commands.append("run")
+    link.command("run")
     with_peers(node, link, peer_state("node2", 50.0))
     node.scan()
     assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(6000.0)

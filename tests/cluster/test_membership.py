@@ -7,8 +7,8 @@ import logging
 import attrs
 import pytest
 
-from runtime.cluster.membership import MemberState, Membership
-from runtime.cluster.messages import NodeState
+from programs.cluster.membership import MemberState, Membership
+from programs.cluster.messages import NodeState
 
 STATE = NodeState(node="b", t_wall=0.0, soc_pct=50.0, soh_pct=100.0, capacity_wh=1024.0, p_w=0.0,
                   limit_charge_w=5000.0, limit_discharge_w=5000.0, site_state=1, health="ok", errors="", valid=True,
@@ -55,7 +55,7 @@ def test_a_member_without_valid_inputs_or_without_raft_is_degraded(members: Memb
 
 
 def test_every_change_is_logged_once(members: Membership, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="runtime.cluster.membership")
+    caplog.set_level(logging.INFO, logger="programs.cluster.membership")
     members.receive(STATE, 10.0)
     changes = members.update(10.1, {"b": True}) + members.update(10.2, {"b": True}) + members.update(12.0, {"b": True})
     assert [(node, after) for node, _, after in changes] == [("b", MemberState.ONLINE), ("b", MemberState.OFFLINE)]

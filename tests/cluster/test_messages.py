@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from runtime.cluster.messages import MessageError, NodeState, Setpoints, Share, decode, encode
+from programs.cluster.messages import NodeState, Setpoints, Share
+from runtime.cluster.codec import MessageError, decode, encode
 
 SETPOINTS = Setpoints(leader="node2", term=7, seq=41, t_wall=1.7e9,
                       shares={"node1": Share(3669.3), "node3": Share(0.0, True)}, state_cmd=3, state_cmd_id=2)

@@ -8,7 +8,7 @@ import pytest
 
 from cluster_kit import free_ports, wait_until
 from runtime.cluster.raft import RaftEngine
-from runtime.cluster.view import Role
+from programs.cluster.view import Role
 from runtime.config.schema import ClusterConfig, ClusterNodeConfig
 
 pytestmark = pytest.mark.timeout(60)

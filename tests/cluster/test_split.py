@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.cluster.split import Candidate, SplitParams, allocate, choose_awake, split_power
+from blocks.power_split import Candidate, SplitParams, allocate, choose_awake, split_power
 
 PARAMS = SplitParams(soc_min_pct=5.0, soc_max_pct=95.0, soc_weight_exponent=2.0, node_min_p_w=500.0)
 

@@ -9,7 +9,7 @@
   node discharges most and the emptiest charges most and the SOCs converge. A node never gets
   more than its headroom; what it cannot take goes to the others (water filling).
 
-Pure functions of their arguments. IO-free: programs import this module.
+Pure functions of their arguments (the cluster master calls `split_power` each scan).
 """
 
 from __future__ import annotations

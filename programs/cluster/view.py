@@ -1,4 +1,4 @@
-"""A node's Raft state as the scan sees it (IO-free: programs import this module)."""
+"""A node's Raft state as the scan sees it: role, term, leader, quorum, lease, reachable peers."""
 
 from __future__ import annotations
 

@@ -1,27 +1,24 @@
-"""What cluster nodes say to each other: node state, setpoints, commands.
+"""What cluster nodes say to each other, and what the cluster programs exchange with the service.
 
-Every node publishes its `NodeState` each scan; the leader publishes `Setpoints` each scan,
-stamped with its Raft term and a sequence number, so that a follower can tell the current
-leader's orders from a deposed one's (fencing). Messages travel as JSON in two ZeroMQ frames
-(topic, body) and are checked here, at the edge: a malformed message raises `MessageError`.
-IO-free: programs import this module.
+Between nodes: every node publishes its `NodeState` each scan; the leader publishes `Setpoints`
+each scan, stamped with its Raft term and a sequence number, so that a follower can tell the
+current leader's orders from a deposed one's (fencing). Their wire format (JSON in ZeroMQ
+frames) is the service's business: runtime/cluster/codec.py.
+
+Between the programs and the cluster service (programs/cluster/link.py): a `StateRequest`
+(a state command for the whole cluster, from `ems cluster` or a peer) and a `Discovered` node
+arrive in the inbox; the programs send node states, setpoints, their `StatusReport` (what
+`ems cluster status` shows) and `Record`s (the applied-setpoint log) through the outbox.
+Records are validated here, at the edge; nothing in this module does IO.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
 import attrs
 from attrs import validators as v
-
-STATE_TOPIC = b"state"
-SETPOINT_TOPIC = b"setp"
-
-
-class MessageError(ValueError):
-    """A message that does not decode into a valid record."""
 
 
 def _finite(_instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -85,31 +82,37 @@ class Setpoints:
 Message = NodeState | Setpoints
 
 
-def encode(message: Message) -> list[bytes]:
-    """Two frames: the topic and the JSON body."""
-    if isinstance(message, NodeState):
-        return [STATE_TOPIC, json.dumps(attrs.asdict(message), separators=(",", ":")).encode()]
-    body = attrs.asdict(message, recurse=False)
-    body["shares"] = {node: [share.p_w, share.sleep] for node, share in message.shares.items()}
-    return [SETPOINT_TOPIC, json.dumps(body, separators=(",", ":")).encode()]
+STATE_COMMANDS = ("run", "idle", "maintenance", "reset")
 
 
-def decode(frames: list[bytes]) -> Message:
-    """The record in two frames; raises MessageError for anything malformed."""
-    if len(frames) != 2:
-        raise MessageError(f"expected 2 frames, got {len(frames)}")
-    topic, body = frames
-    try:
-        data = json.loads(body)
-        if not isinstance(data, dict):
-            raise MessageError("body is not a JSON object")
-        if topic == STATE_TOPIC:
-            return NodeState(**data)
-        if topic == SETPOINT_TOPIC:
-            shares = {str(node): Share(float(p), bool(sleep)) for node, (p, sleep) in data.pop("shares").items()}
-            return Setpoints(shares=shares, **data)
-    except MessageError:
-        raise
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise MessageError(f"bad {topic.decode(errors='replace')} message: {exc}") from None
-    raise MessageError(f"unknown topic {topic!r}")
+@attrs.frozen
+class StateRequest:
+    """Inbox: a state command for every node of the cluster (acted on by the commanding leader)."""
+
+    value: str = attrs.field(validator=v.in_(STATE_COMMANDS))
+
+
+@attrs.frozen
+class Discovered:
+    """Inbox: a node found by discovery, not in the io_map (the service already subscribed to it)."""
+
+    node: str = attrs.field(validator=_TEXT)
+
+
+@attrs.frozen
+class StatusReport:
+    """Outbox: what `ems cluster status` shows, built once per scan (handed over whole)."""
+
+    body: dict[str, Any]
+
+
+@attrs.frozen
+class Record:
+    """Outbox: one line of the applied-setpoint log (sent, applied, dropped, role, fallback)."""
+
+    kind: str
+    fields: dict[str, Any] = attrs.Factory(dict)
+
+
+Incoming = Message | StateRequest | Discovered
+Outgoing = Message | StatusReport | Record

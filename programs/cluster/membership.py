@@ -9,7 +9,7 @@ classified from the age of its last state message and what that message says:
   degraded  its inputs are not valid, it runs on its fallback, or Raft cannot reach it
   online    fresh and healthy
 
-Every change is logged once. IO-free: programs import this module.
+Every change is logged once.
 """
 
 from __future__ import annotations
@@ -21,12 +21,10 @@ from typing import Iterable
 
 import attrs
 
-from runtime.cluster.messages import NodeState
+from programs.cluster.messages import NodeState
+from programs.enums import SiteState
 
 log = logging.getLogger(__name__)
-
-ERROR_STATE = 4  # programs.enums.SiteState.ERROR (kept literal: this module imports no program)
-
 
 class MemberState(enum.IntEnum):
     """Order is part of the register map (append only)."""
@@ -104,7 +102,7 @@ class Membership:
             return MemberState.OFFLINE, f"silent for {age:.1f} s"
         if age > self.stale_after_s:
             return MemberState.STALE, f"silent for {age:.1f} s"
-        if last.site_state == ERROR_STATE or last.health == "error":
+        if last.site_state == SiteState.ERROR or last.health == "error":
             return MemberState.ERROR, last.errors or "site in error"
         if last.health == "degraded":
             return MemberState.DEGRADED, last.errors or "degraded"

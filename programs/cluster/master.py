@@ -1,0 +1,142 @@
+"""`cluster_master`: on the commanding leader only, splits the cluster baseline across the nodes
+and publishes the setpoints, stamped with the Raft term and a sequence number."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import attrs
+from attrs import validators as v
+
+from blocks.power_split import Candidate, SplitParams, split_power
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import DType, TagSpec
+from programs.cluster.aggregate import ELIGIBLE_STATES
+from programs.cluster.link import ClusterLink
+from programs.cluster.messages import Setpoints, Share
+from programs.cluster.view import NO_VIEW, RaftView, Role
+from programs.enums import SiteState, StateCommand
+from programs.tagdefs import Layout, status
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class MasterParams:
+    soc_weight_exponent: float = attrs.field(default=2.0, validator=v.ge(0))
+    node_min_p_w: float = attrs.field(default=500.0, validator=v.ge(0))
+    sleep_delay_s: float = attrs.field(default=30.0, validator=v.ge(0))
+    state_cmd_repeat_s: float = attrs.field(default=3.0, validator=v.gt(0))
+    modbus_input_base: int | None = 1980
+
+
+class ClusterMaster(Program):
+    kind = "cluster_master"
+    Params = MasterParams
+
+    def __init__(self, name: str, params: MasterParams):
+        super().__init__(name)
+        self.p = params
+        self.link: ClusterLink | None = None
+        self.commanding_term = 0
+        self.seq = 0
+        self.awake: set[str] = set()
+        self.unneeded_since: dict[str, float] = {}
+        self.command: tuple[int, int, float] = (0, 0, -math.inf)  # (StateCommand, id, sent since)
+        self.held = False  # an idle command to the cluster: every node sleeps until a run command
+
+    def attach_cluster(self, link: ClusterLink) -> None:
+        self.link = link
+
+    def declare(self) -> list[TagSpec]:
+        i = Layout(None, self.p.modbus_input_base)
+        return [
+            status(i, "cluster_master_active", DType.BOOL, "This node splits the cluster power now"),
+            status(i, "cluster_setpoint_seq_sent", DType.UINT32, "Sequence number of the last setpoints sent"),
+            status(i, "cluster_nodes_awake", DType.UINT16, "Nodes the split runs"),
+            status(i, "cluster_unallocated_w", DType.FLOAT32, "Power no node could take", "W"),
+        ]
+
+    def bind(self, tags: TagLookup) -> None:
+        self.baseline = tags["cluster_baseline_p_w"]
+        self.grid = tags["grid_power_w"]
+        self.grid_target = tags["cluster_grid_setpoint_w"]
+        self.soc_min = tags["cluster_soc_min_pct"]
+        self.soc_max = tags["cluster_soc_max_pct"]
+        self.out = {spec.name: tags[spec.name] for spec in self.declare()}
+
+    def execute(self, ctx: ScanContext) -> None:
+        link = self.link
+        view = link.view if link is not None else NO_VIEW
+        if link is None or not view.commanding:
+            if self.commanding_term:
+                log.warning("cluster: stopped commanding (term %d): %s", self.commanding_term, _why_not(view))
+                self.commanding_term = 0
+            self._idle(link)
+            return
+        if view.term != self.commanding_term:
+            log.info("cluster: commanding as leader of term %d", view.term)
+            self.commanding_term, self.seq = view.term, 0
+        command, command_id = self._command(link, ctx)
+        shares = self._split(link, ctx)
+        self.seq += 1
+        message = Setpoints(leader=link.node_id, term=view.term, seq=self.seq, t_wall=ctx.wall_s, shares=shares,
+                            state_cmd=command, state_cmd_id=command_id)
+        link.send(message)
+        link.record("sent", term=view.term, seq=self.seq, scan=ctx.scan, baseline_w=round(self.baseline.value, 1),
+                    grid_w=round(self.grid.value, 1) if self.grid.good else None, target_w=self.grid_target.value,
+                    shares={k: round(s.p_w, 1) for k, s in shares.items()})
+        self.out["cluster_master_active"].set(True)
+        self.out["cluster_setpoint_seq_sent"].set(self.seq)
+
+    def _idle(self, link: ClusterLink | None) -> None:
+        self.out["cluster_master_active"].set(False)
+        self.out["cluster_nodes_awake"].set(0)
+        self.out["cluster_unallocated_w"].set(0.0)
+        if link is not None:
+            link.take_commands()  # commands reach only a commanding leader
+
+    def _split(self, link: ClusterLink, ctx: ScanContext) -> dict[str, Share]:
+        members = [m for m in link.membership.usable() if m.reachable and m.last is not None and m.last.valid
+                   and SiteState(m.last.site_state) in ELIGIBLE_STATES]  # Raft-unreachable: it cannot follow
+        candidates = [Candidate(m.id, m.last.soc_pct, m.last.limit_charge_w, m.last.limit_discharge_w,
+                                m.last.site_state == SiteState.RUN) for m in members if m.last is not None]
+        params = SplitParams(soc_min_pct=self.soc_min.value, soc_max_pct=self.soc_max.value,
+                             soc_weight_exponent=self.p.soc_weight_exponent, node_min_p_w=self.p.node_min_p_w)
+        p_w = self.baseline.value if self.baseline.good and not self.held else 0.0
+        split = split_power(p_w, candidates, self.awake, params)
+        wanted = set(split.awake)
+        ids = {c.id for c in candidates}
+        self.unneeded_since = {node: t for node, t in self.unneeded_since.items() if node in ids}
+        for c in candidates:
+            if c.id in wanted:
+                self.unneeded_since.pop(c.id, None)
+            else:
+                self.unneeded_since.setdefault(c.id, ctx.t_s)
+        delay = 0.0 if self.held else self.p.sleep_delay_s  # a node first seen is kept awake that long too
+        self.awake = wanted | {c.id for c in candidates if ctx.t_s - self.unneeded_since.get(c.id, ctx.t_s) < delay}
+        self.out["cluster_nodes_awake"].set(len(self.awake))
+        self.out["cluster_unallocated_w"].set(split.unallocated_w)
+        return {c.id: Share(split.shares.get(c.id, 0.0), c.id not in self.awake) for c in candidates}
+
+    def _command(self, link: ClusterLink, ctx: ScanContext) -> tuple[int, int]:
+        """A state command from the request channel, repeated for a while (nodes apply it once)."""
+        for name in link.take_commands():
+            command = StateCommand[name.upper()]
+            self.command = (int(command), self.command[1] + 1, ctx.t_s)
+            self.held = command is StateCommand.IDLE or (self.held and command is not StateCommand.RUN)
+            log.info("cluster: state command %s to every node", name)
+        command, command_id, since = self.command
+        if command and ctx.t_s - since <= self.p.state_cmd_repeat_s:
+            return command, command_id
+        return 0, command_id
+
+
+def _why_not(view: RaftView) -> str:
+    if view.role is not Role.LEADER:
+        return f"now {view.role.name.lower()} (leader {view.leader or 'none'}, term {view.term})"
+    if not view.has_quorum:
+        return "no quorum"
+    return "lease lapsed"
+
