@@ -36,20 +36,15 @@ p_w = -2000.0                    # or soc_target_pct = 80.0: reach that SOC by e
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 import attrs
 from attrs import validators as v
 
-from runtime.config.lines import key_lines, line_of
-from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
+from runtime.config.files import parse_toml, raise_errors, read_text
+from runtime.config.structure import MISSING, Errors, _suggest, structure
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SECTIONS = ("scenario", "tags", "plant", "events", "heartbeats", "schedule")
 
@@ -117,14 +112,8 @@ class Scenario:
 def load_scenario(path: str | Path) -> Scenario:
     """Read and check a scenario file; raise ConfigErrors naming file, line and key."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigErrors([ConfigError((), f"cannot read file: {exc.strerror}", str(path))]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigErrors([ConfigError((), f"not valid TOML: {exc}", str(path))]) from None
+    text = read_text(path)
+    data = parse_toml(text, str(path))
     errors = Errors()
     for key in data:
         if key not in SECTIONS:
@@ -136,9 +125,7 @@ def load_scenario(path: str | Path) -> Scenario:
     for key in ("tags", "plant"):
         if not isinstance(data.get(key, {}), dict):
             errors.add((key,), "expected a table")
-    if errors:
-        lines = key_lines(text)
-        raise ConfigErrors([ConfigError(e.path, e.message, str(path), line_of(lines, e.path)) for e in errors.items])
+    raise_errors(errors, text, str(path))
     return Scenario(str(path), info, dict(data.get("tags", {})), dict(data.get("plant", {})),
                     tuple(sorted(events, key=lambda e: e.t_s)), tuple(heartbeats), tuple(schedule))
 

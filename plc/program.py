@@ -38,9 +38,14 @@ class TagRef(Protocol):
 
 
 class TagLookup(Protocol):
+    """The tags a program binds to: `tags[name]` for a tag it needs (KeyError names a missing
+    one), `tags.get(name)` for one it can do without (None when the site has none)."""
+
     def __getitem__(self, name: str) -> TagRef: ...
 
     def __contains__(self, name: str) -> bool: ...
+
+    def get(self, name: str) -> TagRef | None: ...
 
 
 class Program:

@@ -1,17 +1,21 @@
 """Tag declarations: the one place a signal's name, type, unit, range, access and address live.
 
 Everything else (the process image, the Modbus register map, telemetry names, HMI labels,
-`ems tags`) is derived from these records. This module is pure vocabulary: no IO, so
-programs may import it to name qualities and types.
+`ems tags`) is derived from these records, and an io_map's `[[tags]]` entry is this record
+too (its field names are the TOML keys): a tag is declared in one shape, by a program or by
+an integrator. This module is pure vocabulary: no IO, so programs may import it to name
+qualities and types.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+import re
 from typing import Any, Callable
 
 import attrs
+from attrs import validators as v
 
 
 class DType(str, enum.Enum):
@@ -74,20 +78,28 @@ INT_RANGES: dict[DType, tuple[int, int]] = {
 FLOAT32_MAX = 3.4028234663852886e38
 
 
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+def _name(_instance: Any, _attribute: Any, value: str) -> None:
+    if not isinstance(value, str) or not NAME_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not a valid tag name (pattern {NAME_PATTERN.pattern})")
+
+
 @attrs.frozen
 class ModbusAddress:
     """Where a tag sits in the tag server's register map (0-based protocol address)."""
 
     table: ModbusTable
-    address: int
-    scale: float = 1.0  # register value = engineering value * scale (int types only)
+    address: int = attrs.field(validator=[v.ge(0), v.le(65535)])
+    scale: float = attrs.field(default=1.0, validator=v.gt(0.0))  # register = engineering value * scale
 
 
 @attrs.frozen
 class TagSpec:
     """The declaration of one tag. Validated at the edge (io_map loading, program setup)."""
 
-    name: str
+    name: str = attrs.field(validator=_name)
     dtype: DType
     area: Area
     unit: str = ""
@@ -99,9 +111,9 @@ class TagSpec:
     retain: bool = False
     safe_value: Any = None  # required for outputs: what the output holds whenever in doubt
     initial: Any = None  # memory tags start GOOD at this value; None leaves them UNINIT
-    max_age_s: float | None = None  # inputs older than this become STALE
+    max_age_s: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))  # older: STALE
     enum_labels: tuple[str, ...] = ()
-    length: int = 0  # strings: maximum characters
+    length: int = attrs.field(default=0, validator=v.ge(0))  # strings: maximum characters
 
     @property
     def words(self) -> int:

@@ -38,11 +38,11 @@ class Dispatch(Program):
         self.limit_discharge = tags["limit_discharge_w"]
         self.state = tags["site_state"]
         self.mode_hold = tags["control_hold"]
-        self.service = tags["service_p_w"] if "service_p_w" in tags else None
+        self.service = tags.get("service_p_w")
         self.p_out = tags["inverter_p_setpoint_w"]
         self.q_out = tags["inverter_q_setpoint_var"]
-        self.run_out = tags["inverter_run_cmd"] if "inverter_run_cmd" in tags else None
-        self.contactor_out = tags["bms_contactor_cmd"] if "bms_contactor_cmd" in tags else None
+        self.run_out = tags.get("inverter_run_cmd")
+        self.contactor_out = tags.get("bms_contactor_cmd")
         self.inverter_p = tags["inverter_p_w"]
 
     def execute(self, ctx: ScanContext) -> None:

@@ -146,7 +146,7 @@ class GridServices(Program):
         self.baseline = tags["baseline_p_w"]
         self.limit_charge, self.limit_discharge = tags["limit_charge_w"], tags["limit_discharge_w"]
         self.state = tags["site_state"]
-        self.sleep = tags["sleep_request"] if "sleep_request" in tags else None
+        self.sleep = tags.get("sleep_request")
         self.out = tags["service_p_w"]
         names = ("service_response_w", "baseline_guard_w", "baseline_effective_w", "frequency_input_hz",
                  "frequency_filtered_hz", "frequency_measured_hz", "ffr_p_w", "nem_p_w", "legacy_p_w", "ffr_state",
@@ -186,7 +186,7 @@ class GridServices(Program):
         self.out.set(response + guard)
         self._publish(f_in, f, response, guard, ok and running and self.available)
         if self.sleep is not None and self.p.keep_awake:
-            self.sleep.value = False  # a sold product keeps the site awake (site_state reads it next scan)
+            self.sleep.set(False)  # a sold product keeps the site awake (site_state reads it next scan)
 
     def _idle(self, ctx: ScanContext) -> None:
         """Nothing sold: no output, no reserve; the frequency and test flags once per second."""
@@ -225,33 +225,33 @@ class GridServices(Program):
     def _publish(self, f_in: float, f: float, response: float, guard: float, available: bool) -> None:
         (resp, guard_t, eff, f_in_t, f_t, f_meas, ffr_t, nem_t, legacy_t, ffr_state, f_ok, testing,
          source) = self.fast_tags
-        resp.value = response
-        guard_t.value = guard
-        eff.value = self.baseline.value + guard
-        f_in_t.value = _finite(f_in)
-        f_t.value = _finite(f)
-        f_meas.value = _finite(self.freq.measured_hz)
-        ffr_t.value = self.ffr_w
-        nem_t.value = self.nem_w
-        legacy_t.value = self.legacy_w
-        ffr_state.value = int(self.ffr.state)
-        f_ok.value = f == f
-        testing.value = self.freq.testing
-        source.value = int(self.freq.source)
+        resp.set(response)
+        guard_t.set(guard)
+        eff.set(self.baseline.value + guard)
+        f_in_t.set(_finite(f_in))
+        f_t.set(_finite(f))
+        f_meas.set(_finite(self.freq.measured_hz))
+        ffr_t.set(self.ffr_w)
+        nem_t.set(self.nem_w)
+        legacy_t.set(self.legacy_w)
+        ffr_state.set(int(self.ffr.state))
+        f_ok.set(f == f)
+        testing.set(self.freq.testing)
+        source.set(int(self.freq.source))
         up, down = self.up_share, self.down_share
         for service in self.fcr:
-            service.p_tag.value = service.p_w
+            service.p_tag.set(service.p_w)
             if available and not service.unavailable:
                 factor = up if service.hi_w > 0.0 else 1.0
                 if service.lo_w < 0.0 and down < factor:
                     factor = down
-                service.maintained_tag.value = service.capacity_w * factor
+                service.maintained_tag.set(service.capacity_w * factor)
             else:
-                service.maintained_tag.value = 0.0
+                service.maintained_tag.set(0.0)
         ffr = self.ffr
         if ffr.capacity_w > 0.0:
             ok = available and ffr.ready and self.energy.low_wh >= ffr.capacity_w * self.p.ffr.support_s / 3600.0
-            self.maintained["ffr"].value = ffr.capacity_w * up if ok else 0.0
+            self.maintained["ffr"].set(ffr.capacity_w * up if ok else 0.0)
 
     # --- settings ---------------------------------------------------------------------------------
     def _apply_settings(self) -> None:
@@ -278,9 +278,12 @@ class GridServices(Program):
         self.reserve = total(reserves)
         self.sold = bool(self.fcr) or ffr > 0.0 or self.legacy is not None
         for tag in (*self.product_p.values(), *self.maintained.values()):
-            tag.value = 0.0
+            tag.set(0.0)
         for allowed, current, aem, f_ref in self.ler_tags.values():
-            allowed.value, current.value, aem.value, f_ref.value = 0, 0.0, False, 0.0
+            allowed.set(0)
+            current.set(0.0)
+            aem.set(False)
+            f_ref.set(0.0)
         self.tick_s = 1.0  # LER and status at once
         log.log(logging.DEBUG if first else logging.INFO,
                 "grid services: FCR-N %.0f W, FCR-D up %.0f W, FCR-D down %.0f W, FFR %.0f W at %.2f Hz, "
@@ -318,8 +321,8 @@ class GridServices(Program):
         r = self.reserve
         floor_pct = floor + 100.0 * r.up_wh / cap
         ceiling_pct = ceiling - 100.0 * r.down_wh / cap
-        self.t["service_soc_floor_pct"].value = floor_pct
-        self.t["service_soc_ceiling_pct"].value = ceiling_pct
+        self.t["service_soc_floor_pct"].set(floor_pct)
+        self.t["service_soc_ceiling_pct"].set(ceiling_pct)
         self.guard_up = _fade(floor_pct + GUARD_BAND_PCT - soc) if r.up_wh > 0 else 0.0
         self.guard_down = _fade(soc - ceiling_pct + GUARD_BAND_PCT) if r.down_wh > 0 else 0.0
 
@@ -337,24 +340,25 @@ class GridServices(Program):
         t, r, e = self.t, self.reserve, self.energy
         t["service_reserve_up_w"].set(r.up_w)
         t["service_reserve_down_w"].set(r.down_w)
-        t["service_energy_up_wh"].value = r.up_wh
-        t["service_energy_down_wh"].value = r.down_wh
+        t["service_energy_up_wh"].set(r.up_wh)
+        t["service_energy_down_wh"].set(r.down_wh)
         b = self.baseline.value if self.baseline.good else 0.0
         up_c = sum(s.capacity_w for s in self.fcr if s.hi_w > 0) + self.ffr.capacity_w
         down_c = sum(s.capacity_w for s in self.fcr if s.lo_w < 0)
         aem_up = any(s.unavailable and s.ler.aem_side < 0 for s in self.fcr)  # type: ignore[union-attr]
         aem_down = any(s.unavailable and s.ler.aem_side > 0 for s in self.fcr)  # type: ignore[union-attr]
-        t["endurance_up_min"].value = 0.0 if aem_up or not self.available else endurance_min(e.low_wh, b, up_c)
-        t["endurance_down_min"].value = 0.0 if aem_down or not self.available else endurance_min(e.high_wh, -b,
-                                                                                                 down_c)
+        t["endurance_up_min"].set(0.0 if aem_up or not self.available else endurance_min(e.low_wh, b, up_c))
+        t["endurance_down_min"].set(0.0 if aem_down or not self.available else endurance_min(e.high_wh, -b, down_c))
         for service in self.fcr:
             ler = service.ler
             if ler is not None:
                 allowed, current, aem, f_ref = self.ler_tags[service.spec.key]
-                allowed.value, current.value, aem.value, f_ref.value = ler.nem_allowed, ler.nem_current, ler.aem, \
-                    ler.f_ref_hz
-        t["ffr_ready"].value = self.ffr.ready
-        t["service_reason"].value = text(reason, REASON_LENGTH)
+                allowed.set(ler.nem_allowed)
+                current.set(ler.nem_current)
+                aem.set(ler.aem)
+                f_ref.set(ler.f_ref_hz)
+        t["ffr_ready"].set(self.ffr.ready)
+        t["service_reason"].set(text(reason, REASON_LENGTH))
 
     # values set once in __init__ so that _publish never meets a missing attribute
     sold = False

@@ -158,13 +158,13 @@ class Monitor(Program):
 
     def bind(self, tags: TagLookup) -> None:
         self.current, self.soc, self.v_min, self.v_max = (tags[n] for n in INPUTS)
-        self.v_mean = tags["cell_v_mean_v"] if "cell_v_mean_v" in tags else None
-        self.soh_in = tags["soh_pct"] if "soh_pct" in tags else None
+        self.v_mean = tags.get("cell_v_mean_v")
+        self.soh_in = tags.get("soh_pct")
         self.state = tags["site_state"]
-        self.limit_charge = tags["limit_charge_w"] if "limit_charge_w" in tags else None
+        self.limit_charge = tags.get("limit_charge_w")
         self.p_out = tags["inverter_p_setpoint_w"]
-        self.run_out = tags["inverter_run_cmd"] if "inverter_run_cmd" in tags else None
-        self.balance_out = tags["bms_balancing_cmd"] if "bms_balancing_cmd" in tags else None
+        self.run_out = tags.get("inverter_run_cmd")
+        self.balance_out = tags.get("bms_balancing_cmd")
         self.t = {s.name: tags[s.name] for s in self.declare()}
 
     # --- the scan --------------------------------------------------------------------------------

@@ -114,9 +114,9 @@ class PowerLimits(Program):
                 return
         charge, discharge = self.limits()
         for tag, value in zip(self.charge_tags, charge):  # status tags: clip "no limit" to a float32
-            tag.value = value if value < FINITE else FINITE
+            tag.set(value if value < FINITE else FINITE)
         for tag, value in zip(self.discharge_tags, discharge):
-            tag.value = value if value < FINITE else FINITE
+            tag.set(value if value < FINITE else FINITE)
         c_val, d_val = min(charge), min(discharge)
         c_src, d_src = SOURCE_ENUMS[charge.index(c_val)], SOURCE_ENUMS[discharge.index(d_val)]
         c_val, c_src = self._ramp("charge_out", c_val, c_src, ctx.dt_s)

@@ -179,11 +179,11 @@ class Safety(Program):
         self.ack = tags["errors_ack_request"]
         self.p_out = tags["inverter_p_setpoint_w"]
         self.q_out = tags["inverter_q_setpoint_var"]
-        self.run_out = tags["inverter_run_cmd"] if "inverter_run_cmd" in tags else None
-        self.contactor_out = tags["bms_contactor_cmd"] if "bms_contactor_cmd" in tags else None
-        self.reset_out = tags["inverter_fault_reset_cmd"] if "inverter_fault_reset_cmd" in tags else None
+        self.run_out = tags.get("inverter_run_cmd")
+        self.contactor_out = tags.get("bms_contactor_cmd")
+        self.reset_out = tags.get("inverter_fault_reset_cmd")
         self.inverter_p = tags["inverter_p_w"]
-        self.fault_code = tags["inverter_fault_code"] if "inverter_fault_code" in tags else None
+        self.fault_code = tags.get("inverter_fault_code")
         self.flags = {e.id: tags[f"error_{e.name}"] for e in E.CATALOGUE}
         self.out = {name: tags[name] for name in (
             "error_critical_active", "error_active", "error_active_count", "error_highest_severity",
@@ -286,7 +286,7 @@ class Safety(Program):
         table = self.table
         out = self.out
         for error_id, flag in self.flags.items():
-            flag.value = error_id in table.active
+            flag.set(error_id in table.active)
         out["error_critical_active"].set(table.critical_count > 0)
         out["error_active"].set(bool(table.active))
         out["error_active_count"].set(len(table.active))

@@ -215,8 +215,8 @@ class SiteControl(Program):
                  "control_hold", "control_hold_reason", "heartbeat_ok", "sleep_request")
         self.tag = {name: tags[name] for name in names}
         # Grid services (when present) reserve headroom that the baseline must leave free.
-        self.reserve_up = tags["service_reserve_up_w"] if "service_reserve_up_w" in tags else None
-        self.reserve_down = tags["service_reserve_down_w"] if "service_reserve_down_w" in tags else None
+        self.reserve_up = tags.get("service_reserve_up_w")
+        self.reserve_down = tags.get("service_reserve_down_w")
         p = self.p
         self.modes = {
             Mode.PASSIVE: Passive(), Mode.SELF_CONSUMPTION: SelfConsumption(p, tags),

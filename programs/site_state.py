@@ -106,8 +106,8 @@ class SiteStateProgram(Program):
         self.reason_tag = tags["site_state_reason"]
         self.ack_tag = tags["errors_ack_request"]
         self.required = [tags[name] for name in self.p.required_inputs]
-        self.critical_tag = tags["error_critical_active"] if "error_critical_active" in tags else None
-        self.sleep_tag = tags["sleep_request"] if "sleep_request" in tags else None
+        self.critical_tag = tags.get("error_critical_active")
+        self.sleep_tag = tags.get("sleep_request")
 
     def execute(self, ctx: ScanContext) -> None:
         self.command = StateCommand(self.cmd_tag.value or 0)
@@ -130,7 +130,7 @@ class SiteStateProgram(Program):
         elif self.command is not StateCommand.NONE:
             log.info("site state command %s ignored in state %s", self.command.name.lower(), state)
         self.state_tag.set(BY_NAME[state])
-        self.time_tag.value = self.machine.time_in_state_s
+        self.time_tag.set(self.machine.time_in_state_s)
 
     @property
     def state(self) -> SiteState:

@@ -117,7 +117,7 @@ class EventRecorder:
                  ignore_writes: Iterable[str] = ()):
         self.sink = sink
         self.wall = wall  # the clock's wall(): event times for writes applied outside a program
-        self.watch = [(image[state], image[reason] if reason in image else None, kind)
+        self.watch = [(image[state], image.get(reason), kind)
                       for state, reason, kind in (("site_state", "site_state_reason", "state"),
                                                   ("mode_active", "mode_reason", "mode")) if state in image]
         self.last: list[Any] = [None] * len(self.watch)

@@ -102,7 +102,7 @@ class GridLog:
         self.rate_hz, self.test_rate_hz, self.keep_days = rate_hz, test_rate_hz, keep_days
         self.test_session = test_session  # (service, test type) named by `ems prequal`
         self.columns = [(c, image[t], d) for c, t, d in SIGNALS if t in image]
-        self.testing = image["test_frequency_in_use"] if "test_frequency_in_use" in image else None
+        self.testing = image.get("test_frequency_in_use")
         self.capacities = [(label, image[f"{key}_capacity_w"]) for key, label in PRODUCT_LABELS
                            if f"{key}_capacity_w" in image]
         self.rows: collections.deque = collections.deque(maxlen=QUEUE_ROWS)

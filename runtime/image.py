@@ -127,6 +127,10 @@ class ProcessImage:
     def __contains__(self, name: str) -> bool:
         return name in self.tags
 
+    def get(self, name: str) -> Tag | None:
+        """The tag, or None when the site has no such tag (an optional input or output)."""
+        return self.tags.get(name)
+
     def __iter__(self) -> Iterator[Tag]:
         return iter(self.tags.values())
 

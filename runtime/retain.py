@@ -119,7 +119,7 @@ class Retainer:
         self.next_check_s: float | None = None
         self.started_t_s = clock.now()
         self.runtime_base_s = 0
-        self.mode = image["mode_active"] if "mode_active" in image else None
+        self.mode = image.get("mode_active")
         self.last_mode = None
         self.sys = {name: image[name] for name, *_ in SYSTEM_TAGS if name in image}
         self.previous_clean = True

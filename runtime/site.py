@@ -9,12 +9,13 @@ from pathlib import Path as FsPath
 from typing import Any, Callable, Protocol
 
 from runtime.clock import Clock
-from runtime.config.lines import Path, key_lines, line_of
+from runtime.config.lines import Path, line_of
 from runtime.config.io_map import tag_spec
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigError, ConfigErrors
+from programs.enums import SiteState
 from programs.registry import PROGRAMS
-from runtime.image import ProcessImage
+from runtime.image import ProcessImage, Tag
 from runtime.io.driver import Driver, DriverSettings, Point
 from runtime.io.registry import DRIVERS
 from plc.program import Program
@@ -157,7 +158,7 @@ class StateActions:
         if self.state is None:
             return
         value = self.state.value
-        code = {RESTART_STATE: self.RESTART_EXIT, REBOOT_STATE: self.REBOOT_EXIT}.get(value, 0)
+        code = {SiteState.RESTART: self.RESTART_EXIT, SiteState.REBOOT: self.REBOOT_EXIT}.get(value, 0)
         if not code:
             self.entered_s = None
             return
@@ -167,9 +168,6 @@ class StateActions:
         if ctx.t_s - self.entered_s >= self.delay_s and not self.exit_code:
             self.exit_code = code
             self.site.engine.stop()
-
-
-RESTART_STATE, REBOOT_STATE = 6, 5  # programs.enums.SiteState; the runtime does not import programs
 
 
 def set_realtime_priority(priority: int) -> bool:
@@ -208,12 +206,17 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
                 errors.append((("programs", i), f"program {cfg.name!r}: {exc}"))
         placed.append((i, program))
     programs = [program for _, program in placed]
+    writes: dict[str, set[str]] = {}  # program name -> the output tags it binds to
     for i, program in placed:
+        lookup = _OutputRecorder(image)
         try:
-            program.bind(image)
+            program.bind(lookup)
         except (KeyError, ValueError, TypeError) as exc:
             message = exc.args[0] if exc.args else str(exc)
             errors.append((("programs", i), f"program {program.name!r}: {message}"))
+        writes[program.name] = lookup.outputs
+    if not errors:
+        errors += _safety_last(io_map, image, placed, writes)
     if errors:
         raise _config_errors(io_map, errors)
 
@@ -227,6 +230,51 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
     site.mirrors.extend(_schedule_watchers(programs, io_map))
     site.mirrors.extend(_cluster(programs, io_map, engine, clock))
     return site
+
+
+class _OutputRecorder:
+    """The image as a program's `bind` sees it, noting every output tag the program takes."""
+
+    def __init__(self, image: ProcessImage):
+        self.image = image
+        self.outputs: set[str] = set()
+
+    def _note(self, tag: Tag) -> Tag:
+        if tag.spec.area is Area.OUTPUT:
+            self.outputs.add(tag.name)
+        return tag
+
+    def __getitem__(self, name: str) -> Tag:
+        return self._note(self.image[name])
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.image
+
+    def get(self, name: str) -> Tag | None:
+        tag = self.image.get(name)
+        return None if tag is None else self._note(tag)
+
+
+def _safety_last(io_map: IoMap, image: ProcessImage, placed: list[tuple[int, Program]],
+                 writes: dict[str, set[str]]) -> list[tuple[Path, str]]:
+    """Safety wins: a site with outputs runs a `safety` program after every program that writes
+    an output (docs/architecture.md). Only a declared bench test rig may go without."""
+    outputs = sorted(tag.name for tag in image if tag.spec.area is Area.OUTPUT)
+    if not outputs:
+        return []
+    safety = [(i, p) for i, p in placed if p.kind == "safety"]
+    if not safety:
+        if io_map.site.bench_rig_without_safety:
+            log.warning("SITE %s RUNS WITHOUT A SAFETY PROGRAM ([site] bench_rig_without_safety = true): no "
+                        "interlock protects its outputs %s; never on a battery", io_map.site.id, ", ".join(outputs))
+            return []
+        return [(("programs",), f"the site has outputs ({', '.join(outputs[:4])}{', ...' if len(outputs) > 4 else ''})"
+                 " but no enabled safety program: add [[programs]] kind = \"safety\" after the programs that write "
+                 "them (only a bench test rig may declare [site] bench_rig_without_safety = true)")]
+    last, _ = safety[-1]
+    return [(("programs", i), f"program {p.name!r} writes output {sorted(writes[p.name])[0]!r} but runs after "
+                              "the safety program: safety must run after every program that writes outputs")
+            for i, p in placed if i > last and writes.get(p.name) and p.kind != "safety"]
 
 
 def _cluster(programs: list[Program], io_map: IoMap, engine: ScanEngine, clock: Clock) -> list[Mirror]:
@@ -308,8 +356,4 @@ def _converter(spec: TagSpec) -> Callable[[Any], Any]:
 
 
 def _config_errors(io_map: IoMap, errors: list[tuple[Path, str]]) -> ConfigErrors:
-    try:
-        lines = key_lines(FsPath(io_map.path).read_text(encoding="utf-8"))
-    except OSError:
-        lines = {}
-    return ConfigErrors([ConfigError(path, msg, io_map.path, line_of(lines, path)) for path, msg in errors])
+    return ConfigErrors([ConfigError(path, msg, io_map.path, line_of(io_map.key_lines, path)) for path, msg in errors])

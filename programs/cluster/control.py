@@ -49,11 +49,14 @@ class _ClusterTags:
             return name
         return CLUSTER_INPUTS.get(name, PREFIX + name)
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: str) -> TagRef:
         return self.tags[self.name(name)]
 
     def __contains__(self, name: str) -> bool:
         return self.name(name) in self.tags
+
+    def get(self, name: str) -> TagRef | None:
+        return self.tags.get(self.name(name))
 
 
 class ClusterControl(Program):

@@ -115,11 +115,11 @@ class ClusterNode(Program):
                  "ext_p_setpoint_w", "ext_heartbeat", "site_state_cmd", "cluster_fallback_p_w",
                  "cluster_setpoint_timeout_s")
         self.t = {name: tags[name] for name in names}
-        self.soh = tags["soh_pct"] if "soh_pct" in tags else None
+        self.soh = tags.get("soh_pct")
         self.site = {name: tags[name] for name in SITE_STATUS if name in tags}  # shown by `ems cluster status`
         # The highest term seen, kept as system information. Not read back: Raft's log is in memory,
         # so after a restart of the whole cluster the terms start again from 1.
-        self.term_info = tags["sys_raft_term"] if "sys_raft_term" in tags else None
+        self.term_info = tags.get("sys_raft_term")
         self.out = {spec.name: tags[spec.name] for spec in self.declare() if spec.access.value == "ro"}
 
     # --- the scan ------------------------------------------------------------------------------

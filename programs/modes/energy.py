@@ -55,7 +55,7 @@ class CostSaving(ModeBase):
 
     def request(self, m: Measurements) -> float:
         price = self.price(m.day_s)
-        self.price_tag.value = price
+        self.price_tag.set(price)
         cheap = price <= self.cheap.value
         # The tracker steers only outside cheap hours; then it must not integrate an error it causes not.
         follow = self.tracker.step(m, 0.0, acting=not cheap and m.baseline_w != 0.0 and not m.constrained)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import re
-import sys
 from pathlib import Path as FsPath
 from typing import Any
 
+import attrs
+
 from programs.registry import PROGRAMS
 from runtime.cluster.config import check as check_cluster
-from runtime.config.lines import Path, key_lines, line_of
+from runtime.config.files import parse_toml, raise_errors, read_text
+from runtime.config.lines import Path, key_lines
 from runtime.config.schema import (
     ClusterConfig,
     DeviceConfig,
@@ -23,17 +24,11 @@ from runtime.config.schema import (
     RetainConfig,
     SiteConfig,
     SupervisorConfig,
-    TagConfig,
     WatchdogConfig,
 )
-from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
+from runtime.config.structure import MISSING, Errors, _suggest, structure
 from runtime.io.registry import DRIVERS
 from plc.tags import Access, Area, DType, ModbusTable, TagSpec, TagValueError, make_checker
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 SECTIONS = ("site", "supervisor", "logging", "modbus_server", "meter_gateway", "devices", "tags", "programs",
             "event_log", "retain", "watchdog", "cluster")
@@ -41,28 +36,15 @@ SECTIONS = ("site", "supervisor", "logging", "modbus_server", "meter_gateway", "
 
 def load_io_map(path: str | FsPath) -> IoMap:
     """Parse and validate an io_map file; raise ConfigErrors listing every problem."""
-    path = FsPath(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigErrors([ConfigError((), f"cannot read file: {exc.strerror}", str(path))]) from None
-    return parse_io_map(text, str(path))
+    return parse_io_map(read_text(path), str(path))
 
 
 def parse_io_map(text: str, filename: str = "<io_map>") -> IoMap:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        line = int(match.group(1)) if match else None
-        raise ConfigErrors([ConfigError((), f"not valid TOML: {exc}", filename, line)]) from None
+    data = parse_toml(text, filename)
     errors = Errors()
     io_map = _build(data, filename, errors)
-    if errors:
-        lines = key_lines(text)
-        raise ConfigErrors([
-            ConfigError(e.path, e.message, filename, line_of(lines, e.path)) for e in errors.items
-        ])
+    raise_errors(errors, text, filename)
+    io_map = attrs.evolve(io_map, key_lines=key_lines(text))  # for errors found when the site is built
     return io_map
 
 
@@ -155,12 +137,12 @@ def _devices(items, kinds, errors: Errors):  # type: ignore[no-untyped-def]
 
 
 def _tags(items, devices, broken, kinds, errors: Errors):  # type: ignore[no-untyped-def]
-    tags: dict[str, TagConfig] = {}
+    tags: dict[str, TagSpec] = {}
     tag_io: dict[str, tuple[IoConfig, Any, Path]] = {}
     used: dict[tuple[ModbusTable, int], str] = {}
     for path, item in items:
         rest, io = _split(item, "io")
-        tag = structure(TagConfig, rest, path, errors)
+        tag = structure(TagSpec, rest, path, errors)
         if tag is MISSING:
             continue
         if tag.name in tags:
@@ -201,33 +183,14 @@ def _io(io: Any, path: Path, devices, broken, kinds, errors: Errors):  # type: i
     return None if point is MISSING else (binding, point)
 
 
-def tag_spec(tag: TagConfig, default_max_age_s: float | None = None) -> TagSpec:
-    """The runtime declaration of an io_map tag."""
-    from plc.tags import ModbusAddress
-
-    modbus = None
-    if tag.modbus is not None:
-        modbus = ModbusAddress(tag.modbus.table, tag.modbus.address, tag.modbus.scale)
-    return TagSpec(
-        name=tag.name,
-        dtype=tag.dtype,
-        area=tag.area,
-        unit=tag.unit,
-        min=tag.min,
-        max=tag.max,
-        access=tag.access,
-        description=tag.description,
-        modbus=modbus,
-        retain=tag.retain,
-        safe_value=tag.safe_value,
-        initial=tag.initial,
-        max_age_s=tag.max_age_s if tag.max_age_s is not None else default_max_age_s,
-        enum_labels=tag.enum_labels,
-        length=tag.length,
-    )
+def tag_spec(tag: TagSpec, default_max_age_s: float | None = None) -> TagSpec:
+    """An io_map tag as the image holds it: without its own max_age_s, its device's stale_after_s."""
+    if tag.max_age_s is None and default_max_age_s is not None:
+        return attrs.evolve(tag, max_age_s=default_max_age_s)
+    return tag
 
 
-def _check_tag(tag: TagConfig, path: Path, errors: Errors) -> None:
+def _check_tag(tag: TagSpec, path: Path, errors: Errors) -> None:
     if tag.min is not None and tag.max is not None and tag.min > tag.max:
         errors.add(path + ("min",), f"min {tag.min} is above max {tag.max}")
         return
@@ -239,7 +202,7 @@ def _check_tag(tag: TagConfig, path: Path, errors: Errors) -> None:
         errors.add(path + ("safe_value",), "an output tag needs the safe value it takes whenever in doubt")
     if tag.area is Area.INPUT and tag.access is Access.RW:
         errors.add(path + ("access",), "an input tag is written by its device only; use access = \"ro\"")
-    check = make_checker(tag_spec(tag))
+    check = make_checker(tag)
     for key in ("safe_value", "initial"):
         value = getattr(tag, key)
         if value is None:
@@ -250,7 +213,7 @@ def _check_tag(tag: TagConfig, path: Path, errors: Errors) -> None:
             errors.add(path + (key,), str(exc))
 
 
-def _check_modbus(tag: TagConfig, path: Path, used: dict, errors: Errors) -> None:  # type: ignore[type-arg]
+def _check_modbus(tag: TagSpec, path: Path, used: dict, errors: Errors) -> None:  # type: ignore[type-arg]
     if tag.modbus is None:
         return
     table = tag.modbus.table
@@ -263,7 +226,7 @@ def _check_modbus(tag: TagConfig, path: Path, used: dict, errors: Errors) -> Non
         errors.add(path + ("modbus", "table"), f"a writable tag must be in a coil or holding table, not {table.value}")
     if tag.modbus.scale != 1.0 and tag.dtype not in (DType.INT16, DType.UINT16, DType.INT32, DType.UINT32):
         errors.add(path + ("modbus", "scale"), "a scale factor applies to integer tags only")
-    words = tag_spec(tag).words
+    words = tag.words
     for address in range(tag.modbus.address, tag.modbus.address + words):
         other = used.get((table, address))
         if other is not None:

@@ -9,7 +9,7 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
-from plc.tags import Access, Area, DType, ModbusTable
+from plc.tags import TagSpec
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -37,6 +37,9 @@ class SiteConfig:
     # Run when the site state machine enters Reboot (after the site has stopped), e.g.
     # ["systemctl", "reboot"]; without it `ems run` exits with code 4 and leaves the reboot to its caller.
     reboot_command: tuple[str, ...] = ()
+    # A site with outputs must run a `safety` program after every program that writes them. Only a
+    # bench test rig without a battery may run without it, saying so here (a warning at every start).
+    bench_rig_without_safety: bool = False
 
 
 @attrs.frozen
@@ -130,38 +133,12 @@ class DeviceConfig:
 
 
 @attrs.frozen
-class ModbusAddressConfig:
-    table: ModbusTable
-    address: int = attrs.field(validator=[v.ge(0), v.le(65535)])
-    scale: float = attrs.field(default=1.0, validator=v.gt(0.0))
-
-
-@attrs.frozen
 class IoConfig:
     """Where a tag's value comes from or goes to; driver-specific keys are checked by the driver."""
 
     device: str
     scale: float = 1.0
     offset: float = 0.0
-
-
-@attrs.frozen
-class TagConfig:
-    name: str = attrs.field(validator=_matches(_NAME, "tag name"))
-    dtype: DType
-    area: Area
-    unit: str = ""
-    min: float | None = None
-    max: float | None = None
-    access: Access = Access.RO
-    description: str = ""
-    modbus: ModbusAddressConfig | None = None
-    retain: bool = False
-    safe_value: bool | int | float | str | None = None
-    initial: bool | int | float | str | None = None
-    max_age_s: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))
-    enum_labels: tuple[str, ...] = ()
-    length: int = attrs.field(default=0, validator=v.ge(0))
 
 
 @attrs.frozen
@@ -274,7 +251,7 @@ class IoMap:
     modbus_server: ModbusServerConfig
     devices: tuple[DeviceConfig, ...]
     device_options: dict[str, Any]  # device name -> the driver's options record
-    tags: tuple[TagConfig, ...]
+    tags: tuple[TagSpec, ...]  # the [[tags]] entries, as declared (max_age_s not yet defaulted)
     tag_io: dict[str, tuple[IoConfig, Any]]  # tag name -> (binding, the driver's point record)
     programs: tuple[ProgramConfig, ...]
     program_params: dict[str, Any]  # program name -> the program's params record
@@ -283,3 +260,4 @@ class IoMap:
     retain: RetainConfig = attrs.Factory(RetainConfig)
     watchdog: WatchdogConfig = attrs.Factory(WatchdogConfig)
     cluster: ClusterConfig = attrs.Factory(ClusterConfig)
+    key_lines: dict[tuple[str | int, ...], int] = attrs.field(factory=dict, repr=False, eq=False)  # key -> line

@@ -7,11 +7,12 @@ from pathlib import Path
 import attrs
 import pytest
 
+from plc.tags import ModbusAddress, TagSpec
 from runtime.config import schema
 
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "io_map.md").read_text()
 RECORDS = [schema.SiteConfig, schema.SupervisorConfig, schema.LoggingConfig, schema.DeviceConfig,
-           schema.TagConfig, schema.ProgramConfig, schema.ModbusAddressConfig, schema.IoConfig]
+           TagSpec, schema.ProgramConfig, ModbusAddress, schema.IoConfig]
 
 
 @pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.__name__)

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import functools
 import re
-import sys
 from pathlib import Path as FsPath
 from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
 
-from runtime.config.lines import Path, key_lines, line_of
+from runtime.config.files import parse_toml, raise_errors, read_text
+from runtime.config.lines import Path
 from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
 from runtime.io.modbus.codec import BIT_DTYPES, DTYPES, INTEGER_DTYPES, register_count
 from plc.tags import ModbusTable
 from runtime.paths import IO_MAPS_DIR, PROFILE_DIR
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SECTIONS = ("device", "poll_groups", "registers", "commands")
@@ -158,22 +154,15 @@ def load_profile(path: str | FsPath) -> Profile:
 
 @functools.lru_cache(maxsize=64)
 def _load_cached(path: str, _mtime: int) -> Profile:
-    text = FsPath(path).read_text(encoding="utf-8")
-    return parse_profile(text, path)
+    return parse_profile(read_text(path), path)
 
 
 def parse_profile(text: str, filename: str = "<profile>") -> Profile:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = re.search(r"line (\d+)", str(exc))
-        raise ConfigErrors([ConfigError((), f"not valid TOML: {exc}", filename,
-                                        int(match.group(1)) if match else None)]) from None
+    data = parse_toml(text, filename)
     errors = Errors()
     profile = _build(data, filename, errors)
-    if errors or profile is None:
-        lines = key_lines(text)
-        raise ConfigErrors([ConfigError(e.path, e.message, filename, line_of(lines, e.path)) for e in errors.items])
+    raise_errors(errors, text, filename)
+    assert profile is not None  # _build returns None only with errors
     return profile
 
 
