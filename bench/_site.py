@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import attrs
-from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from runtime.clock import Clock  # noqa: E402
-from runtime.config.io_map import load_io_map  # noqa: E402
-from runtime.site import Site, build_site  # noqa: E402
+from runtime.clock import Clock
+from runtime.config.io_map import load_io_map
+from runtime.site import Site, build_site
 
 DEFAULT_IO_MAP = ROOT / "io_maps" / "sim_home.toml"
 

@@ -34,9 +34,9 @@ _ROOT = _HERE.parent
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_ROOT))
 
-from simple_pid import PID as SimplePID  # noqa: E402
+from simple_pid import PID as SimplePID
 
-from blocks import PID, TON, MovingAverage, RampLimiter  # noqa: E402
+from blocks import PID, TON, MovingAverage, RampLimiter
 
 DT = 0.1
 KP, KI, KD = 0.8, 0.3, 0.05

@@ -16,19 +16,20 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import can  # noqa: E402
+import can
 
-from runtime.clock import RealClock  # noqa: E402
-from ems.devsim.can_bms_sim import SimulatedBms  # noqa: E402
-from runtime.io.can.bms import CanBmsConfig, CanBmsDriver, CanBmsOptions, CanPoint  # noqa: E402
-from runtime.io.can.dbc import FrameDecoder, load_dbc, resolve_dbc  # noqa: E402
-from runtime.io.driver import DriverSettings, Point  # noqa: E402
-from sim import Plant, PlantConfig  # noqa: E402
+from ems.devsim.can_bms_sim import SimulatedBms
+from runtime.clock import RealClock
+from runtime.io.can.bms import CanBmsConfig, CanBmsDriver, CanBmsOptions, CanPoint
+from runtime.io.can.dbc import FrameDecoder, load_dbc, resolve_dbc
+from runtime.io.driver import DriverSettings, Point
+from sim import Plant, PlantConfig
 
 
 def traffic(family: str, count: int) -> list[tuple[int, bytes, bool]]:

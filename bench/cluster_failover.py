@@ -33,10 +33,9 @@ for path in (ROOT, ROOT / "tests" / "cluster"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from cluster_kit import NODES, Cluster, ClusterFiles, free_ports, wait_until  # noqa: E402
+from cluster_kit import NODES, Cluster, ClusterFiles, free_ports, wait_until
 
-from runtime.config.io_map import load_io_map  # noqa: E402
-
+from runtime.config.io_map import load_io_map
 
 SETTLE_S = 6.0
 BARE_SETTLE_S = 3.0
@@ -147,7 +146,7 @@ def bare_raft(runs: int, tmp: Path) -> list[float]:
             procs[old].kill()
             procs[old].wait()
 
-            def replaced() -> float | None:
+            def replaced(old: str = old, killed: float = killed, term: int = term) -> float | None:
                 found = [t for n in ids if n != old for t, commanding, tm in _commanding(tmp / n)
                          if t > killed and tm > term and commanding]
                 return min(found) if found else None

@@ -26,15 +26,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pymodbus.client import AsyncModbusTcpClient  # noqa: E402
+from pymodbus.client import AsyncModbusTcpClient
 
-from runtime.clock import RealClock  # noqa: E402
-from runtime.config.io_map import load_io_map  # noqa: E402
-from ems.devsim.modbus_device import free_port  # noqa: E402
-from runtime.io import aio  # noqa: E402
-from runtime.io.modbus.client import ModbusDriver  # noqa: E402
-from runtime.io.modbus.transport import read  # noqa: E402
-from runtime.site import build_site  # noqa: E402
+from ems.devsim.modbus_device import free_port
+from runtime.clock import RealClock
+from runtime.config.io_map import load_io_map
+from runtime.io import aio
+from runtime.io.modbus.client import ModbusDriver
+from runtime.io.modbus.transport import read
+from runtime.site import build_site
 
 SITE = ROOT / "io_maps" / "sim_devices_commercial.toml"
 PORTS = (15120, 15121, 15122, 15123, 15130)

@@ -33,14 +33,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from runtime.clock import RealClock  # noqa: E402
-from runtime.config.schema import MeterGatewayConfig, ModbusServerConfig  # noqa: E402
-from runtime.image import ProcessImage  # noqa: E402
-from plc.program import Program, ScanContext, TagLookup  # noqa: E402
-from runtime.scan import ScanEngine  # noqa: E402
-from runtime.scan_stats import percentile  # noqa: E402
-from runtime.servers import build_mirrors, runtime_tag_specs  # noqa: E402
-from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec  # noqa: E402
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
+from runtime.clock import RealClock
+from runtime.config.schema import MeterGatewayConfig, ModbusServerConfig
+from runtime.image import ProcessImage
+from runtime.scan import ScanEngine
+from runtime.scan_stats import percentile
+from runtime.servers import build_mirrors, runtime_tag_specs
 
 HOST = "127.0.0.1"
 REGISTERS = 100

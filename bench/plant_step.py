@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim import Plant, PlantConfig  # noqa: E402
+from sim import Plant, PlantConfig
 
 DT_S = 0.1
 BUDGET_US = {"home": 25.0, "commercial": 60.0}

@@ -138,12 +138,10 @@ class CTUD:
             self.cv = 0
         elif ld:
             self.cv = self.pv
-        elif up and not down:
-            if self.cv < self.cv_max:
-                self.cv += 1
-        elif down and not up:
-            if self.cv > self.cv_min:
-                self.cv -= 1
+        elif up and not down and self.cv < self.cv_max:
+            self.cv += 1
+        elif down and not up and self.cv > self.cv_min:
+            self.cv -= 1
         cv = self.cv
         self.qu = cv >= self.pv
         self.qd = cv <= 0

@@ -25,7 +25,7 @@ from blocks import _checks
 
 
 @attrs.define(eq=False)
-class R_TRIG:  # noqa: N801 - IEC name
+class R_TRIG:
     """Rising-edge detector: ``q`` is true for one scan when ``clk`` rises."""
 
     m: bool = False
@@ -47,7 +47,7 @@ class R_TRIG:  # noqa: N801 - IEC name
 
 
 @attrs.define(eq=False)
-class F_TRIG:  # noqa: N801 - IEC name
+class F_TRIG:
     """Falling-edge detector: ``q`` is true for one scan when ``clk`` falls.
 
     ``m`` is the standard's memory (NOT CLK of the previous scan); its default

@@ -15,7 +15,7 @@ Pure functions of their arguments (the cluster master calls `split_power` each s
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import attrs
 from attrs import validators as v

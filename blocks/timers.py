@@ -179,7 +179,7 @@ class TP:
                     self.et_s = 0.0
         else:
             self.et_s = 0.0
-        self._m = True if in_ else False
+        self._m = bool(in_)
         return self.q
 
     def reset(self) -> None:

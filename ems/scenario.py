@@ -45,7 +45,6 @@ from attrs import validators as v
 from runtime.config.files import parse_toml, raise_errors, read_text
 from runtime.config.structure import MISSING, Errors, _suggest, structure
 
-
 SECTIONS = ("scenario", "tags", "plant", "events", "heartbeats", "schedule")
 
 

@@ -11,20 +11,21 @@ import csv
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 import attrs
 
+from ems.scenario import Scenario
+from plc.program import ScanContext
+from plc.tags import DType
 from runtime.clock import VirtualClock
 from runtime.config.io_map import load_io_map
 from runtime.config.schema import IoMap
 from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, structure
 from runtime.image import ProcessImage
-from plc.program import ScanContext
-from ems.scenario import Scenario
 from runtime.site import Site, build_site
-from plc.tags import DType
 
 COLUMNS = {  # CSV column -> tag
     "grid_power_w": "grid_power_w", "battery_power_w": "inverter_p_w", "pv_power_w": "pv_power_w",
@@ -97,7 +98,7 @@ class Recorder:
         self.t0: float | None = None
         self.rows: dict[str, list[Any]] | None = {c: [] for c in ["t_s"] + self.columns} if keep else None
         self.n = 0
-        get = lambda name: site.image[name] if name in site.image else None  # noqa: E731
+        get = site.image.get
         self.grid, self.battery, self.pv, self.load, self.soc = (
             get(n) for n in ("grid_power_w", "inverter_p_w", "pv_power_w", "load_power_w", "soc_pct"))
         self.charge_src, self.discharge_src = get("limit_charge_source"), get("limit_discharge_source")

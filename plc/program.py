@@ -49,9 +49,15 @@ class TagLookup(Protocol):
 
 
 class Program:
-    """A site program: declares its own tags, binds to the tags it uses, runs once per scan."""
+    """A site program: declares its own tags, binds to the tags it uses, runs once per scan.
+
+    A kind registered for io_maps names the attrs record of its `[programs.params]` in
+    `params_type`; the loader builds it (with every error at its key) and passes it to
+    `__init__(name, params)`, which keeps it as `self.p`.
+    """
 
     kind: ClassVar[str] = "abstract"
+    params_type: ClassVar[type[Any]] = type(None)
 
     def __init__(self, name: str):
         self.name = name

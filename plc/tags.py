@@ -12,7 +12,8 @@ from __future__ import annotations
 import enum
 import math
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from attrs import validators as v

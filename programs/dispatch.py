@@ -9,8 +9,8 @@ from __future__ import annotations
 import attrs
 from attrs import validators as v
 
-from programs.enums import SiteState
 from plc.program import Program, ScanContext, TagLookup
+from programs.enums import SiteState
 
 RUN_STATES = (SiteState.RUN,)
 OPEN_STATES = (SiteState.ERROR, SiteState.REBOOT, SiteState.RESTART)
@@ -24,7 +24,7 @@ class Params:
 
 class Dispatch(Program):
     kind = "dispatch"
-    Params = Params
+    params_type = Params
 
     def __init__(self, name: str, params: Params):
         super().__init__(name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+
 import attrs
 from attrs import validators as v
 

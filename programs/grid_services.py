@@ -19,6 +19,8 @@ import math
 from operator import attrgetter
 
 from blocks import LowPass
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import DType, TagSpec
 from programs.enums import SiteState
 from programs.grid.fcr import FcrService
 from programs.grid.ffr import Ffr, FfrState
@@ -29,8 +31,6 @@ from programs.grid.params import Params
 from programs.grid.products import FCR_PRODUCTS, NEM_WINDOW_HZ, Product
 from programs.grid.reserve import Reserve, endurance_min, ffr_reserve, share, total
 from programs.tagdefs import Layout, param, status, text
-from plc.program import Program, ScanContext, TagLookup
-from plc.tags import DType, TagSpec
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ _VALUE = attrgetter("value")
 
 class GridServices(Program):
     kind = "grid_services"
-    Params = Params
+    params_type = Params
 
     def __init__(self, name: str, params: Params):
         super().__init__(name)
@@ -291,7 +291,6 @@ class GridServices(Program):
 
     # --- once per second --------------------------------------------------------------------------
     def _second(self, f: float, ok: bool, running: bool) -> None:
-        t = self.t
         soc_ok = self.soc.good
         reason = ""
         if soc_ok:

@@ -31,10 +31,10 @@ import attrs
 from attrs import validators as v
 
 from blocks import TON, Curve, Debounce, Hysteresis, LowPass
-from programs.enums import SiteState
-from programs.tagdefs import Layout, status
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, Quality, TagSpec
+from programs.enums import SiteState
+from programs.tagdefs import Layout, status
 
 GOOD = Quality.GOOD
 SLOW_PERIOD_S = 1.0
@@ -100,7 +100,7 @@ INPUTS = ("battery_current_a", "soc_pct", "cell_v_min_v", "cell_v_max_v")
 
 class Monitor(Program):
     kind = "monitor"
-    Params = Params
+    params_type = Params
 
     def __init__(self, name: str, params: Params):
         super().__init__(name)

@@ -15,10 +15,10 @@ import attrs
 from attrs import validators as v
 
 from blocks import Curve
-from programs.enums import LimitSource
-from programs.tagdefs import Layout, status
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, Quality, TagSpec
+from programs.enums import LimitSource
+from programs.tagdefs import Layout, status
 
 Points = tuple[tuple[float, float], ...]
 GOOD = Quality.GOOD
@@ -68,7 +68,7 @@ class PowerLimits(Program):
     """Computes `limit_charge_w` and `limit_discharge_w` (both >= 0) every scan."""
 
     kind = "power_limits"
-    Params = Params
+    params_type = Params
 
     def __init__(self, name: str, params: Params):
         super().__init__(name)

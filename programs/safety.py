@@ -29,12 +29,20 @@ import attrs
 from attrs import validators as v
 
 from blocks import TON, TP, Debounce
-from programs import errors as E
-from programs.interlocks import (ANY_INPUTS_KINDS, BY_NAME, TABLE, Condition, InterlockDef, Reaction, build_condition,
-                                 check_thresholds)
-from programs.tagdefs import Layout, status
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, Quality, TagSpec
+from programs import errors as E
+from programs.interlocks import (
+    ANY_INPUTS_KINDS,
+    BY_NAME,
+    TABLE,
+    Condition,
+    InterlockDef,
+    Reaction,
+    build_condition,
+    check_thresholds,
+)
+from programs.tagdefs import Layout, status
 
 log = logging.getLogger(__name__)
 GOOD = Quality.GOOD
@@ -134,7 +142,7 @@ class Safety(Program):
     """Interlocks and safe reactions; declares the error tags that Modbus, HMI and telemetry read."""
 
     kind = "safety"
-    Params = Params
+    params_type = Params
 
     def __init__(self, name: str, params: Params):
         super().__init__(name)

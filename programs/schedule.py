@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 
 import attrs
@@ -32,7 +33,7 @@ class Schedule:
 
     def __attrs_post_init__(self) -> None:
         entries = tuple(sorted(self.entries, key=lambda e: e.start_s))
-        for a, b in zip(entries, entries[1:]):
+        for a, b in itertools.pairwise(entries):
             if b.start_s < a.end_s:
                 raise ValueError(f"schedule entries overlap: one ends at {a.end_s}, the next starts at {b.start_s}")
         object.__setattr__(self, "entries", entries)

@@ -20,15 +20,25 @@ import attrs
 from attrs import validators as v
 
 from blocks import TON, RampLimiter
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import DType, TagSpec
 from programs.enums import HoldReason, Mode, SiteState, labels
-from programs.modes import (ChargeOnly, CostSaving, External, LoadMatching, Local, Measurements, ModeBase,
-                            Passive, PeakShaving, SelfConsumption)
+from programs.modes import (
+    ChargeOnly,
+    CostSaving,
+    External,
+    LoadMatching,
+    Local,
+    Measurements,
+    ModeBase,
+    Passive,
+    PeakShaving,
+    SelfConsumption,
+)
 from programs.modes.base import soc_taper
 from programs.modes.setpoint import Heartbeat
 from programs.schedule import Schedule
 from programs.tagdefs import Layout, param, status, text
-from plc.program import Program, ScanContext, TagLookup
-from plc.tags import DType, TagSpec
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +118,7 @@ class Params:
                              "soc_max_pct")
         try:
             ZoneInfo(self.timezone)
-        except Exception:
+        except (KeyError, ValueError, OSError):  # not found is a KeyError, a malformed key a ValueError
             raise ValueError(f"unknown timezone {self.timezone!r}") from None
 
     def price_thresholds(self) -> tuple[float, float]:
@@ -125,7 +135,7 @@ def _minutes(hhmm: str) -> int:
 
 class SiteControl(Program):
     kind = "site_control"
-    Params = Params
+    params_type = Params
 
     def __init__(self, name: str, params: Params):
         super().__init__(name)

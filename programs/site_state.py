@@ -15,10 +15,10 @@ import attrs
 from attrs import validators as v
 
 from blocks import StateMachine, Transition
-from programs.enums import SiteState, StateCommand
-from programs.tagdefs import Layout, param, status, text
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, TagSpec
+from programs.enums import SiteState, StateCommand
+from programs.tagdefs import Layout, param, status, text
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class Params:
 
 class SiteStateProgram(Program):
     kind = "site_state"
-    Params = Params
+    params_type = Params
 
     def __init__(self, name: str, params: Params):
         super().__init__(name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import enum
 from typing import Any
 
-from programs.enums import labels
 from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
+from programs.enums import labels
 
 
 class Layout:

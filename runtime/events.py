@@ -18,15 +18,16 @@ import re
 import sqlite3
 import time
 from collections import deque
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import attrs
 
+from plc.program import ScanContext
 from runtime.config.schema import EventLogConfig
 from runtime.image import ProcessImage, WriteRequest
-from plc.program import ScanContext
 from runtime.sqlite_store import SqliteWriter, open_readonly
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ class Event:
         return (self.wall_s, self.t_s, self.kind, self.severity, self.source, self.code, self.name, self.message)
 
     def text(self) -> str:
-        when = datetime.fromtimestamp(self.wall_s, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        when = datetime.fromtimestamp(self.wall_s, UTC).strftime("%Y-%m-%d %H:%M:%S")
         code = f"E{self.code} " if self.code else ""
         return f"{when}  {SEVERITIES[self.severity]:<8} {self.kind:<8} {code}{self.name}: {self.message}"
 
@@ -199,7 +200,7 @@ def parse_since(text: str, now_wall_s: float | None = None) -> float:
         raise ValueError(f"--since {text!r}: give a duration like 30m, 2h, 7d or a date like 2026-01-31T12:00") \
             from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 

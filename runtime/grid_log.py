@@ -21,9 +21,10 @@ import collections
 import logging
 import re
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 import attrs

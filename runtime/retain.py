@@ -22,12 +22,12 @@ from typing import Any
 
 import attrs
 
+from plc.program import ScanContext
+from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
 from runtime import __version__
 from runtime.config.schema import RetainConfig
 from runtime.image import ProcessImage, Tag, WriteRequest
-from plc.program import ScanContext
 from runtime.sqlite_store import SqliteWriter, connect
-from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
 
 log = logging.getLogger(__name__)
 

@@ -11,16 +11,17 @@ import logging
 import math
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
+from plc.program import Program, ScanContext
+from plc.tags import Quality
 from runtime.clock import Clock
 from runtime.image import ProcessImage, Tag
 from runtime.io.driver import Driver
-from plc.program import Program, ScanContext
 from runtime.scan_stats import ScanStats
-from plc.tags import Quality
 
 log = logging.getLogger(__name__)
 

@@ -21,18 +21,14 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
-from datetime import datetime, timezone
+import tomllib
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from programs.schedule import Schedule, ScheduleEntry
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 log = logging.getLogger(__name__)
 KEYS = {"start", "end", "p_w", "q_var", "soc_target_pct"}
@@ -76,12 +72,12 @@ def _entry(path: Path, i: int, item: Any) -> ScheduleEntry:
 
 def _time(value: Any, key: str) -> float:
     if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        value = datetime.fromisoformat(value)  # Python 3.11 reads "Z" itself
     if not isinstance(value, datetime):
         raise ValueError(f"{key} must be a date-time (ISO 8601), got {value!r}")
     if value.tzinfo is None:
         raise ValueError(f"{key} {value.isoformat()} needs a time zone (Z or +hh:mm)")
-    return value.astimezone(timezone.utc).timestamp()
+    return value.astimezone(UTC).timestamp()
 
 
 class ScheduleWatcher:

@@ -5,24 +5,25 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path as FsPath
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
-from runtime.clock import Clock
-from runtime.config.lines import Path, line_of
-from runtime.config.io_map import tag_spec
-from runtime.config.schema import IoMap
-from runtime.config.structure import ConfigError, ConfigErrors
+from plc.program import Program
+from plc.tags import Area, DType, TagSpec, make_checker
 from programs.enums import SiteState
 from programs.registry import PROGRAMS
+from runtime.clock import Clock
+from runtime.config.io_map import tag_spec
+from runtime.config.lines import Path, line_of
+from runtime.config.schema import IoMap
+from runtime.config.structure import ConfigError, ConfigErrors
 from runtime.image import ProcessImage, Tag
 from runtime.io.driver import Driver, DriverSettings, Point
 from runtime.io.registry import DRIVERS
-from plc.program import Program
 from runtime.retain import system_tag_specs
 from runtime.scan import InputBinding, OutputBinding, ScanEngine, Supervisor
 from runtime.servers import build_mirrors, runtime_tag_specs
-from plc.tags import Area, DType, TagSpec, make_checker
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ class Site:
             mirror.stop()
         for binding in self.engine.outputs:
             binding.driver.stop(binding.safe_values)
-        for name, driver in self.drivers.items():
+        for driver in self.drivers.values():
             if not any(b.driver is driver for b in self.engine.outputs):
                 driver.stop()
         for binding in self.engine.outputs:
@@ -147,9 +148,9 @@ class StateActions:
     RESTART_EXIT = 3
     REBOOT_EXIT = 4
 
-    def __init__(self, site: "Site", delay_s: float = 2.0):
+    def __init__(self, site: Site, delay_s: float = 2.0):
         self.site = site
-        self.state = site.image["site_state"] if "site_state" in site.image else None
+        self.state = site.image.get("site_state")
         self.delay_s = delay_s
         self.entered_s: float | None = None
         self.exit_code = 0
@@ -272,7 +273,7 @@ def _safety_last(io_map: IoMap, image: ProcessImage, placed: list[tuple[int, Pro
                  " but no enabled safety program: add [[programs]] kind = \"safety\" after the programs that write "
                  "them (only a bench test rig may declare [site] bench_rig_without_safety = true)")]
     last, _ = safety[-1]
-    return [(("programs", i), f"program {p.name!r} writes output {sorted(writes[p.name])[0]!r} but runs after "
+    return [(("programs", i), f"program {p.name!r} writes output {min(writes[p.name])!r} but runs after "
                               "the safety program: safety must run after every program that writes outputs")
             for i, p in placed if i > last and writes.get(p.name) and p.kind != "safety"]
 

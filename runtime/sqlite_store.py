@@ -14,8 +14,8 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class SqliteWriter:
         def wrapped(db: sqlite3.Connection) -> None:
             try:
                 job(db)
-            except BaseException as exc:  # noqa: BLE001 - handed back to the caller
+            except BaseException as exc:
                 errors.append(exc)
                 raise
 

@@ -21,8 +21,8 @@ import struct
 import time
 from typing import Any
 
-from runtime.config.schema import WatchdogConfig
 from plc.program import ScanContext
+from runtime.config.schema import WatchdogConfig
 
 log = logging.getLogger(__name__)
 

@@ -28,6 +28,7 @@ from sim.config import BatteryConfig
 from sim.ocv import OcvCurve
 from sim.variables import Indexed, Var
 
+
 class RackBattery:
     """Physical state of one rack (a view into the Battery's per-rack lists)."""
 

@@ -17,7 +17,8 @@ site grid is not propagated to the units). Knows nothing of the controller.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from sim.config import PlantConfig
 from sim.grid import Meter

@@ -312,7 +312,7 @@ class PlantConfig:
         """Commercial: 4 racks x 4 modules x 16 cells 3.2 V 100 Ah (204.8 V,
         20.48 kWh per rack, 81.92 kWh), 30 kW / 33 kVA inverter, 40 kWp PV,
         commercial load."""
-        parts: dict[str, object] = dict(
+        parts: dict[str, object] = dict(  # noqa: C408 - keyword arguments read as the config's keys
             battery=BatteryConfig(
                 n_racks=4, modules_per_rack=4, cells_per_module=16, cell_capacity_ah=100.0,
                 cell_resistance_ohm=0.001, rack_resistance_ohm=0.005,

@@ -7,7 +7,7 @@ begins at or after ``t_s`` (so the state read after the step ending at
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 from sim.config import EventConfig
 from sim.variables import VariableInfo

@@ -7,8 +7,9 @@ under-/over-voltage, which is what a BMS protects against.
 
 from __future__ import annotations
 
+import itertools
 from bisect import bisect_right
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -29,7 +30,7 @@ def check_table(x: Sequence[float], y: Sequence[float], x_name: str, y_name: str
     if len(x) < 2 or len(x) != len(y):
         raise ValueError(f"{x_name} and {y_name} must have the same length >= 2 "
                          f"(got {len(x)} and {len(y)})")
-    if any(b <= a for a, b in zip(x, x[1:])):
+    if any(b <= a for a, b in itertools.pairwise(x)):
         raise ValueError(f"{x_name} must be strictly increasing: {tuple(x)}")
 
 
@@ -66,7 +67,7 @@ class OcvCurve:
     def __init__(self, soc_pct: Sequence[float] = LFP_SOC_PCT,
                  cell_v: Sequence[float] = LFP_CELL_V) -> None:
         check_table(soc_pct, cell_v, "ocv_soc_pct", "ocv_cell_v")
-        if any(b <= a for a, b in zip(cell_v, cell_v[1:])):
+        if any(b <= a for a, b in itertools.pairwise(cell_v)):
             raise ValueError(f"ocv_cell_v must be strictly increasing: {tuple(cell_v)}")
         self.soc_pct = np.asarray(soc_pct, dtype=float)
         self.cell_v = np.asarray(cell_v, dtype=float)

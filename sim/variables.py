@@ -7,7 +7,8 @@ path (``inverter.p_ac_w``, ``bms.racks.2.soc_pct``).
 
 from __future__ import annotations
 
-from typing import Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 import attrs
 
@@ -37,7 +38,7 @@ class Indexed(tuple):  # type: ignore[type-arg]
     """A tuple whose items are also attributes "0", "1", ... so that
     ``operator.attrgetter("bms.racks.0.soc_pct")`` works."""
 
-    def __new__(cls, items: Iterable[Any]) -> Indexed:
+    def __new__(cls, items: Iterable[Any]) -> Indexed:  # noqa: PYI034 - always exactly this class
         obj = super().__new__(cls, items)
         for i, item in enumerate(obj):
             setattr(obj, str(i), item)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ems.devsim.runner import DeviceSimulation
 from runtime.cluster.config import plant_config
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigError, ConfigErrors, Errors
-from ems.devsim.runner import DeviceSimulation
 from sim.cluster import ClusterPlant
 
 

@@ -24,8 +24,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from runtime.config.io_map import load_io_map
     from ems.devsim.cluster_sim import simulation_for
+    from runtime.config.io_map import load_io_map
 
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     io_map = load_io_map(args.io_map)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Coroutine, TypeVar
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -39,7 +40,7 @@ class LoopThread:
 
         try:
             self.run(_cancel_all(), 5.0)
-        except Exception:  # noqa: BLE001 - best effort on shutdown
+        except Exception:  # noqa: BLE001, S110 - best effort on shutdown: the loop stops next anyway
             pass
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(5.0)

@@ -14,7 +14,8 @@ import logging
 import socket
 import threading
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from pymodbus.constants import ExcCodes
@@ -22,9 +23,9 @@ from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
+from plc.tags import ModbusTable
 from runtime.io.modbus import codec
 from runtime.io.modbus.profile import Profile, Register
-from plc.tags import ModbusTable
 
 log = logging.getLogger(__name__)
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)

@@ -23,11 +23,11 @@ from urllib.parse import urlparse
 import attrs
 import can
 
-from runtime.config.schema import IoMap
 from ems.devsim.can_bms_sim import SimulatedBms
 from ems.devsim.loop import LoopThread
 from ems.devsim.modbus_device import DeviceServer
 from ems.devsim.plant_link import PlantLink
+from runtime.config.schema import IoMap
 from runtime.io.can.dbc import load_dbc
 from runtime.io.modbus.profile import load_profile, resolve_profile_path
 from sim import Plant, PlantConfig

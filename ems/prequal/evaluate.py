@@ -8,16 +8,17 @@ characteristic of the product's droop block at the applied test frequency.
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 import numpy as np
 
-from programs.grid.products import ffr_full_activation_s
 from ems.prequal.recording import Recording
 from ems.prequal.sequences import Sequence, spec_of
 from ems.prequal.stability import STABILITY_RADIUS, SinePoint, grid_model, sine_point
+from programs.grid.products import ffr_full_activation_s
 
 STEADY_S = 60.0  # steady state: the mean of the last 60 s of a hold
 SHORT_STEADY_S = 10.0  # ... or of its last 10 s when the hold is shorter than 2 minutes
@@ -414,7 +415,7 @@ def _logging(rec: Recording) -> list[Check]:
         with open(path, encoding="utf-8") as f:
             next(f)
             ms = [_ms(line[:19]) for line in f]
-        gap = float(max(b - a for a, b in zip(ms, ms[1:]))) if len(ms) > 1 else math.inf
+        gap = float(max(b - a for a, b in itertools.pairwise(ms))) if len(ms) > 1 else math.inf
         checks.append(Check(f"grid log: largest interval between rows (>= {need:g} Hz)", gap, "ms",
                             hi=1000.0 / need + 1.0, note=f"{len(ms)} rows, {path.rsplit('/', 1)[-1]}; +1 ms for the "
                             "timestamp resolution"))

@@ -13,16 +13,18 @@ import logging
 import math
 import struct
 import time
-from typing import Any, Callable, Sequence as Seq
+from collections.abc import Callable
+from collections.abc import Sequence as Seq
+from typing import Any
 
-from runtime.clock import VirtualClock
-from runtime.config.io_map import load_io_map
 from ems.prequal.recording import Recording, Rows, tag_names
 from ems.prequal.runner import CAPACITY_PARAMS, PRODUCT_KEYS, TestRun, grid_program, unit_meta
 from ems.prequal.sequences import Sequence
+from plc.tags import DType, ModbusTable
+from runtime.clock import VirtualClock
+from runtime.config.io_map import load_io_map
 from runtime.servers.register_map import MapEntry, RegisterMap, make_encoder
 from runtime.site import build_site
-from plc.tags import DType, ModbusTable
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,7 @@ class TagClient:
         else:
             response = c.write_registers(entry.address, [int(w) for w in words], device_id=self.unit_id)
         if response.isError():
-            raise IOError(f"writing {name}: {response}")
+            raise OSError(f"writing {name}: {response}")
 
     def reader(self, names: Seq[str]) -> Callable[[], list[Any]]:
         """A function that reads these tags in as few requests as the map allows."""
@@ -85,7 +87,7 @@ class TagClient:
                 ModbusTable.COIL: c.read_coils, ModbusTable.DISCRETE: c.read_discrete_inputs}[table]
         response = call(start, count=count, device_id=unit)
         if response.isError():
-            raise IOError(f"reading {table.value} {start}+{count}: {response}")
+            raise OSError(f"reading {table.value} {start}+{count}: {response}")
         return list(response.bits[:count]) if table.is_bits else \
             list(response.registers)
 
@@ -174,9 +176,9 @@ def _play(client: TagClient, seq: Sequence, read: Callable[[], list[Any]], rows:
         client.write("test_frequency_active", True)
         values = read()
         rows.add(round(time.monotonic() - start, 3), tuple(values))
-        if seq.until == "ler_off" and t >= seq.segments[-1].start_s and stop_at == seq.duration_s:
-            if not values[i_aem] and values[i_nem] == 0:
-                stop_at = t + 60.0
+        if (seq.until == "ler_off" and t >= seq.segments[-1].start_s and stop_at == seq.duration_s
+                and not values[i_aem] and values[i_nem] == 0):
+            stop_at = t + 60.0
         if progress is not None and n % 100 == 0:
             progress(t, stop_at)
         n += 1

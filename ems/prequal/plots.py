@@ -86,7 +86,7 @@ def _ler_panel(ax, ctx: Context, step: int) -> None:  # type: ignore[no-untyped-
 
 
 def _nyquist(ax, ctx: Context) -> None:  # type: ignore[no-untyped-def]
-    import matplotlib.patches as patches
+    from matplotlib import patches
 
     points = sine_points(ctx)
     ol = [p.open_loop for p in points]

@@ -27,7 +27,7 @@ def write_result(out_dir: Path, rec: Recording, seq: Sequence, checks: list[Chec
     result = {
         "product": rec.product, "test": rec.test, "capacity_w": rec.capacity_w, "source": rec.source,
         "io_map": rec.meta.get("io_map", ""), "ffr_level_hz": level,
-        "duration_s": float(rec.t[-1]) if len(rec.t) else 0.0, "rows": int(len(rec.t)),
+        "duration_s": float(rec.t[-1]) if len(rec.t) else 0.0, "rows": len(rec.t),
         "scan_period_s": rec.period_s, "passed": all(c.passed for c in checks),
         "checks": [_clean(c.as_dict()) for c in checks], "plot": plot,
         "log_files": [Path(p).name for p in rec.meta.get("log_files", [])], "notes": seq.notes,

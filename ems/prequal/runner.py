@@ -10,20 +10,20 @@ writes the TSO's files beside the report.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import attrs
 
+from ems.prequal.recording import Recording, Rows, tag_names
+from ems.prequal.sequences import LER_START_MIN, Sequence, sequence
+from ems.simulate import virtual_clock_for
+from plc.program import ScanContext
 from programs.enums import Mode
 from runtime.config.io_map import load_io_map
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigError, ConfigErrors
 from runtime.grid_log import GridLog
-from ems.prequal.recording import Recording, Rows, tag_names
-from ems.prequal.sequences import LER_START_MIN, Sequence, sequence
-from plc.program import ScanContext
-from ems.simulate import virtual_clock_for
 from runtime.site import Site, build_site
 
 log = logging.getLogger(__name__)
@@ -131,9 +131,9 @@ class Player:
             return
         t = ctx.t_s - self.t0
         self.rows.add(round(t, 6), tuple(tag.value for tag in self.tags))
-        if self.seq.until == "ler_off" and t >= self.last_start and self.stop_at == self.seq.duration_s:
-            if not self.aem.value and self.nem.value == 0:  # type: ignore[union-attr]
-                self.stop_at = t + LER_TAIL_S
+        if (self.seq.until == "ler_off" and t >= self.last_start and self.stop_at == self.seq.duration_s
+                and not self.aem.value and self.nem.value == 0):  # type: ignore[union-attr]
+            self.stop_at = t + LER_TAIL_S
         if t + self.period >= self.stop_at - 1e-9:
             self.site.engine.stop()
             return

@@ -10,7 +10,7 @@ LER sequence's last segment are ours and say so.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import attrs
 

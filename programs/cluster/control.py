@@ -63,7 +63,7 @@ class ClusterControl(Program):
     """Runs `SiteControl` on cluster-level tags; writes `cluster_baseline_p_w` on every node."""
 
     kind = "cluster_control"
-    Params = ControlParams
+    params_type = ControlParams
 
     def __init__(self, name: str, params: ControlParams):
         super().__init__(name)

@@ -19,7 +19,8 @@ queues need no lock.
 from __future__ import annotations
 
 import collections
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from programs.cluster.membership import Membership
 from programs.cluster.messages import Discovered, Incoming, Message, Outgoing, Record, Setpoints, StateRequest

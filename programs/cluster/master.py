@@ -33,7 +33,7 @@ class MasterParams:
 
 class ClusterMaster(Program):
     kind = "cluster_master"
-    Params = MasterParams
+    params_type = MasterParams
 
     def __init__(self, name: str, params: MasterParams):
         super().__init__(name)

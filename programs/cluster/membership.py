@@ -17,7 +17,7 @@ from __future__ import annotations
 import enum
 import logging
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 import attrs
 

@@ -19,7 +19,7 @@ from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, Quality, TagSpec
 from programs.cluster.aggregate import Aggregate, agreed_leader, member_row, number
 from programs.cluster.link import ClusterLink
-from programs.cluster.membership import MemberState, Membership
+from programs.cluster.membership import Membership, MemberState
 from programs.cluster.messages import Message, NodeState, Setpoints, Share, StatusReport
 from programs.cluster.view import NO_VIEW, RaftView, Role
 from programs.enums import SiteState, StateCommand
@@ -56,7 +56,7 @@ class Applied:
 
 class ClusterNode(Program):
     kind = "cluster"
-    Params = NodeParams
+    params_type = NodeParams
 
     def __init__(self, name: str, params: NodeParams):
         super().__init__(name)

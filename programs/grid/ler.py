@@ -88,9 +88,7 @@ class LerManager:
                 self.nem_state = -1
             elif spec.uses_high and e.high_wh < th(spec.nem_on_min):
                 self.nem_state = 1
-        elif self.nem_state < 0 and e.low_wh > th(spec.nem_off_min):
-            self.nem_state = 0
-        elif self.nem_state > 0 and e.high_wh > th(spec.nem_off_min):
+        elif self.nem_state < 0 and e.low_wh > th(spec.nem_off_min) or self.nem_state > 0 and e.high_wh > th(spec.nem_off_min):
             self.nem_state = 0
 
     def _update_reference(self, f_hz: float) -> None:

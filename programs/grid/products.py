@@ -9,7 +9,7 @@ in one place only (and `tests/grid/test_products.py` checks them against the ref
 from __future__ import annotations
 
 import enum
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 

@@ -8,7 +8,7 @@ way, FCR-D 1/3 h x C in its direction, FFR its support time.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import attrs
 

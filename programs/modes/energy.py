@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from plc.program import TagLookup
 from programs.modes.base import Measurements, ModeBase, in_window, soc_taper
 from programs.modes.tracking import NetLoadTracker
-from plc.program import TagLookup
 
 TAPER_BAND_PCT = 2.0
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from blocks import TON
+from plc.program import TagLookup
 from programs.modes.base import Measurements, ModeBase
 from programs.schedule import Schedule, power_to_reach
-from plc.program import TagLookup
 
 
 class Heartbeat:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from blocks import PID, Hysteresis, LowPass
-from programs.modes.base import Measurements, ModeBase, soc_taper
 from plc.program import TagLookup
+from programs.modes.base import Measurements, ModeBase, soc_taper
 
 TRIM_BAND_W = 150.0
 

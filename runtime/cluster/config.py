@@ -4,7 +4,8 @@ take the keys of `[devices.sim]` (a preset plus overrides of sim/config.py's rec
 
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from runtime.config.lines import Path
 from runtime.config.schema import ClusterConfig

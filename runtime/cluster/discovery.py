@@ -14,7 +14,7 @@ import logging
 import socket
 import struct
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import attrs
 
@@ -105,7 +105,7 @@ class Discovery:
         while not self._stop.is_set():
             try:
                 data, _addr = self._recv.recvfrom(2048)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             except OSError:
                 return

@@ -134,7 +134,7 @@ class RaftEngine:
                     term = obj.raftCurrentTerm
                     self._issued += 1
                     obj.lease(term, self._issued, callback=partial(self._on_commit, term, time.monotonic()))
-            except Exception as exc:  # never let the lease thread die; the lease just lapses
+            except Exception as exc:  # noqa: BLE001 - never let the lease thread die; the lease just lapses
                 log.warning("raft: lease renewal failed: %s", exc)
 
     def _on_commit(self, term: int, issued: float, result: Any, error: Any) -> None:

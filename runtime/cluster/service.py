@@ -19,8 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from programs.cluster.link import ClusterLink
-from programs.cluster.messages import STATE_COMMANDS, Discovered, NodeState, Record, Setpoints, StateRequest, \
-    StatusReport
+from programs.cluster.messages import (
+    STATE_COMMANDS,
+    Discovered,
+    NodeState,
+    Record,
+    Setpoints,
+    StateRequest,
+    StatusReport,
+)
 from programs.cluster.view import NO_VIEW, RaftView
 from runtime.cluster.discovery import Beacon, Discovery
 from runtime.cluster.raft import RaftEngine

@@ -18,7 +18,8 @@ import json
 import logging
 import queue
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import zmq
 
@@ -141,7 +142,7 @@ class Transport:
             if not isinstance(request, dict):
                 raise ValueError("a request is a JSON object")
             reply = self.handler(request)
-        except Exception as exc:  # a bad request gets an error reply, never kills the thread
+        except Exception as exc:  # noqa: BLE001 - a bad request gets an error reply, never kills the thread
             reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
         rep.send(json.dumps(reply, separators=(",", ":")).encode())
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from plc.tags import Access, Area, DType, ModbusTable, TagSpec, TagValueError, make_checker
 from programs.registry import PROGRAMS
 from runtime.cluster.config import check as check_cluster
 from runtime.config.files import parse_toml, raise_errors, read_text
@@ -28,7 +29,6 @@ from runtime.config.schema import (
 )
 from runtime.config.structure import MISSING, Errors, _suggest, structure
 from runtime.io.registry import DRIVERS
-from plc.tags import Access, Area, DType, ModbusTable, TagSpec, TagValueError, make_checker
 
 SECTIONS = ("site", "supervisor", "logging", "modbus_server", "meter_gateway", "devices", "tags", "programs",
             "event_log", "retain", "watchdog", "cluster")
@@ -255,7 +255,7 @@ def _programs(items, kinds, errors: Errors):  # type: ignore[no-untyped-def]
         if cls is None:
             errors.add(path + ("kind",), f"unknown program kind {program.kind!r}{_suggest(program.kind, kinds)}")
             continue
-        value = structure(cls.Params, raw if raw is not None else {}, path + ("params",), errors)
+        value = structure(cls.params_type, raw if raw is not None else {}, path + ("params",), errors)
         programs.append(program)
         if value is not MISSING:
             params[program.name] = value

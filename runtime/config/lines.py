@@ -9,9 +9,8 @@ It only has to be right for valid TOML: invalid TOML is rejected by tomllib firs
 from __future__ import annotations
 
 import re
-from typing import Union
 
-Key = Union[str, int]
+Key = str | int
 Path = tuple[Key, ...]
 
 _BARE = re.compile(r"[A-Za-z0-9_-]+")

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
 
+from plc.tags import Area
 from runtime.clock import Clock
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, ConfigErrors, Errors, _suggest, structure
@@ -29,7 +31,6 @@ from runtime.io.modbus.client import ModbusDriver
 from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint
 from runtime.io.modbus.profile import Profile, load_profile, resolve_profile_path
 from runtime.io.registry import DriverKind
-from plc.tags import Area
 
 log = logging.getLogger(__name__)
 

@@ -15,12 +15,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from typing import Any, Callable, ClassVar, NamedTuple, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import attrs
 
-from runtime.clock import Clock
 from plc.tags import Quality
+from runtime.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +190,7 @@ class Driver:
         self._next_poll = max(self._next_poll + self.settings.poll_period_s, now)
         try:
             self._poll_once(now)
-        except Exception as exc:  # a driver error must never break the scan
+        except Exception as exc:  # noqa: BLE001 - a driver error must never break the scan
             self._on_error(exc)
             self._next_poll = now + self._backoff
             self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
@@ -217,7 +218,7 @@ class Driver:
         while not self._stop.is_set() and generation == self._generation:
             try:
                 self._poll_once(self.clock.now(), generation)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any device error: count it, back off, retry
                 if generation != self._generation:
                     return
                 self._on_error(exc)
@@ -261,7 +262,7 @@ class Driver:
             return
         try:
             self._write_staged()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - stopping: say so and go on closing the others
             log.error("device %s: could not write safe outputs on stop: %s", self.name, exc)
 
     def _publish(self, raw: Sequence[Any], stamp: float) -> None:
@@ -316,5 +317,5 @@ class Driver:
         self._opened = False
         try:
             self.close()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a device that fails to close is closed for us anyway
             log.debug("device %s: close failed: %s", self.name, exc)

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
 
+from plc.tags import Area
 from runtime.clock import Clock
 from runtime.config.lines import Path
 from runtime.io.driver import Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
-from plc.tags import Area
 
 log = logging.getLogger(__name__)
 

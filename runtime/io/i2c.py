@@ -15,17 +15,18 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from typing import Any, Callable, Literal, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
 
+from plc.tags import Area
 from runtime.clock import Clock
 from runtime.config.lines import Path
 from runtime.io.bme680 import Bme680
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
-from plc.tags import Area
 
 log = logging.getLogger(__name__)
 

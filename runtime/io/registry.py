@@ -7,7 +7,8 @@ in a cycle. A driver class is built as `driver(name, inputs, outputs, clock, set
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 

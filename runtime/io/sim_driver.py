@@ -11,16 +11,17 @@ the tags bound to it, so they age into STALE exactly as a silent real device wou
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
+from plc.tags import Area
 from runtime.clock import Clock
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, Errors, structure
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
-from plc.tags import Area
 from sim import Plant, PlantConfig, variables
 
 

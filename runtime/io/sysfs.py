@@ -16,16 +16,17 @@ unreadable file turns its tag BAD (logged once) without touching the others.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path as FsPath
-from typing import Any, Sequence
+from typing import Any
 
 import attrs
 
+from plc.tags import Area
 from runtime.clock import Clock
 from runtime.config.lines import Path
 from runtime.io.driver import Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
-from plc.tags import Area
 
 log = logging.getLogger(__name__)
 CPU_TEMP = "/sys/class/thermal/thermal_zone0/temp"

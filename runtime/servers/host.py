@@ -18,7 +18,8 @@ import asyncio
 import logging
 import sys
 import threading
-from typing import Any, Coroutine, Literal, Protocol, Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, Literal, Protocol
 
 import attrs
 from pymodbus.constants import ExcCodes
@@ -29,8 +30,8 @@ from pymodbus.server.requesthandler import ServerRequestHandler
 from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.transaction import TransactionManager
 
-from runtime.servers.register_map import TABLE_OF_FUNCTION
 from plc.tags import ModbusTable
+from runtime.servers.register_map import TABLE_OF_FUNCTION
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ class _RequestContext:
         self.peer = peer
         self.echo: list[Any] | None = None
 
-    async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1):  # type: ignore[no-untyped-def]  # noqa: N802
+    async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1):  # type: ignore[no-untyped-def]
         if func_code in ECHOED_WRITES and self.echo is not None:
             return self.echo
         table = TABLE_OF_FUNCTION.get(func_code)
@@ -111,7 +112,7 @@ class _RequestContext:
         result = self.store.read(table, address, count)
         return ExcCodes(result) if isinstance(result, int) else result
 
-    async def async_setValues(self, device_id: int, func_code: int, address: int, values: Sequence[Any]):  # type: ignore[no-untyped-def]  # noqa: N802
+    async def async_setValues(self, device_id: int, func_code: int, address: int, values: Sequence[Any]):  # type: ignore[no-untyped-def]
         table = TABLE_OF_FUNCTION.get(func_code)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION

@@ -23,12 +23,12 @@ from typing import Any
 
 import attrs
 
+from plc.tags import DType, ModbusTable, Quality
 from runtime.config.lines import Path
 from runtime.config.schema import MeterGatewayConfig
 from runtime.image import ProcessImage, Snapshot
 from runtime.servers.host import Peer, ServedMirror
 from runtime.servers.register_map import ILLEGAL_ADDRESS, ILLEGAL_FUNCTION
-from plc.tags import DType, ModbusTable, Quality
 
 log = logging.getLogger(__name__)
 

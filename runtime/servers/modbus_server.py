@@ -17,6 +17,7 @@ import logging
 import re
 from typing import Any
 
+from plc.tags import ModbusTable, TagValueError
 from runtime.config.schema import ModbusServerConfig
 from runtime.image import ProcessImage, Snapshot
 from runtime.servers.host import Peer, ServedMirror
@@ -28,7 +29,6 @@ from runtime.servers.register_map import (
     RegisterMap,
     WriteRejected,
 )
-from plc.tags import ModbusTable, TagValueError
 
 log = logging.getLogger(__name__)
 

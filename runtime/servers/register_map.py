@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any, Callable, Iterable, Iterator, Literal, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal
 
 import attrs
 
-from runtime.image import Snapshot
 from plc.tags import Access, DType, ModbusTable, TagSpec, TagValueError
+from runtime.image import Snapshot
 
 WordOrder = Literal["high_first", "low_first"]
 

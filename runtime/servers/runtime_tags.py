@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import attrs
 
+from plc.tags import DType, ModbusAddress, ModbusTable, TagSpec
 from runtime.config.schema import ModbusServerConfig
 from runtime.scan_stats import stats_tag_specs
-from plc.tags import DType, ModbusAddress, ModbusTable, TagSpec
 
 
 def runtime_tag_specs(cfg: ModbusServerConfig | None) -> list[TagSpec]:

@@ -55,7 +55,7 @@ def test_its_tags_are_the_site_programs_with_the_cluster_prefix_elsewhere_in_the
     site = {spec.name: spec for spec in SiteControl("control", ControlParams()).declare()}
     cluster = {spec.name: spec for spec in program.declare()}
     assert set(cluster) == {f"cluster_{name}" for name in site}
-    site_addresses = {(s.modbus.table, s.modbus.address) for s in SiteControl("c", SiteControl.Params()).declare()
+    site_addresses = {(s.modbus.table, s.modbus.address) for s in SiteControl("c", SiteControl.params_type()).declare()
                       if s.modbus is not None}
     assert all((s.modbus.table, s.modbus.address) not in site_addresses for s in cluster.values() if s.modbus)
 

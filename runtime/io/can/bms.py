@@ -16,19 +16,20 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import attrs
 import can
 from attrs import validators as v
 
+from plc.tags import Area
 from runtime.clock import Clock
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, Errors, _suggest, structure
 from runtime.io.can.dbc import FAMILIES, VERSIONS, FrameDecoder, FrameProblem, FrameSpec, load_dbc, resolve_dbc
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
 from runtime.io.registry import DriverKind
-from plc.tags import Area
 
 log = logging.getLogger(__name__)
 

@@ -109,7 +109,7 @@ class FrameDecoder:
                                spec, rack)
         try:
             values = message.decode(data, decode_choices=False, scaling=True)
-        except Exception as exc:  # cantools raises several types for undecodable payloads
+        except Exception as exc:  # noqa: BLE001 - cantools raises several types for undecodable payloads
             raise FrameProblem("undecodable", f"{message.name}: {exc}", spec, rack) from None
         if spec.rack_signal:
             rack = int(values.get(spec.rack_signal, 0))

@@ -17,14 +17,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import attrs
 
 from runtime.clock import Clock
 from runtime.io import aio
-from runtime.io.modbus import codec, transport
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
+from runtime.io.modbus import codec, transport
 from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint, check_points, parse_options
 from runtime.io.modbus.plan import Block, plan_reads
 from runtime.io.modbus.profile import Register

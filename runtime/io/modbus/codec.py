@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 Order = Literal["big", "little"]
 
@@ -93,13 +94,13 @@ def decode(words: Sequence[int], dtype: str, byte_order: Order = "big", word_ord
     return struct.unpack(fmt, _to_bytes(words, byte_order, word_order))[0]
 
 
-def encode(value: int | float | str, dtype: str, byte_order: Order = "big", word_order: Order = "big",
+def encode(value: float | str, dtype: str, byte_order: Order = "big", word_order: Order = "big",
            length: int = 0) -> list[int]:
     """Value -> registers. Integers are rounded; out-of-range values raise ValueError."""
     if dtype == "string":
         data = str(value).encode("ascii")[: length * 2].ljust(length * 2, b"\x00")
         return _from_bytes(data, byte_order, "big")
-    count, fmt = _FORMATS[dtype]
+    _, fmt = _FORMATS[dtype]
     if dtype not in FLOAT_DTYPES:
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"cannot write {value} as {dtype}")

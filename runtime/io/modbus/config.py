@@ -15,15 +15,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import attrs
 from attrs import validators as v
 
+from plc.tags import Area
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, ConfigErrors, Errors, _suggest, structure
 from runtime.io.modbus.profile import Profile, known_models, load_profile, resolve_profile_path
-from plc.tags import Area
 
 META = ("online", "fault_count", "timeouts", "exceptions", "bad_responses", "write_errors",
         "verify_failures", "reconnects", "poll_time_s")

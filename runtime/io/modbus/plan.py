@@ -9,12 +9,12 @@ earn an "illegal data address" exception from most devices, so gaps are opt-in.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import attrs
 
-from runtime.io.modbus.profile import Profile, Register
 from plc.tags import ModbusTable
+from runtime.io.modbus.profile import Profile, Register
 
 
 @attrs.frozen

@@ -15,13 +15,12 @@ from typing import Any, Literal
 import attrs
 from attrs import validators as v
 
+from plc.tags import ModbusTable
 from runtime.config.files import parse_toml, raise_errors, read_text
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
 from runtime.io.modbus.codec import BIT_DTYPES, DTYPES, INTEGER_DTYPES, register_count
-from plc.tags import ModbusTable
 from runtime.paths import IO_MAPS_DIR, PROFILE_DIR
-
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SECTIONS = ("device", "poll_groups", "registers", "commands")

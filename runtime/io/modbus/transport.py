@@ -11,14 +11,15 @@ A lost connection raises ConnectionError, which restarts the driver with backoff
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusIOException
 from pymodbus.framer import FramerType
 
-from runtime.io.modbus.config import ModbusOptions
 from plc.tags import ModbusTable
+from runtime.io.modbus.config import ModbusOptions
 
 # pymodbus logs every retry and every lost frame; the driver logs each fault once per change.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -48,7 +49,7 @@ class NoReply(Exception):
 
 def make_client(options: ModbusOptions) -> Any:
     """A pymodbus async client for the options; pymodbus's own auto-reconnect stays off."""
-    common = dict(timeout=options.timeout_s, retries=options.retries, reconnect_delay=0)
+    common: dict[str, Any] = {"timeout": options.timeout_s, "retries": options.retries, "reconnect_delay": 0}
     if options.transport == "rtu":
         return AsyncModbusSerialClient(options.serial_port, framer=FramerType.RTU, baudrate=options.baudrate,
                                        parity=options.parity, stopbits=options.stopbits,
