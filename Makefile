@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DEPS   := $(VENV)/.deps-installed
 IO_MAP ?= io_maps/sim_home.toml
 
-.PHONY: run test bench system-deps clean
+.PHONY: run test lint bench system-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,14 @@ run: $(DEPS)
 test: $(DEPS) system-deps
 	$(PY) -m pytest
 
+## static checks: ruff (style, imports, common bugs) and mypy (types) on the packages
+lint: $(DEPS)
+	$(VENV)/bin/ruff check plc blocks programs sim runtime ems bench tests
+	$(VENV)/bin/mypy
+
 ## benchmarks: each prints its figures next to a baseline measured in the same run
 bench: $(DEPS)
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 system-deps:
 	bash scripts/install-system-deps.sh
