@@ -32,9 +32,14 @@ class TagRef(Protocol):
     stamp: float
 
     @property
+    def spec(self) -> TagSpec: ...
+
+    @property
     def good(self) -> bool: ...
 
     def set(self, value: Any) -> None: ...
+
+    def set_quality(self, quality: Quality) -> None: ...
 
 
 class TagLookup(Protocol):

@@ -277,26 +277,35 @@ class GridLoss(Condition):
         return "/".join(f"{t.value:.0f}" for t in self.tags) + " V"
 
 
+_CHECKED = "the safety Params ran check_thresholds: a kind with thresholds has them"
+
+
 def build_condition(d: InterlockDef, trip: float | None, clear: float | None,
                     lookup: Callable[[str], Any], gate_min: float = 0.0) -> Condition:
     """A live condition for one interlock, with its effective thresholds."""
     kind = d.kind
     if kind in ("above", "below"):
+        assert trip is not None and clear is not None, _CHECKED
         gate = lookup(d.gate) if d.gate else None
         cls = Above if kind == "above" else Below
-        return cls(lookup(d.inputs[0]), trip, clear, gate, gate_min)  # type: ignore[arg-type]
+        return cls(lookup(d.inputs[0]), trip, clear, gate, gate_min)
     if kind == "spread":
-        return Spread(lookup(d.inputs[0]), lookup(d.inputs[1]), trip, clear)  # type: ignore[arg-type]
+        assert trip is not None and clear is not None, _CHECKED
+        return Spread(lookup(d.inputs[0]), lookup(d.inputs[1]), trip, clear)
     if kind in ("flag", "flag_failsafe"):
         return Flag(lookup(d.inputs[0]), failsafe=kind == "flag_failsafe")
     if kind == "bits":
-        return Bits(lookup(d.inputs[0]), int(trip))  # type: ignore[arg-type]
+        assert trip is not None, _CHECKED
+        return Bits(lookup(d.inputs[0]), int(trip))
     if kind == "stale":
         return Stale([lookup(n) for n in d.inputs])
     if kind == "overcurrent":
-        return Overcurrent(*(lookup(n) for n in d.inputs), trip, clear)  # type: ignore[arg-type]
+        assert trip is not None and clear is not None, _CHECKED
+        current, ccl, dcl = (lookup(n) for n in d.inputs)  # the table's three inputs
+        return Overcurrent(current, ccl, dcl, trip, clear)
     if kind == "grid_loss":
-        return GridLoss([lookup(n) for n in d.inputs], trip, clear)  # type: ignore[arg-type]
+        assert trip is not None and clear is not None, _CHECKED
+        return GridLoss([lookup(n) for n in d.inputs], trip, clear)
     raise ValueError(f"interlock {d.name!r}: unknown kind {kind!r}")
 
 

@@ -15,6 +15,7 @@ import attrs
 from attrs import validators as v
 
 from blocks import StateMachine, Transition
+from blocks.state_machine import Guard
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, TagSpec
 from programs.enums import SiteState, StateCommand
@@ -76,7 +77,7 @@ class SiteStateProgram(Program):
         ]
 
     @staticmethod
-    def _cmd(command: StateCommand):  # type: ignore[no-untyped-def]
+    def _cmd(command: StateCommand) -> Guard:
         return lambda c: c.command is command
 
     def _enter_idle(self, ctx: Any) -> None:

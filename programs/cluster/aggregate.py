@@ -58,7 +58,7 @@ class Aggregate:
     def of(cls, members: Iterable[Member]) -> Aggregate:
         members = list(members)
         powered = [m.last for m in members if m.last is not None and m.state is not MemberState.OFFLINE]
-        usable = [m.last for m in members if m.usable and m.last.valid]
+        usable = [m.last for m in members if m.usable and m.last is not None and m.last.valid]  # usable: has a last
         eligible = [s for s in usable if SiteState(s.site_state) in ELIGIBLE_STATES]
         energy = sum(s.capacity_wh for s in usable)
         soc = sum(s.soc_pct * s.capacity_wh for s in usable) / energy if energy > 0 else 0.0

@@ -123,9 +123,9 @@ class ClusterMaster(Program):
     def _command(self, link: ClusterLink, ctx: ScanContext) -> tuple[int, int]:
         """A state command from the request channel, repeated for a while (nodes apply it once)."""
         for name in link.take_commands():
-            command = StateCommand[name.upper()]
-            self.command = (int(command), self.command[1] + 1, ctx.t_s)
-            self.held = command is StateCommand.IDLE or (self.held and command is not StateCommand.RUN)
+            requested = StateCommand[name.upper()]
+            self.command = (int(requested), self.command[1] + 1, ctx.t_s)
+            self.held = requested is StateCommand.IDLE or (self.held and requested is not StateCommand.RUN)
             log.info("cluster: state command %s to every node", name)
         command, command_id, since = self.command
         if command and ctx.t_s - since <= self.p.state_cmd_repeat_s:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from plc.program import TagLookup
 from programs.modes.base import Measurements, ModeBase, in_window, soc_taper
 from programs.modes.tracking import NetLoadTracker
+
+if TYPE_CHECKING:
+    from programs.site_control import Params
 
 TAPER_BAND_PCT = 2.0
 
@@ -14,7 +19,7 @@ class ChargeOnly(ModeBase):
 
     may_discharge = False
 
-    def __init__(self, params, tags: TagLookup):  # type: ignore[no-untyped-def]
+    def __init__(self, params: Params, tags: TagLookup) -> None:
         self.target = tags["charge_target_soc_pct"]
         self.power = tags["charge_power_w"]
         self.start_min = tags["charge_window_start_min"]
@@ -33,7 +38,7 @@ class CostSaving(ModeBase):
     `cost_expensive_price` are the thresholds (writable tags).
     """
 
-    def __init__(self, params, tags: TagLookup):  # type: ignore[no-untyped-def]
+    def __init__(self, params: Params, tags: TagLookup) -> None:
         self.tariff = sorted((_minutes(t.start) * 60.0, t.price) for t in params.tariff)
         self.cheap = tags["cost_cheap_price"]
         self.expensive = tags["cost_expensive_price"]

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from blocks import TON
 from plc.program import TagLookup
 from programs.modes.base import Measurements, ModeBase
-from programs.schedule import Schedule, power_to_reach
+from programs.schedule import Schedule, ScheduleEntry, power_to_reach
+
+if TYPE_CHECKING:
+    from programs.site_control import Params
 
 
 class Heartbeat:
@@ -38,13 +43,13 @@ class External(ModeBase):
     sleep_ok = False
     respects_reserve = False
 
-    def __init__(self, params, tags: TagLookup):  # type: ignore[no-untyped-def]
+    def __init__(self, params: Params, tags: TagLookup) -> None:
         self.p_tag = tags["ext_p_setpoint_w"]
         self.q_tag = tags["ext_q_setpoint_var"]
         self.schedule_enabled = tags["schedule_enabled"]
         self.capacity_wh = params.battery_capacity_wh
         self.schedule = Schedule()
-        self.entry = None
+        self.entry: ScheduleEntry | None = None
 
     def heartbeat_needed(self, m: Measurements) -> bool:
         """A schedule entry in force runs on its own; setpoints from tags need their heartbeat."""
@@ -70,7 +75,7 @@ class Local(ModeBase):
     respects_reserve = False
     needs_heartbeat = True
 
-    def __init__(self, params, tags: TagLookup):  # type: ignore[no-untyped-def]
+    def __init__(self, params: Params, tags: TagLookup) -> None:
         self.p_tag = tags["local_p_setpoint_w"]
 
     def request(self, m: Measurements) -> float:

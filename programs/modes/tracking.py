@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from blocks import PID, Hysteresis, LowPass
 from plc.program import TagLookup
 from programs.modes.base import Measurements, ModeBase, soc_taper
+
+if TYPE_CHECKING:
+    from programs.site_control import Params
 
 TRIM_BAND_W = 150.0
 
@@ -50,7 +55,7 @@ class NetLoadTracker:
 class SelfConsumption(ModeBase):
     """Grid exchange toward `grid_setpoint_w` (0 W by default), keeping the backup reserve."""
 
-    def __init__(self, params, tags: TagLookup):  # type: ignore[no-untyped-def]
+    def __init__(self, params: Params, tags: TagLookup) -> None:
         self.tracker = NetLoadTracker(params.net_load_tau_s, params.trim_kp, params.trim_ki,
                                       params.trim_limit_w, params.zero_band_w)
         self.setpoint = tags["grid_setpoint_w"]
@@ -67,7 +72,7 @@ class LoadMatching(ModeBase):
 
     may_charge = False
 
-    def __init__(self, params, tags: TagLookup):  # type: ignore[no-untyped-def]
+    def __init__(self, params: Params, tags: TagLookup) -> None:
         self.tracker = NetLoadTracker(params.net_load_tau_s, params.trim_kp, params.trim_ki,
                                       params.trim_limit_w, params.zero_band_w)
 
@@ -89,7 +94,7 @@ class PeakShaving(ModeBase):
 
     respects_reserve = False
 
-    def __init__(self, params, tags: TagLookup):  # type: ignore[no-untyped-def]
+    def __init__(self, params: Params, tags: TagLookup) -> None:
         self.import_limit = tags["import_limit_w"]
         self.recharge_soc = tags["peak_recharge_soc_pct"]
         self.recharge_power = tags["peak_recharge_power_w"]
