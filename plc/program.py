@@ -76,3 +76,13 @@ class Program:
 
     def execute(self, ctx: ScanContext) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement execute")
+
+
+class ProgramKind(Protocol):
+    """A program class as an io_map names it (programs/registry.py): the loader builds its
+    `params_type` record from `[programs.params]` and calls `cls(name, params)`."""
+
+    @property
+    def params_type(self) -> type[Any]: ...
+
+    def __call__(self, name: str, params: Any) -> Program: ...

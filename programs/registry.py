@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from plc.kinds import Kinds
-from plc.program import Program
+from plc.program import ProgramKind
 
-PROGRAMS: Kinds[type[Program]] = Kinds({
+PROGRAMS: Kinds[ProgramKind] = Kinds({
     "site_state": "programs.site_state:SiteStateProgram",
     "power_limits": "programs.power_limits:PowerLimits",
     "site_control": "programs.site_control:SiteControl",

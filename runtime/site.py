@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path as FsPath
 from typing import Any, Protocol
 
@@ -126,12 +126,21 @@ class Site:
         if cfg.retain.enabled:
             retainer = retain.attach(self, data_dir, cfg.retain)
             clean = retainer.previous_clean
-            self._closers.append(lambda: (retainer.stop(self.clock.now()), retainer.store.close()))
+
+            def close_retain() -> None:
+                retainer.stop(self.clock.now())
+                retainer.store.close()
+
+            self._closers.append(close_retain)
         if cfg.event_log.enabled:
             event_log = events.attach(self, data_dir, cfg.event_log)
             event_log.append(events.service_event(self, "started", clean))
-            self._closers.append(lambda: (event_log.append(events.service_event(self, "stopped")),
-                                          event_log.close(self.clock.wall())))
+
+            def close_event_log() -> None:
+                event_log.append(events.service_event(self, "stopped"))
+                event_log.close(self.clock.wall())
+
+            self._closers.append(close_event_log)
         watchdog = systemd.attach(self, cfg.watchdog)
         if watchdog is not None:
             self._closers.insert(0, watchdog.stop)
@@ -278,7 +287,7 @@ def _safety_last(io_map: IoMap, image: ProcessImage, placed: list[tuple[int, Pro
             for i, p in placed if i > last and writes.get(p.name) and p.kind != "safety"]
 
 
-def _cluster(programs: list[Program], io_map: IoMap, engine: ScanEngine, clock: Clock) -> list[Mirror]:
+def _cluster(programs: list[Program], io_map: IoMap, engine: ScanEngine, clock: Clock) -> Sequence[Mirror]:
     """The cluster service when the site runs cluster programs (runtime/cluster, docs/cluster.md)."""
     from runtime.cluster.service import attach
 
@@ -301,7 +310,8 @@ def _schedule_watchers(programs: list[Program], io_map: IoMap) -> list[Mirror]:
     return watchers
 
 
-def _build_drivers(io_map: IoMap, image: ProcessImage, clock: Clock):  # type: ignore[no-untyped-def]
+def _build_drivers(io_map: IoMap, image: ProcessImage,
+                   clock: Clock) -> tuple[dict[str, Driver], list[InputBinding], list[OutputBinding]]:
     drivers: dict[str, Driver] = {}
     inputs: list[InputBinding] = []
     outputs: list[OutputBinding] = []

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path as FsPath
 from typing import Any
 
 import attrs
 
+from plc.program import ProgramKind
 from plc.tags import Access, Area, DType, ModbusTable, TagSpec, TagValueError, make_checker
 from programs.registry import PROGRAMS
 from runtime.cluster.config import check as check_cluster
@@ -28,7 +30,9 @@ from runtime.config.schema import (
     WatchdogConfig,
 )
 from runtime.config.structure import MISSING, Errors, _suggest, structure
-from runtime.io.registry import DRIVERS
+from runtime.io.registry import DRIVERS, DriverKind
+
+TagIo = tuple[IoConfig, Any, Path]  # a tag's io binding, its driver-specific point, where it is in the file
 
 SECTIONS = ("site", "supervisor", "logging", "modbus_server", "meter_gateway", "devices", "tags", "programs",
             "event_log", "retain", "watchdog", "cluster")
@@ -103,7 +107,8 @@ def _split(item: Any, key: str) -> tuple[Any, Any]:
     return rest, rest.pop(key, None)
 
 
-def _devices(items, kinds, errors: Errors):  # type: ignore[no-untyped-def]
+def _devices(items: list[tuple[Path, Any]], kinds: Mapping[str, DriverKind],
+             errors: Errors) -> tuple[dict[str, DeviceConfig], dict[str, Any], set[str]]:
     devices: dict[str, DeviceConfig] = {}
     options: dict[str, Any] = {}
     broken: set[str] = set()
@@ -136,9 +141,10 @@ def _devices(items, kinds, errors: Errors):  # type: ignore[no-untyped-def]
     return devices, options, broken
 
 
-def _tags(items, devices, broken, kinds, errors: Errors):  # type: ignore[no-untyped-def]
+def _tags(items: list[tuple[Path, Any]], devices: dict[str, DeviceConfig], broken: set[str],
+          kinds: Mapping[str, DriverKind], errors: Errors) -> tuple[dict[str, TagSpec], dict[str, TagIo]]:
     tags: dict[str, TagSpec] = {}
-    tag_io: dict[str, tuple[IoConfig, Any, Path]] = {}
+    tag_io: dict[str, TagIo] = {}
     used: dict[tuple[ModbusTable, int], str] = {}
     for path, item in items:
         rest, io = _split(item, "io")
@@ -164,7 +170,8 @@ def _tags(items, devices, broken, kinds, errors: Errors):  # type: ignore[no-unt
     return tags, tag_io
 
 
-def _io(io: Any, path: Path, devices, broken, kinds, errors: Errors):  # type: ignore[no-untyped-def]
+def _io(io: Any, path: Path, devices: dict[str, DeviceConfig], broken: set[str], kinds: Mapping[str, DriverKind],
+        errors: Errors) -> tuple[IoConfig, Any] | None:
     if not isinstance(io, dict):
         errors.add(path, "expected a table")
         return None
@@ -213,7 +220,7 @@ def _check_tag(tag: TagSpec, path: Path, errors: Errors) -> None:
             errors.add(path + (key,), str(exc))
 
 
-def _check_modbus(tag: TagSpec, path: Path, used: dict, errors: Errors) -> None:  # type: ignore[type-arg]
+def _check_modbus(tag: TagSpec, path: Path, used: dict[tuple[ModbusTable, int], str], errors: Errors) -> None:
     if tag.modbus is None:
         return
     table = tag.modbus.table
@@ -240,7 +247,8 @@ def _check_modbus(tag: TagSpec, path: Path, used: dict, errors: Errors) -> None:
         used[(table, address)] = tag.name
 
 
-def _programs(items, kinds, errors: Errors):  # type: ignore[no-untyped-def]
+def _programs(items: list[tuple[Path, Any]], kinds: Mapping[str, ProgramKind],
+              errors: Errors) -> tuple[list[ProgramConfig], dict[str, Any]]:
     programs: list[ProgramConfig] = []
     params: dict[str, Any] = {}
     for path, item in items:
@@ -262,8 +270,9 @@ def _programs(items, kinds, errors: Errors):  # type: ignore[no-untyped-def]
     return programs, params
 
 
-def _check_drivers(devices, options, tags, tag_io, kinds, errors: Errors) -> None:  # type: ignore[no-untyped-def]
-    by_device: dict[str, list] = {name: [] for name in devices}  # type: ignore[type-arg]
+def _check_drivers(devices: dict[str, DeviceConfig], options: dict[str, Any], tags: dict[str, TagSpec],
+                   tag_io: dict[str, TagIo], kinds: Mapping[str, DriverKind], errors: Errors) -> None:
+    by_device: dict[str, list[tuple[TagSpec, Any, Path]]] = {name: [] for name in devices}
     for name, (binding, point, path) in tag_io.items():
         by_device[binding.device].append((tags[name], point, path))
     for name, device in devices.items():

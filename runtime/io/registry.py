@@ -13,17 +13,20 @@ from typing import Any
 import attrs
 
 from plc.kinds import Kinds
+from runtime.clock import Clock
 from runtime.config.lines import Path
-from runtime.io.driver import Driver
+from runtime.io.driver import Driver, DriverSettings, Point
 
 # check(options, [(tag config, point record, path of the tag's io table)]) -> [(path, message)]
 Checker = Callable[[Any, Sequence[tuple[Any, Any, Path]]], list[tuple[Path, str]]]
+# a Driver class: driver(name, inputs, outputs, clock, settings, options), options of the kind's record
+DriverFactory = Callable[[str, Sequence[Point], Sequence[Point], Clock, DriverSettings, Any], Driver]
 
 
 @attrs.frozen
 class DriverKind:
     name: str
-    driver: type[Driver]
+    driver: DriverFactory
     options: type  # attrs record for the device's [devices.<kind>] table
     point: type  # attrs record for the driver-specific keys of a tag's io table
     check: Checker | None = None
