@@ -101,7 +101,7 @@ class SqliteWriter:
                 except queue.Empty:
                     break
             stop = any(job is _STOP for job in jobs)
-            self._commit([job for job in jobs if callable(job)])  # type: ignore[misc]
+            self._commit([job for job in jobs if callable(job)])
             for job in jobs:
                 if isinstance(job, _Barrier):
                     job.done.set()

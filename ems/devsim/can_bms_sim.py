@@ -121,7 +121,7 @@ class SimulatedBms:
         if faults.out_of_range.startswith(message.name + "."):
             signal = message.get_signal_by_name(faults.out_of_range.split(".", 1)[1])
             raw = (1 << (signal.length - 1)) - 1 if signal.is_signed else (1 << signal.length) - 1
-            values = message.decode(data, decode_choices=False, scaling=False)
+            values = message.decode_simple(data, decode_choices=False, scaling=False)
             values[signal.name] = raw
             return message.encode(values, scaling=False, strict=False)
         return data
@@ -202,7 +202,7 @@ class SimulatedBms:
                 continue
             spec = commands[frame.arbitration_id]
             try:
-                values = spec.message.decode(bytes(frame.data), decode_choices=False)
+                values: dict[str, Any] = spec.message.decode_simple(bytes(frame.data), decode_choices=False)
             except Exception:  # noqa: BLE001, S112 - a frame a real BMS would not decode, it ignores too
                 continue
             self.commands.append(values)

@@ -149,7 +149,7 @@ class Transport:
 
 def request(endpoint_: str, body: dict[str, Any], timeout_s: float = 1.0) -> dict[str, Any]:
     """One request/reply round trip; raises TimeoutError when nobody answers in time."""
-    context = zmq.Context.instance()
+    context: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = context.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 import attrs
@@ -15,7 +16,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-def _matches(pattern: re.Pattern[str], what: str):  # type: ignore[no-untyped-def]
+def _matches(pattern: re.Pattern[str], what: str) -> Callable[[Any, attrs.Attribute[str], str], None]:
     def check(_instance: Any, attribute: attrs.Attribute, value: str) -> None:
         if not pattern.match(value):
             raise ValueError(f"{value!r} is not a valid {what} (pattern {pattern.pattern})")
@@ -67,7 +68,7 @@ def _write_allow(_instance: Any, _attribute: attrs.Attribute, value: tuple[str, 
             raise ValueError(f"{item!r} is not an IP address, a network (10.0.0.0/24) or \"rtu\"") from None
 
 
-def _ascii(limit: int):  # type: ignore[no-untyped-def]
+def _ascii(limit: int) -> Callable[[Any, attrs.Attribute[str], str], None]:
     def check(_instance: Any, _attribute: attrs.Attribute, value: str) -> None:
         if not value.isascii() or len(value) > limit:
             raise ValueError(f"{value!r} must be ASCII text of at most {limit} characters")

@@ -193,6 +193,7 @@ class _ModbusRelay:
     """The relay as a coil of a Modbus IO module, driven through the `modbus` driver's code."""
 
     def __init__(self, name: str, config: SleepConfig, clock: Clock, settings: DriverSettings):
+        assert config.profile is not None, "parse_options loads the profile of a relay that is not a GPIO pin"
         relay = config.options.relay
         options = ModbusOptions(model=relay.model, host=relay.host, port=relay.port, transport=relay.transport,
                                 serial_port=relay.serial_port, unit_id=relay.unit_id, timeout_s=relay.timeout_s,

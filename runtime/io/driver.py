@@ -36,6 +36,10 @@ class Sample(NamedTuple):
     stamp: float
 
 
+Reading = tuple[Any, Quality, float]
+"""What a driver publishes per input: a `Sample` or a plain tuple of the same three."""
+
+
 class _Unchanged:
     def __repr__(self) -> str:
         return "UNCHANGED"
@@ -108,7 +112,7 @@ class Driver:
         self.clock = clock
         self.settings = settings
         bad = Sample(None, Quality.UNINIT, float("-inf"))
-        self.latest: tuple[Sample, ...] = (bad,) * len(self.inputs)
+        self.latest: tuple[Reading, ...] = (bad,) * len(self.inputs)
         self._decoders = [point.decoder() for point in self.inputs]
         self._staged: tuple[Any, ...] | None = None
         self._written: tuple[Any, ...] | None = None
@@ -285,7 +289,7 @@ class Driver:
                 samples.append(self._sample(point, value, previous, stamp))
         self.latest = tuple(samples)
 
-    def _sample(self, point: Point, raw: Any, previous: Sample, stamp: float) -> Sample:
+    def _sample(self, point: Point, raw: Any, previous: Reading, stamp: float) -> Sample:
         try:
             return Sample(point.decoder()(raw), Quality.GOOD, stamp)
         except (TypeError, ValueError, OverflowError) as exc:

@@ -162,6 +162,7 @@ class I2cDriver(Driver):
             if isinstance(result, Exception):
                 return None
             if p.sensor == "ads1115":
+                assert result is not None, "check_points: an ads1115 address has no other kind, so has its chip"
                 return result.read(self.bus, p.channel, p.full_scale_v)
             return UNCHANGED if result is None else result.get(p.quantity)
         except OSError as exc:

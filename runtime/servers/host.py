@@ -94,7 +94,10 @@ class SerialEndpoint:
 
 
 class _RequestContext:
-    """The datastore as one request sees it: knows the peer, echoes single writes."""
+    """The datastore as one request sees it: knows the peer, echoes single writes.
+
+    It stands in for pymodbus's ModbusServerContext, of which the PDUs call only
+    async_getValues and async_setValues."""
 
     __slots__ = ("store", "peer", "echo")
 
@@ -103,7 +106,8 @@ class _RequestContext:
         self.peer = peer
         self.echo: list[Any] | None = None
 
-    async def async_getValues(self, device_id: int, func_code: int, address: int, count: int = 1):  # type: ignore[no-untyped-def]
+    async def async_getValues(self, device_id: int, func_code: int, address: int,
+                              count: int = 1) -> list[Any] | ExcCodes:
         if func_code in ECHOED_WRITES and self.echo is not None:
             return self.echo
         table = TABLE_OF_FUNCTION.get(func_code)
@@ -112,7 +116,8 @@ class _RequestContext:
         result = self.store.read(table, address, count)
         return ExcCodes(result) if isinstance(result, int) else result
 
-    async def async_setValues(self, device_id: int, func_code: int, address: int, values: Sequence[Any]):  # type: ignore[no-untyped-def]
+    async def async_setValues(self, device_id: int, func_code: int, address: int,
+                              values: Sequence[Any]) -> ExcCodes | None:
         table = TABLE_OF_FUNCTION.get(func_code)
         if table is None:
             return ExcCodes.ILLEGAL_FUNCTION
@@ -149,7 +154,7 @@ class _Handler(ServerRequestHandler):
             host, port = (self.transport.get_extra_info("peername") or ("?", 0))[:2]
             self.peer = Peer("tcp", str(host), int(port))
 
-    def callback_data(self, data: bytes, addr: tuple | None = None) -> int:  # type: ignore[type-arg]
+    def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
         """Answer every complete request in `data`, in order; return the bytes used."""
         used = 0
         while used < len(data):
@@ -166,7 +171,7 @@ class _Handler(ServerRequestHandler):
                 break
         return used
 
-    def _illegal_function(self, frame: bytes, addr: tuple | None) -> None:  # type: ignore[type-arg]
+    def _illegal_function(self, frame: bytes, addr: tuple[Any, ...] | None) -> None:
         """Exception 01 for a request pymodbus cannot decode, addressed from its raw header."""
         serial = isinstance(self.server, _SerialServer)
         head = 2 if serial else 8  # RTU: unit, function; TCP: 7-byte MBAP header, function
@@ -179,13 +184,13 @@ class _Handler(ServerRequestHandler):
                                      transaction=0 if serial else int.from_bytes(frame[0:2], "big"))
         self.server_send(response, addr)
 
-    def send(self, data: bytes, addr: tuple | None = None) -> None:  # type: ignore[type-arg]
+    def send(self, data: bytes, addr: tuple[Any, ...] | None = None) -> None:
         """Write a response. (pymodbus's `send` also empties the receive buffer, which would drop
         a request that arrived behind the one being answered.)"""
         if self.transport:
             self.transport.write(data)  # type: ignore[attr-defined]
 
-    def _answer(self, pdu: ModbusPDU, addr: tuple | None) -> None:  # type: ignore[type-arg]
+    def _answer(self, pdu: ModbusPDU, addr: tuple[Any, ...] | None) -> None:
         owner = self.server
         store = owner.store
         serial = isinstance(owner, _SerialServer)
@@ -197,7 +202,9 @@ class _Handler(ServerRequestHandler):
             response: ModbusPDU = ExceptionResponse(pdu.function_code, ExcCodes.GATEWAY_NO_RESPONSE)
         else:
             try:
-                response = _run_to_end(pdu.datastore_update(_RequestContext(store, self.peer), pdu.dev_id))
+                context = _RequestContext(store, self.peer)
+                update = pdu.datastore_update(context, pdu.dev_id)  # type: ignore[arg-type]  # a duck-typed context
+                response = _run_to_end(update)
             except Exception as exc:  # noqa: BLE001 - a datastore bug must not kill the connection
                 owner.thread.report_failure(exc)
                 response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)

@@ -58,8 +58,8 @@ class WritePolicy:
             except ValueError:
                 verdict = False
             else:
-                if getattr(address, "ipv4_mapped", None) is not None:
-                    address = address.ipv4_mapped  # type: ignore[union-attr]
+                if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+                    address = address.ipv4_mapped
                 verdict = any(address in network for network in self.networks)
             if len(self._verdicts) < _LOG_ONCE_LIMIT:
                 self._verdicts[peer.host] = verdict

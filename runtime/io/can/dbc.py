@@ -38,7 +38,9 @@ def resolve_dbc(dbc: str = "", family: str = "", version: str = "") -> FsPath:
 
 @functools.lru_cache(maxsize=16)
 def load_dbc(path: str) -> Database:
-    return cantools.database.load_file(path, database_format="dbc", strict=True)
+    db = cantools.database.load_file(path, database_format="dbc", strict=True)
+    assert isinstance(db, Database), "a DBC file loads as a CAN database (not a diagnostics one)"
+    return db
 
 
 def attribute(owner: Any, name: str, default: Any = None) -> Any:
@@ -108,7 +110,7 @@ class FrameDecoder:
             raise FrameProblem("wrong length", f"{message.name}: {len(data)} bytes, expected {message.length}",
                                spec, rack)
         try:
-            values = message.decode(data, decode_choices=False, scaling=True)
+            values: dict[str, Any] = message.decode_simple(data, decode_choices=False, scaling=True)  # numbers only
         except Exception as exc:  # noqa: BLE001 - cantools raises several types for undecodable payloads
             raise FrameProblem("undecodable", f"{message.name}: {exc}", spec, rack) from None
         if spec.rack_signal:
@@ -123,7 +125,8 @@ class FrameDecoder:
         try:  # the rack number sits in the first byte of our NBMS frames: readable even when short
             padded = bytes(data) + bytes(spec.message.length - len(data)) if len(data) < spec.message.length \
                 else bytes(data[: spec.message.length])
-            return int(spec.message.decode(padded, decode_choices=False).get(spec.rack_signal, 0))
+            values: dict[str, Any] = spec.message.decode_simple(padded, decode_choices=False)  # numbers only
+            return int(values.get(spec.rack_signal, 0))
         except Exception:  # noqa: BLE001 - unreadable: the frame cannot be attributed to a rack
             return None
 

@@ -102,6 +102,8 @@ def encode(value: float | str, dtype: str, byte_order: Order = "big", word_order
         return _from_bytes(data, byte_order, "big")
     _, fmt = _FORMATS[dtype]
     if dtype not in FLOAT_DTYPES:
+        if isinstance(value, str):  # the TypeError round() would raise, with the dtype in it
+            raise TypeError(f"cannot write text {value!r} as {dtype}")
         if isinstance(value, float) and not math.isfinite(value):
             raise ValueError(f"cannot write {value} as {dtype}")
         value = int(round(value))

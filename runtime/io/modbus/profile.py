@@ -207,8 +207,8 @@ def _check(device: DeviceMeta, groups: dict[str, PollGroup], registers: dict[str
         _check_register(name, reg, device, groups, registers, errors)
     _check_overlaps(registers, errors)
     if device.heartbeat_register:
-        reg = registers.get(device.heartbeat_register)
-        if reg is None or reg.access != "rw" or reg.table is not ModbusTable.HOLDING:
+        beat = registers.get(device.heartbeat_register)
+        if beat is None or beat.access != "rw" or beat.table is not ModbusTable.HOLDING:
             errors.add(("device", "heartbeat_register"),
                        f"{device.heartbeat_register!r} must name a writable holding register of this profile")
 
