@@ -32,7 +32,9 @@ SIM_VARS = {
     "cell_v_max_v": "bms.max_cell_v", "cell_t_min_degc": "bms.min_cell_temp_degc",
     "cell_t_max_degc": "bms.max_cell_temp_degc", "inverter_p_setpoint_w": "inverter.p_setpoint_w",
     "inverter_q_setpoint_var": "inverter.q_setpoint_var", "inverter_run_cmd": "inverter.run_cmd",
-    "bms_contactor_cmd": "bms.contactor_cmd",
+    "bms_contactor_cmd": "bms.contactor_cmd", "battery_current_a": "bms.current_a",
+    "bms_alarm_bits": "bms.alarm_bits", "inverter_fault_code": "inverter.fault_code",
+    "grid_v_l1_v": "meter.v_l1_v", "grid_v_l2_v": "meter.v_l2_v", "grid_v_l3_v": "meter.v_l3_v",
 }
 PLANT = """[[devices]]
 name = "plant"
