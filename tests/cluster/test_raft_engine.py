@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from cluster_kit import free_ports, wait_until
+from cluster_kit import free_ports
 from runtime.cluster.raft import RaftEngine
 from programs.cluster.view import Role
 from runtime.config.schema import ClusterConfig, ClusterNodeConfig
+from testkit.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
