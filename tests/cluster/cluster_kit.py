@@ -17,16 +17,24 @@ import socket
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from runtime.cluster.transport import request
+from testkit import waiting
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "io_maps" / "sim_cluster"
 NODES = ("node1", "node2", "node3")
 SHIPPED_PORTS = (15120, 15121, 15122, 15123, 15131, 15132, 15133, 15141, 15142, 15143, 15151, 15152, 15153,
                  15161, 15162, 15163)
+
+
+# testkit.waiting's waits, polling every 0.1 s: a condition here usually asks the nodes over TCP (a new
+# connection each time), and polling faster would load the cores the nodes' real-time scans share.
+wait_until = partial(waiting.wait_until, poll_s=0.1)
+holds_for = partial(waiting.holds_for, poll_s=0.1)
 
 
 def free_ports(n: int) -> list[int]:
@@ -38,17 +46,6 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str = "", interval_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout_s} s: {what}")
-        time.sleep(interval_s)
 
 
 class ClusterFiles:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import zmq  # noqa: E402
 
@@ -21,6 +21,7 @@ from programs.cluster.messages import Discovered, NodeState  # noqa: E402
 from runtime.cluster.codec import encode  # noqa: E402
 from runtime.cluster.service import ClusterService  # noqa: E402
 from runtime.config.schema import ClusterConfig, ClusterNodeConfig  # noqa: E402
+from testkit.waiting import wait_until  # noqa: E402
 
 GROUP, PORT = "239.255.71.71", 15199
 X_STATE = NodeState(node="x", t_wall=0.0, soc_pct=42.0, soh_pct=100.0, capacity_wh=1024.0, p_w=0.0,
@@ -43,16 +44,19 @@ def main() -> int:
     service.start()
     x.start()
     stranger.start()
+
+    def heard_x() -> bool:
+        """x publishes its state (every 0.1 s, the polling period); has "a" found x and heard it?"""
+        pub.send_multipart(encode(X_STATE))
+        arrived = []
+        while service.link.inbox:
+            arrived.append(service.link.inbox.popleft())
+        found.extend(m.node for m in arrived if isinstance(m, Discovered))
+        states.extend(m.node for m in arrived if isinstance(m, NodeState))
+        return bool(found and states)
+
     try:
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and not (found and states):
-            pub.send_multipart(encode(X_STATE))
-            arrived = []
-            while service.link.inbox:
-                arrived.append(service.link.inbox.popleft())
-            found += [m.node for m in arrived if isinstance(m, Discovered)]
-            states += [m.node for m in arrived if isinstance(m, NodeState)]
-            time.sleep(0.1)
+        wait_until(heard_x, 20.0, '"a" discovers x and receives its state', poll_s=0.1)
     finally:
         x.stop()
         stranger.stop()

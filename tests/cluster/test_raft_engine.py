@@ -6,10 +6,11 @@ import time
 
 import pytest
 
-from cluster_kit import free_ports, wait_until
+from cluster_kit import free_ports
 from runtime.cluster.raft import RaftEngine
 from programs.cluster.view import Role
 from runtime.config.schema import ClusterConfig, ClusterNodeConfig
+from testkit.waiting import holds_for, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -34,7 +35,8 @@ def commanding(engines: dict[str, RaftEngine]) -> list[str]:
 def test_exactly_one_node_commands_and_every_node_names_it(engines: dict[str, RaftEngine]) -> None:
     leader = wait_until(lambda: commanding(engines) and all(e.view().leader == commanding(engines)[0]
                                                             for e in engines.values()), 10.0, "a leader")
-    time.sleep(1.0)
+    # what must not happen: a second node commanding, over the 1 s the test has always watched
+    holds_for(lambda: len(commanding(engines)) == 1, 1.0, "exactly one node commands")
     assert len(commanding(engines)) == 1
     views = [e.view() for e in engines.values()]
     assert len({v.term for v in views}) == 1 and all(v.has_quorum for v in views)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import threading
-import time
 from pathlib import Path
 
 import attrs
@@ -19,6 +18,7 @@ from ems.prequal.live import live_test
 from ems.prequal.runner import TestRun
 from ems.prequal.sequences import Segment, Sequence
 from runtime.site import build_site
+from testkit.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMERCIAL = str(ROOT / "io_maps" / "sim_commercial.toml")
@@ -62,10 +62,8 @@ def running_unit():
     site.start()
     thread = threading.Thread(target=site.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 10.0
-    while (site.image["site_state"].value != 1 or site.image["limit_discharge_w"].value < 10_000.0) and \
-            time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: site.image["site_state"].value == 1 and site.image["limit_discharge_w"].value >= 10_000.0,
+               30.0, "the unit in Run with at least 10 kW to discharge", 0.05)
     yield site
     site.stop()
     thread.join(5.0)
@@ -81,7 +79,8 @@ def test_live_drives_the_applied_test_frequency_of_a_running_unit(running_unit):
     assert rec["applied_hz"][-1] == pytest.approx(49.5)
     assert rec["service_w"][-1] == pytest.approx(5_000.0, rel=0.05)  # 4 s after the step, 1 s filter
     assert rec["p_w"][-1] > 4_000.0
-    time.sleep(0.3)
+    wait_until(lambda: site.image["test_frequency_active"].value is False
+               and site.image["fcr_d_up_capacity_w"].value == 0.0, 5.0, "the client's last writes applied")
     assert site.image["test_frequency_active"].value is False  # the client ended the test
     assert site.image["fcr_d_up_capacity_w"].value == 0.0  # and restored the capacity
 

@@ -1,4 +1,4 @@
-"""Helpers for the IO tests: real peers on 127.0.0.1 and small waiting utilities.
+"""Helpers for the IO tests: real peers on 127.0.0.1, and testkit's waiting.
 
 Nothing here replaces our own code: devices are pymodbus servers built from the shipped
 profiles (ems/devsim), CAN buses are python-can buses, drivers are the production ones.
@@ -6,8 +6,7 @@ profiles (ems/devsim), CAN buses are python-can buses, drivers are the productio
 
 from __future__ import annotations
 
-import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from runtime.clock import RealClock
 from runtime.io.driver import DriverSettings, Point
@@ -16,20 +15,9 @@ from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint
 from runtime.io.modbus.profile import load_profile, resolve_profile_path
 from plc.tags import Quality
 from testkit.serial_line import NullModem  # noqa: F401  (the io tests take it from here)
+from testkit.waiting import wait_until  # noqa: F401  (likewise)
 
 GOOD, STALE, BAD = Quality.GOOD, Quality.STALE, Quality.BAD
-
-
-def wait_until(predicate: Callable[[], Any], timeout_s: float = 5.0, step_s: float = 0.02) -> Any:
-    """Poll `predicate` until it returns something truthy; fail the test after `timeout_s`."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s: {predicate}")
-        time.sleep(step_s)
 
 
 def profile(model: str):  # type: ignore[no-untyped-def]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import can
 import pytest
@@ -37,12 +37,21 @@ def send(bus: can.BusABC, db: Any, name: str, values: dict[str, Any], rack: int 
 RACK = {"RackVoltage": 820.0, "RackCurrent": 12.5, "RackSoc": 61.25, "RackSoh": 98}
 
 
-def keep_sending(bus: can.BusABC, seconds: float, racks: tuple[int, ...] = (0, 1), **extra: Any) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+def keep_sending(bus: can.BusABC, until: Callable[[], Any], what: str, racks: tuple[int, ...] = (0, 1),
+                 timeout_s: float = 5.0) -> float:
+    """Send RackStatus for `racks` every 50 ms, as a BMS does, until `until()` holds; returns the
+    time of the last frames (polling the condition is the sending cycle)."""
+    last = 0.0
+
+    def cycle() -> Any:
+        nonlocal last
+        last = time.monotonic()
         for rack in racks:
             send(bus, CBMS, "RackStatus", {**RACK, "RackSoc": 60.0 + rack}, rack=rack)
-        time.sleep(0.05)
+        return until()
+
+    wait_until(cycle, timeout_s, what, poll_s=0.05)
+    return last
 
 
 def test_pack_rack_and_cell_signals_reach_their_tags(bus, run) -> None:  # type: ignore[no-untyped-def]
@@ -80,17 +89,28 @@ def test_a_silent_rack_goes_stale_then_bad_while_the_others_stay_good(bus, run) 
         can_point("soc0", message="RackStatus", signal="RackSoc", rack=0),
         can_point("soc1", message="RackStatus", signal="RackSoc", rack=1),
         can_point("online1", is_bool=True, meta="rack_online", rack=1)], bad_after_s=1.0))
-    keep_sending(bus, 0.3)
+    silent_from = keep_sending(bus, lambda: value_of(driver, "online1") is True, "rack 1 online")
     assert value_of(driver, "online1") is True
-    keep_sending(bus, 0.7, racks=(0,))  # rack 1 falls silent; RackStatus cycle 0.2 s x 3 = 0.6 s fresh
+    keep_sending(bus, lambda: value_of(driver, "online1") is False, "rack 1 offline", racks=(0,))  # rack 1 silent
+    # RackStatus cycle 0.2 s x 3 = 0.6 s fresh; then soc1 is no longer refreshed (its stamp falls behind
+    # soc0's, which rack 0 keeps fresh)
+    keep_sending(bus, lambda: sample(driver, "soc1")[2] < sample(driver, "soc0")[2], "soc1 no longer refreshed",
+                 racks=(0,))
     frozen = sample(driver, "soc1")
     assert value_of(driver, "online1") is False
-    keep_sending(bus, 0.2, racks=(0,))
-    assert sample(driver, "soc1") == frozen  # unchanged: the scan ages it into STALE
-    keep_sending(bus, 0.3, racks=(0,))
+
+    def frozen_until_bad() -> bool:
+        now = sample(driver, "soc1")
+        if now[1] is BAD:
+            return True
+        assert now == frozen  # unchanged: the scan ages it into STALE
+        return False
+
+    keep_sending(bus, frozen_until_bad, "soc1 BAD after 1 s of silence", racks=(0,))
+    assert time.monotonic() - silent_from >= 0.9  # not BAD before its bad_after_s of 1 s
     assert sample(driver, "soc1")[1] is BAD
     assert value_of(driver, "soc0") == pytest.approx(60.0)
-    keep_sending(bus, 0.2)
+    keep_sending(bus, lambda: value_of(driver, "soc1") == pytest.approx(61.0), "soc1 back")
     assert value_of(driver, "soc1") == pytest.approx(61.0)
 
 
@@ -109,7 +129,7 @@ def test_unknown_ids_are_counted_and_logged_once(bus, run, caplog) -> None:  # t
 def test_wrong_length_frame_turns_that_racks_tags_bad_and_recovers(bus, run, caplog) -> None:  # type: ignore[no-untyped-def]
     driver = run(can_driver(bus.channel_id, [can_point("soc0", message="RackStatus", signal="RackSoc", rack=0),
                                           can_point("soc1", message="RackStatus", signal="RackSoc", rack=1)]))
-    keep_sending(bus, 0.2)
+    keep_sending(bus, lambda: all(s[1] is GOOD for s in driver.latest), "both racks GOOD")
     good = CBMS.get_message_by_name("RackStatus").encode(RACK)
     for _ in range(3):
         send(bus, CBMS, "RackStatus", {}, rack=1, data=good[:6])
@@ -117,7 +137,7 @@ def test_wrong_length_frame_turns_that_racks_tags_bad_and_recovers(bus, run, cap
     assert sample(driver, "soc0")[1] is GOOD
     assert driver.stats.bad_frames == 3
     assert sum("wrong length" in r.getMessage() for r in caplog.records) == 1
-    keep_sending(bus, 0.2)
+    keep_sending(bus, lambda: value_of(driver, "soc1") == pytest.approx(61.0), "soc1 back")
     assert value_of(driver, "soc1") == pytest.approx(61.0)
 
 
@@ -145,12 +165,13 @@ def test_error_frames_are_counted(bus, run) -> None:  # type: ignore[no-untyped-
 
 def test_bus_off_reopens_the_bus_and_the_values_come_back(bus, run, caplog) -> None:  # type: ignore[no-untyped-def]
     driver = run(can_driver(bus.channel_id, [can_point("soc0", message="RackStatus", signal="RackSoc", rack=0)]))
-    keep_sending(bus, 0.2, racks=(0,))
+    keep_sending(bus, lambda: sample(driver, "soc0")[1] is GOOD, "soc0 GOOD", racks=(0,))
     bus.send(can.Message(arbitration_id=0x040, is_error_frame=True, data=bytes(8)))  # CAN_ERR_BUSOFF
     wait_until(lambda: sample(driver, "soc0")[1] is BAD)
     assert driver.stats.bus_off_count == 1
     assert any("bus off" in r.getMessage() for r in caplog.records)
-    keep_sending(bus, 0.5, racks=(0,))
+    keep_sending(bus, lambda: value_of(driver, "soc0") == pytest.approx(60.0), "soc0 back after the bus reopened",
+                 racks=(0,))
     assert value_of(driver, "soc0") == pytest.approx(60.0)
     assert driver.restart_count == 0 and driver.fault_count >= 1
 

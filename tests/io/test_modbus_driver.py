@@ -10,6 +10,7 @@ from pymodbus.server import ModbusSerialServer
 
 from ems.devsim.modbus_device import ProfileDevice
 from io_kit import BAD, GOOD, NullModem, modbus_driver, point, profile, sample, value_of, wait_until
+from testkit.waiting import holds_for
 
 
 def test_em24_values_arrive_scaled_with_lsw_first_word_order(serve, run) -> None:  # type: ignore[no-untyped-def]
@@ -43,9 +44,14 @@ def test_value_changes_reach_the_driver_at_the_poll_group_rate(serve, run) -> No
 
 def test_slow_group_is_read_less_often_than_fast_group(serve, run) -> None:  # type: ignore[no-untyped-def]
     meter = serve("carlo_gavazzi_em24")
+    reads = meter.device.reads
+    started = time.monotonic()
     run(modbus_driver("carlo_gavazzi_em24", meter.port, [
         point("p", register="p_total"), point("e", register="energy_import")]))
-    time.sleep(1.5)
+    wait_until(lambda: reads[(3, 0x28)] >= 6, 10.0, "six reads of the fast group")
+    # and what must not happen in the 1.5 s from the start: more fast reads than its period allows, a second slow one
+    holds_for(lambda: reads[(3, 0x28)] <= 9 and reads[(3, 0x34)] == 1, started + 1.5 - time.monotonic(),
+              "the groups read at their own periods")
     fast = meter.device.reads[(3, 0x28)]  # p_total, 0.2 s
     slow = meter.device.reads[(3, 0x34)]  # energy_import, 10 s
     assert 6 <= fast <= 9
@@ -90,7 +96,8 @@ def test_unchanged_setpoint_is_not_written_again(serve, run) -> None:  # type: i
     driver = run(modbus_driver("abb_pqstori", inverter.port, [], [point("p_set", register="set_p")]))
     for _ in range(5):
         driver.stage(tuple([3.0]))  # a new tuple every cycle, as the scan stages them
-        time.sleep(0.08)
+        polls = driver.poll_count
+        wait_until(lambda: driver.poll_count >= polls + 2, 5.0, "a whole poll with this tuple staged")
     assert [w for w in inverter.device.writes if w[0] == "set_p"] == [("set_p", 3.0)]
 
 
@@ -127,8 +134,9 @@ def test_heartbeat_register_keeps_changing(serve, run) -> None:  # type: ignore[
     inverter = serve("abb_pqstori")
     run(modbus_driver("abb_pqstori", inverter.port, [point("p", register="p_ac")]))
     wait_until(lambda: inverter.device.get("heartbeat") == 1)
-    # heartbeat_period_s is 5 s in the profile: the counter must not change faster than that
-    time.sleep(0.5)
+    # heartbeat_period_s is 5 s in the profile: the counter must not change faster than that; the
+    # driver polls every 0.05 s, so 0.5 s (10 polls) is long enough to see it change if it did
+    holds_for(lambda: inverter.device.get("heartbeat") == 1, 0.5, "the heartbeat unchanged")
     assert inverter.device.get("heartbeat") == 1
 
 

@@ -12,6 +12,7 @@ from runtime.clock import RealClock
 from runtime.config.io_map import parse_io_map
 from runtime.site import build_site
 from io_kit import BAD, GOOD, modbus_driver, point, sample, value_of, wait_until
+from testkit.waiting import holds_for
 
 
 def warnings(caplog, text: str) -> int:  # type: ignore[no-untyped-def]
@@ -34,7 +35,7 @@ def test_exception_reply_turns_only_that_blocks_tags_bad_logged_once(serve, run,
     meter.device.faults.exception_code = 2  # illegal data address
     meter.device.faults.exception_addresses = frozenset({0x0000})  # the voltage block only
     wait_until(lambda: sample(driver, "v")[1] is BAD)
-    time.sleep(2.2)  # two more reads of the 1 s group, still failing
+    wait_until(lambda: driver.stats.exceptions >= 3, 10.0, "two more reads of the 1 s group, still failing")
     assert sample(driver, "v")[1] is BAD
     assert sample(driver, "p")[1] is GOOD
     assert driver.stats.exceptions >= 3
@@ -50,9 +51,15 @@ def test_silent_device_goes_stale_then_bad_then_recovers(serve, run, caplog) -> 
     silenced = time.monotonic()
     wait_until(lambda: driver.stats.timeouts >= 1)
     frozen = sample(driver, "p")
-    time.sleep(0.3)
-    assert sample(driver, "p") == frozen  # unchanged: its age makes it STALE in the scan
-    wait_until(lambda: sample(driver, "p")[1] is BAD, timeout_s=2.0)
+
+    def frozen_until_bad() -> bool:
+        now = sample(driver, "p")
+        if now[1] is BAD:
+            return True
+        assert now == frozen  # unchanged: its age makes it STALE in the scan
+        return False
+
+    wait_until(frozen_until_bad, 2.0, "p BAD after 0.8 s of silence")
     assert time.monotonic() - silenced >= 0.8
     assert driver.stats.timeouts >= 3
     assert warnings(caplog, "no answer") == 1
@@ -84,7 +91,7 @@ def test_garbled_reply_turns_tags_bad_and_the_driver_reconnects(serve, run, capl
     meter, driver = em24(serve, run)
     meter.device.faults.garbled = True
     wait_until(lambda: sample(driver, "p")[1] is BAD, timeout_s=2.0)
-    time.sleep(1.0)
+    wait_until(lambda: driver.fault_count >= 2, 10.0, "a second garbled reply, after the reconnect")
     faults = driver.fault_count
     assert faults >= 2
     assert warnings(caplog, "the connection was closed") == 1
@@ -107,7 +114,10 @@ def test_device_that_refuses_connections_is_retried_with_backoff(serve, sim_loop
     meter, driver = em24(serve, run)
     sim_loop.run(meter.stop())
     wait_until(lambda: sample(driver, "p")[1] is BAD, timeout_s=3.0)
-    time.sleep(1.5)
+    bad_at = time.monotonic()
+    wait_until(lambda: driver.fault_count >= 2, 10.0, "a second connection attempt")
+    # and what must not happen: a tight loop, more than 8 attempts in the 1.5 s after the tags went BAD
+    holds_for(lambda: driver.fault_count <= 8, bad_at + 1.5 - time.monotonic(), "backoff between attempts")
     attempts = driver.fault_count
     assert 2 <= attempts <= 8  # backoff 0.1 s doubling to 0.5 s, not a tight loop
     assert warnings(caplog, "cannot connect") == 1
@@ -176,7 +186,8 @@ def test_silent_device_never_slows_the_scan_or_the_other_device(serve) -> None: 
         runner.start()
         for kw in (1.0, 2.0, 3.0, 4.0):
             inverter.device.set("p_ac", kw)
-            time.sleep(0.5)
+            wait_until(lambda: any(q is GOOD and round(v) == kw * 1000.0 for v, q, _ in seen), 2.5,
+                       f"the scan sees the inverter at {kw} kW")
         runner.join(5.0)
     finally:
         site.stop()

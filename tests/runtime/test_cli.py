@@ -8,8 +8,9 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from testkit.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / "io_maps" / "sim_home.toml"
@@ -106,12 +107,7 @@ def test_sigterm_stops_a_real_time_run_with_exit_0(tmp_path: Path):
 
 
 def _wait_for(path: Path, text: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if path.exists() and text in path.read_text():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{text!r} did not appear in {path} within {timeout_s} s")
+    wait_until(lambda: path.exists() and text in path.read_text(), timeout_s, f"{text!r} appears in {path}", 0.05)
 
 
 def test_a_port_in_use_is_a_clear_error_exit_1_with_outputs_safe(tmp_path: Path):

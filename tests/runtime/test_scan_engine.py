@@ -15,6 +15,7 @@ from runtime.scan import InputBinding, OutputBinding, ScanEngine, Supervisor
 from runtime.scan_stats import stats_tag_specs
 from plc.tags import Area, DType, Quality, TagSpec
 from testkit.drivers import FunctionDriver
+from testkit.waiting import wait_until
 
 SETPOINT = TagSpec("inverter_p_setpoint_w", DType.FLOAT32, Area.OUTPUT, unit="W", min=-5000, max=5000,
                    safe_value=0.0)
@@ -39,7 +40,7 @@ class Recorder(Program):
         self.seen.append((ctx.t_s, ctx.dt_s))
         self.wall.append(time.monotonic())
         if self.work_every and ctx.scan % self.work_every == 0:
-            time.sleep(self.work)
+            time.sleep(self.work)  # deliberately: a program that runs long (overruns, a stuck scan)
         self.out.set(self.setpoint_w)
 
 
@@ -236,14 +237,11 @@ def test_the_supervisor_forces_safe_outputs_when_the_scan_stops_beating():
     thread.start()
     supervisor.start()
     try:
-        time.sleep(0.1)
+        wait_until(lambda: driver.written and driver.written[-1] == [3000.0], 5.0, "the program's setpoint written")
         assert driver.written[-1] == [3000.0]
-        deadline = time.monotonic() + 1.0
-        while time.monotonic() < deadline and not engine.safe_mode:
-            time.sleep(0.01)
-        assert engine.safe_mode, "supervisor did not trip while the scan was stuck"
-        time.sleep(0.05)
-        assert driver.written[-1] == [0.0]
+        wait_until(lambda: engine.safe_mode, 1.0, "the supervisor trips while the scan is stuck", 0.01)
+        # the safe value stays until the scan is back (0.4 s after the trip) and healthy for 0.2 s
+        wait_until(lambda: driver.written[-1] == [0.0], 0.3, "the safe value written while the scan is stuck", 0.01)
         thread.join(3.0)
     finally:
         supervisor.stop()
@@ -266,7 +264,8 @@ def test_the_supervisor_trips_when_the_scan_thread_dies():
     supervisor.start()
     try:
         thread.join(2.0)
-        time.sleep(0.1)
+        wait_until(lambda: engine.safe_mode and driver.written[-1] == [0.0], 5.0,
+                   "the supervisor trips and the safe value is written")
         assert engine.safe_mode
         assert driver.written[-1] == [0.0]
     finally:

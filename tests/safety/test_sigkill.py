@@ -86,6 +86,8 @@ def test_sigkill_at_random_moments_never_loses_or_corrupts_the_event_log_or_reta
     for kill in range(KILLS):
         proc = start(io_map, data, tmp_path / "notify.sock")
         wait_ready(notify)
+        # Deliberately a random delay, not a wait for anything: it picks *when* the kill lands (in a
+        # transaction, a scan, between them), which is what this test varies.
         time.sleep(rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         assert proc.wait(10) == -signal.SIGKILL
