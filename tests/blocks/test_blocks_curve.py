@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -66,7 +67,7 @@ def test_monotonic_check_rejects_a_wrong_direction():
 
 
 def _max_slope(points):
-    return max(abs((y1 - y0) / (x1 - x0)) for (x0, y0), (x1, y1) in zip(points, points[1:]))
+    return max(abs((y1 - y0) / (x1 - x0)) for (x0, y0), (x1, y1) in itertools.pairwise(points))
 
 
 curves = st.lists(
@@ -78,7 +79,7 @@ curves = st.lists(
 @settings(max_examples=200, deadline=None)
 @given(points=curves, a=st.floats(-2e3, 2e3), b=st.floats(-2e3, 2e3))
 def test_curve_is_continuous(points, a, b):
-    assume(min(x1 - x0 for (x0, _), (x1, _) in zip(points, points[1:])) > 1e-6)
+    assume(min(x1 - x0 for (x0, _), (x1, _) in itertools.pairwise(points)) > 1e-6)
     curve = Curve(points)
     lipschitz = _max_slope(points)
     tol = 1e-9 * (1.0 + max(abs(y) for _, y in points))

@@ -21,8 +21,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from runtime.cluster.transport import request
 from testkit import waiting
+
+from runtime.cluster.transport import request
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "io_maps" / "sim_cluster"
@@ -137,10 +138,10 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 self.plant.kill()
 
-    def __enter__(self) -> Cluster:
+    def __enter__(self) -> Cluster:  # noqa: PYI034 - exactly this class
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop()
 
     # --- what the nodes say ------------------------------------------------------------------

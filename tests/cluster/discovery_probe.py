@@ -14,14 +14,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import zmq  # noqa: E402
+import zmq
+from testkit.waiting import wait_until
 
-from runtime.cluster.discovery import Beacon, Discovery  # noqa: E402
-from programs.cluster.messages import Discovered, NodeState  # noqa: E402
-from runtime.cluster.codec import encode  # noqa: E402
-from runtime.cluster.service import ClusterService  # noqa: E402
-from runtime.config.schema import ClusterConfig, ClusterNodeConfig  # noqa: E402
-from testkit.waiting import wait_until  # noqa: E402
+from programs.cluster.messages import Discovered, NodeState
+from runtime.cluster.codec import encode
+from runtime.cluster.discovery import Beacon, Discovery
+from runtime.cluster.service import ClusterService
+from runtime.config.schema import ClusterConfig, ClusterNodeConfig
 
 GROUP, PORT = "239.255.71.71", 15199
 X_STATE = NodeState(node="x", t_wall=0.0, soc_pct=42.0, soh_pct=100.0, capacity_wh=1024.0, p_w=0.0,

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from testkit.harness import Harness, memory
+
 from plc.tags import DType
 from programs.cluster.link import ClusterLink
 from programs.cluster.master import ClusterMaster, MasterParams
-from programs.cluster.messages import Message, NodeState, Outgoing, Record, Setpoints, Share, StateRequest, \
-    StatusReport
+from programs.cluster.messages import Message, NodeState, Outgoing, Record, Setpoints, Share, StateRequest, StatusReport
 from programs.cluster.node import ClusterNode, NodeParams
 from programs.cluster.view import RaftView, Role
 from programs.enums import SiteState, StateCommand
-from testkit.harness import Harness, memory
 
 NODES = ("node1", "node2", "node3")
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import attrs
 import pytest
 
+from runtime.clock import VirtualClock
 from runtime.config import schema
 from runtime.config.io_map import load_io_map, parse_io_map
 from runtime.config.structure import ConfigErrors
 from runtime.site import build_site
-from runtime.clock import VirtualClock
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = (ROOT / "docs" / "io_map.md").read_text()

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import attrs
 import pytest
-
 from node_kit import ScriptedLink, peer_state
 from testkit.harness import memory
+
+from plc.program import ScanContext
+from plc.tags import DType
 from programs.cluster.control import ClusterControl, ControlParams
 from programs.enums import SiteState
 from programs.site_control import SiteControl
 from runtime.image import ProcessImage
-from plc.program import ScanContext
-from plc.tags import DType
 
 CLUSTER_INPUTS = [
     memory("grid_power_w", initial=6000.0), memory("cluster_p_w", initial=0.0), memory("cluster_soc_pct", initial=50.0),

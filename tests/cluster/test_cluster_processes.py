@@ -9,6 +9,7 @@ the quorum away for good.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import statistics
@@ -18,7 +19,6 @@ import time
 from collections import defaultdict
 
 import pytest
-
 from cluster_kit import NODES, ROOT, Cluster, ClusterFiles, holds_for, wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -87,7 +87,7 @@ def terms_never_go_back(records: list[dict]) -> bool:
     by_pid = defaultdict(list)
     for r in sorted(records, key=lambda r: (r["pid"], r["scan"])):
         by_pid[r["pid"]].append(r["term"])
-    return all(a <= b for terms in by_pid.values() for a, b in zip(terms, terms[1:]))
+    return all(a <= b for terms in by_pid.values() for a, b in itertools.pairwise(terms))
 
 
 # --- steady state -------------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def test_a_state_command_to_the_leader_reaches_every_node(cluster: Cluster) -> N
     assert refused["ok"] is False and refused["leader"] == leader
     accepted = request(f"tcp://127.0.0.1:{cluster.files.rep[leader]}", {"cmd": "state", "value": "maintenance"})
     assert accepted["ok"] is True
-    in_state = lambda state: lambda: all(m.get("site_state") == state  # noqa: E731
+    in_state = lambda state: lambda: all(m.get("site_state") == state
                                          for m in cluster.status(leader)["members"])
     wait_until(in_state("maintenance"), 5.0, "every node in maintenance")
     request(f"tcp://127.0.0.1:{cluster.files.rep[leader]}", {"cmd": "state", "value": "run"})

@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 
 import pytest
+from node_kit import Node, ScriptedLink, setpoints
 
-from node_kit import ScriptedLink, Node, setpoints
-from programs.cluster.node import NodeParams
-from programs.enums import SiteState, StateCommand
 from programs.cluster.messages import Setpoints, Share
+from programs.cluster.node import NodeParams
 from programs.cluster.view import RaftView, Role
+from programs.enums import SiteState, StateCommand
 
 
 @pytest.fixture

@@ -4,11 +4,11 @@ splits the cluster baseline over the usable nodes and carries state commands to 
 from __future__ import annotations
 
 import pytest
+from node_kit import Node, ScriptedLink, peer_state
 
-from node_kit import ScriptedLink, Node, peer_state
 from programs.cluster.master import MasterParams
-from programs.enums import SiteState, StateCommand
 from programs.cluster.view import RaftView, Role
+from programs.enums import SiteState, StateCommand
 
 
 def leader_node(baseline_w: float = 6000.0, **params: float) -> tuple[Node, ScriptedLink]:

@@ -7,7 +7,7 @@ import logging
 import attrs
 import pytest
 
-from programs.cluster.membership import MemberState, Membership
+from programs.cluster.membership import Membership, MemberState
 from programs.cluster.messages import NodeState
 
 STATE = NodeState(node="b", t_wall=0.0, soc_pct=50.0, soh_pct=100.0, capacity_wh=1024.0, p_w=0.0,

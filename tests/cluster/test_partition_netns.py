@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from cluster_kit import ROOT, wait_until
 from netns_kit import Lab, netns_unavailable
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from cluster_kit import free_ports
-from runtime.cluster.raft import RaftEngine
-from programs.cluster.view import Role
-from runtime.config.schema import ClusterConfig, ClusterNodeConfig
 from testkit.waiting import holds_for, wait_until
+
+from programs.cluster.view import Role
+from runtime.cluster.raft import RaftEngine
+from runtime.config.schema import ClusterConfig, ClusterNodeConfig
 
 pytestmark = pytest.mark.timeout(60)
 

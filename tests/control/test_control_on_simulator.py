@@ -23,7 +23,7 @@ SOC_MIN, SOC_MAX, RESERVE = 5.0, 95.0, 20.0
 OUT = Path(tempfile.mkdtemp(prefix="ems-control-"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def run(name: str, hours: float | None = None, rate_hz: float | None = None) -> Summary:
     scenario = load_scenario(ROOT / "scenarios" / f"{name}.toml")
     io_map = str(ROOT / scenario.info.io_map) if scenario.info.io_map else HOME

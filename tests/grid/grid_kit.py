@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+from testkit.harness import Harness as ProgramHarness
 
 from programs.enums import SiteState
 from programs.grid.params import Params
 from programs.grid_services import GridServices
-from testkit.harness import Harness as ProgramHarness
 
 INPUTS: dict[str, Any] = {
     "grid_frequency_hz": 50.0, "inverter_frequency_hz": 50.0, "soc_pct": 50.0, "soc_min_pct": 5.0,

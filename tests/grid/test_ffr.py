@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from grid_kit import Harness
 
@@ -38,7 +40,7 @@ def test_ffr_holds_full_power_for_its_support_time_even_when_the_frequency_recov
 def test_ffr_deactivates_no_faster_than_20_percent_per_second():
     ffr = activated(FfrParams(support_s=5.0, deactivation_pct_per_s=20.0))
     powers = step(ffr, 50.0, 12.0)
-    drops = [a - b for a, b in zip(powers, powers[1:])]
+    drops = [a - b for a, b in itertools.pairwise(powers)]
     assert max(drops) == pytest.approx(0.2 * C * DT)
     assert powers[-1] == 0.0
 

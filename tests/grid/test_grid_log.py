@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from grid_kit import Harness
 
-from runtime.grid_log import GridLog, file_name, Session, stamp, tz_token
+from runtime.grid_log import GridLog, Session, file_name, stamp, tz_token
 
-START = datetime(2026, 3, 2, 10, 0, 0, tzinfo=timezone.utc).timestamp()
+START = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC).timestamp()
 STAMP = re.compile(r"^\d{8}T\d{6}\.\d{3}$")
 
 
@@ -32,12 +32,12 @@ def scans(h: Harness, log: GridLog, seconds: float, test: bool = False, wall0: f
 
 
 def make(tmp_path: Path, h: Harness, **kw) -> GridLog:  # type: ignore[no-untyped-def]
-    return GridLog(h.image, tmp_path, "BESS7", "SE3", timezone.utc, **kw)
+    return GridLog(h.image, tmp_path, "BESS7", "SE3", UTC, **kw)
 
 
 def test_the_file_name_follows_the_tso_convention():
-    start = datetime(2026, 3, 2, 10, 0, 0, tzinfo=timezone.utc)
-    end = datetime(2026, 3, 2, 10, 17, 30, tzinfo=timezone.utc)
+    start = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
+    end = datetime(2026, 3, 2, 10, 17, 30, tzinfo=UTC)
     name = file_name(Session("BESS7", "FCR-D-UP", "RAMP", "SE3", 10.0), start, end)
     assert name == "BESS7_FCR-D-UP_RAMP_SE3_UTC_20260302T100000-20260302T101730_10Hz.csv"
 

@@ -8,9 +8,9 @@ import math
 import pytest
 from grid_kit import Harness
 
+from plc.tags import Quality
 from programs.enums import SiteState
 from programs.grid.frequency import FrequencySource
-from plc.tags import Quality
 
 C = 20_000.0
 

@@ -10,15 +10,15 @@ from pathlib import Path
 
 import attrs
 import pytest
+from testkit.waiting import wait_until
 
 from ems.cli import main as ems
-from runtime.clock import RealClock
-from runtime.config.io_map import load_io_map
 from ems.prequal.live import live_test
 from ems.prequal.runner import TestRun
 from ems.prequal.sequences import Segment, Sequence
+from runtime.clock import RealClock
+from runtime.config.io_map import load_io_map
 from runtime.site import build_site
-from testkit.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMERCIAL = str(ROOT / "io_maps" / "sim_commercial.toml")

@@ -25,7 +25,7 @@ PLAN = [("fcr-d-up", "ramp", None), ("fcr-d-up", "linearity", None), ("fcr-d-up"
         ("ffr", "ffr", 49.5)]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def played(product: str, test: str, level: float | None = None,
            io_map: str = COMMERCIAL) -> tuple[Recording, Sequence, tuple[Check, ...]]:
     rec, seq = simulate_test(TestRun(io_map, product, test, CAPACITY[product], level))

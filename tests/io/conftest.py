@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+from io_kit import profile
 
 from ems.devsim.loop import LoopThread
 from ems.devsim.modbus_device import DeviceServer
 from runtime.io.driver import Driver
-from io_kit import profile
 
 
 @pytest.fixture(scope="session")

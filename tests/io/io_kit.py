@@ -6,16 +6,18 @@ profiles (ems/devsim), CAN buses are python-can buses, drivers are the productio
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
+from testkit.serial_line import NullModem  # noqa: F401  (the io tests take it from here)
+from testkit.waiting import wait_until  # noqa: F401  (likewise)
+
+from plc.tags import Quality
 from runtime.clock import RealClock
 from runtime.io.driver import DriverSettings, Point
 from runtime.io.modbus.client import ModbusDriver
 from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint
 from runtime.io.modbus.profile import load_profile, resolve_profile_path
-from plc.tags import Quality
-from testkit.serial_line import NullModem  # noqa: F401  (the io tests take it from here)
-from testkit.waiting import wait_until  # noqa: F401  (likewise)
 
 GOOD, STALE, BAD = Quality.GOOD, Quality.STALE, Quality.BAD
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import can
 import pytest
+from io_kit import BAD, GOOD, can_driver, can_point, sample, value_of, wait_until
 
 from runtime.io.can.dbc import load_dbc, resolve_dbc
-from io_kit import BAD, GOOD, can_driver, can_point, sample, value_of, wait_until
 
 CBMS = load_dbc(str(resolve_dbc(family="cbms", version="2.5")))
 NBMS = load_dbc(str(resolve_dbc(family="nbms", version="2.5")))
@@ -193,7 +195,7 @@ def test_commands_go_out_at_their_cycle_and_at_once_on_change(bus, run) -> None:
     assert 4 <= len(frames) <= 8  # 200 ms cycle (plus the first frame, sent at once)
     assert all(f[1]["BalancingEnable"] == 1 and f[1]["SleepRequest"] == 0 for f in frames)
     beats = [f[1]["Heartbeat"] for f in frames]
-    assert all((b - a) % 256 == 1 for a, b in zip(beats, beats[1:]))
+    assert all((b - a) % 256 == 1 for a, b in itertools.pairwise(beats))
     driver.stage((True, True))
     staged = time.monotonic()
     while True:

@@ -42,7 +42,7 @@ def test_nbms_rack_number_comes_from_the_multiplexer_byte() -> None:
     message = dec.by_name["RackStatus"].message
     data = message.encode({"RackId": 3, "RackVoltage": 51.2, "RackCurrent": 10.0, "RackSoc": 80.5, "RackSoh": 99})
     assert data[0] == 3
-    spec, rack, values, _ = dec.decode(message.frame_id, data, extended=True)
+    _spec, rack, values, _ = dec.decode(message.frame_id, data, extended=True)
     assert rack == 3 and values["RackSoc"] == pytest.approx(80.5)
 
 

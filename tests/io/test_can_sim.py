@@ -11,14 +11,14 @@ from collections import Counter
 
 import can
 import pytest
+from io_kit import GOOD, can_driver, can_point, value_of, wait_until
 
-from runtime.config.io_map import parse_io_map
-from runtime.config.structure import ConfigErrors
 from ems.devsim.can_bms_sim import SimulatedBms
 from ems.devsim.modbus_device import free_port
+from runtime.config.io_map import parse_io_map
+from runtime.config.structure import ConfigErrors
 from runtime.io.can.dbc import load_dbc, resolve_dbc
 from sim import Plant, PlantConfig
-from io_kit import GOOD, can_driver, can_point, value_of, wait_until
 
 CBMS = load_dbc(str(resolve_dbc(family="cbms", version="2.5")))
 

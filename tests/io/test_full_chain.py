@@ -12,13 +12,13 @@ import threading
 from pathlib import Path
 
 import pytest
+from io_kit import wait_until
 
+from ems.devsim.modbus_device import free_port
+from plc.tags import Quality
 from runtime.clock import RealClock
 from runtime.config.io_map import load_io_map
-from ems.devsim.modbus_device import free_port
 from runtime.site import build_site
-from plc.tags import Quality
-from io_kit import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = Quality.GOOD

@@ -16,10 +16,10 @@ from runtime.io.i2c import I2cDriver, I2cOptions, I2cPoint
 
 # A real BME680's calibration dump (pimoroni/bme680-python issue #11, their test fixture), and
 # the values Bosch's integer API gives for it: 26.69 degC, 98712 Pa, 42.402 %RH, 12946860 ohm.
-CAL = dict(par_t1=26041, par_t2=26469, par_t3=3, par_p1=36673, par_p2=-10515, par_p3=88, par_p4=7310,
-           par_p5=-129, par_p6=30, par_p7=46, par_p8=-3177, par_p9=-2379, par_p10=30, par_h1=676, par_h2=1029,
-           par_h3=0, par_h4=45, par_h5=20, par_h6=120, par_h7=-100, par_gh1=-30, par_gh2=-24754, par_gh3=18,
-           res_heat_val=48, res_heat_range=1, range_sw_err=0)
+CAL = {"par_t1": 26041, "par_t2": 26469, "par_t3": 3, "par_p1": 36673, "par_p2": -10515, "par_p3": 88, "par_p4": 7310,
+           "par_p5": -129, "par_p6": 30, "par_p7": 46, "par_p8": -3177, "par_p9": -2379, "par_p10": 30, "par_h1": 676, "par_h2": 1029,
+           "par_h3": 0, "par_h4": 45, "par_h5": 20, "par_h6": 120, "par_h7": -100, "par_gh1": -30, "par_gh2": -24754, "par_gh3": 18,
+           "res_heat_val": 48, "res_heat_range": 1, "range_sw_err": 0}
 ADC_T, ADC_P, ADC_H = 501240, 353485, 19019
 
 
@@ -60,8 +60,8 @@ def bme680_registers(adc_t: int = ADC_T, adc_p: int = ADC_P, adc_h: int = ADC_H,
     """The chip's register file, laid out as the datasheet says (independently of the driver)."""
     r = [0] * 256
     r[0xD0] = 0x61
-    le16 = lambda v: list(struct.pack("<h" if v < 0 else "<H", v))  # noqa: E731
-    s8 = lambda v: v & 0xFF  # noqa: E731
+    le16 = lambda v: list(struct.pack("<h" if v < 0 else "<H", v))
+    s8 = lambda v: v & 0xFF
     c = CAL
     r[0x8A:0x8C], r[0x8C] = le16(c["par_t2"]), s8(c["par_t3"])
     r[0x8E:0x90], r[0x90:0x92], r[0x92] = le16(c["par_p1"]), le16(c["par_p2"]), s8(c["par_p3"])
@@ -105,7 +105,7 @@ def attrs_dict(cal: bme680.Calibration) -> dict[str, int]:
 def test_bme680_compensation_matches_a_real_sensors_reference_values() -> None:
     bus = FakeBus()
     bus.regs[0x77] = bme680_registers()
-    driver = driver_on(bus, *[(q, dict(sensor="bme680", address=0x77, quantity=q)) for q in bme680.Bme680.QUANTITIES])
+    driver = driver_on(bus, *[(q, {"sensor": "bme680", "address": 0x77, "quantity": q}) for q in bme680.Bme680.QUANTITIES])
     t, h, p, gas = driver.read_inputs(0.0)
     assert t == pytest.approx(26.69, abs=0.01)
     assert p == pytest.approx(98712, abs=5)
@@ -116,7 +116,7 @@ def test_bme680_compensation_matches_a_real_sensors_reference_values() -> None:
 def test_bme680_is_read_once_per_poll_whatever_the_number_of_tags() -> None:
     bus = FakeBus()
     bus.regs[0x76] = bme680_registers()
-    driver = driver_on(bus, *[(q, dict(sensor="bme680", address=0x76, quantity=q)) for q in bme680.Bme680.QUANTITIES])
+    driver = driver_on(bus, *[(q, {"sensor": "bme680", "address": 0x76, "quantity": q}) for q in bme680.Bme680.QUANTITIES])
     for _ in range(3):
         driver.read_inputs(0.0)
     assert bus.block_reads[(0x76, bme680.DATA_REG)] == 3
@@ -129,8 +129,8 @@ def test_missing_chip_turns_only_its_tags_bad_logged_once_and_recovers(caplog) -
     bus.regs[0x77] = bme680_registers()
     bus.regs[0x48] = [0] * 256
     bus.regs[0x48][0:2] = [0x19, 0x00]  # TMP102: 0x1900 -> 25.0 degC
-    driver = driver_on(bus, ("t_enclosure", dict(sensor="bme680", address=0x77, quantity="temperature_degc")),
-                       ("t_board", dict(sensor="register", address=0x48, register=0x00, dtype="int16")))
+    driver = driver_on(bus, ("t_enclosure", {"sensor": "bme680", "address": 0x77, "quantity": "temperature_degc"}),
+                       ("t_board", {"sensor": "register", "address": 0x48, "register": 0x00, "dtype": "int16"}))
     bus.absent.add(0x77)
     for _ in range(3):
         values = driver.read_inputs(0.0)
@@ -145,7 +145,7 @@ def test_custom_register_sensor_with_io_scaling() -> None:
     bus = FakeBus()
     bus.regs[0x48] = [0] * 256
     bus.regs[0x48][0:2] = [0xE7, 0x00]  # TMP102 -25.0 degC: 12-bit left aligned, 1/16 degC per count
-    driver = driver_on(bus, ("t", dict(sensor="register", address=0x48, register=0x00, dtype="int16")),
+    driver = driver_on(bus, ("t", {"sensor": "register", "address": 0x48, "register": 0x00, "dtype": "int16"}),
                        scale=1 / 256)
     point = driver.inputs[0]
     assert point.to_engineering(driver.read_inputs(0.0)[0]) == pytest.approx(-25.0)
@@ -176,7 +176,7 @@ def test_analog_4_20ma_sensor_through_the_ads1115() -> None:
     bus = FakeBus()
     bus.devices[0x48] = FakeAds1115([0.0, 1.2, 0.0, 0.0])  # 12 mA across a 100 ohm shunt
     # 4..20 mA on 100 ohm is 0.4..2.0 V; the sensor spans 0..10 bar: bar = (V - 0.4) * 6.25
-    driver = driver_on(bus, ("pressure_bar", dict(sensor="ads1115", address=0x48, channel=1, full_scale_v=2.048)),
+    driver = driver_on(bus, ("pressure_bar", {"sensor": "ads1115", "address": 0x48, "channel": 1, "full_scale_v": 2.048}),
                        scale=6.25, offset=-2.5)
     volts = driver.read_inputs(0.0)[0]
     assert volts == pytest.approx(1.2, abs=1e-4)

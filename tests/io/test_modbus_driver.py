@@ -5,12 +5,12 @@ from __future__ import annotations
 import time
 
 import pytest
+from io_kit import BAD, GOOD, NullModem, modbus_driver, point, profile, sample, value_of, wait_until
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusSerialServer
+from testkit.waiting import holds_for
 
 from ems.devsim.modbus_device import ProfileDevice
-from io_kit import BAD, GOOD, NullModem, modbus_driver, point, profile, sample, value_of, wait_until
-from testkit.waiting import holds_for
 
 
 def test_em24_values_arrive_scaled_with_lsw_first_word_order(serve, run) -> None:  # type: ignore[no-untyped-def]
@@ -95,9 +95,9 @@ def test_unchanged_setpoint_is_not_written_again(serve, run) -> None:  # type: i
     inverter = serve("abb_pqstori")
     driver = run(modbus_driver("abb_pqstori", inverter.port, [], [point("p_set", register="set_p")]))
     for _ in range(5):
-        driver.stage(tuple([3.0]))  # a new tuple every cycle, as the scan stages them
+        driver.stage((3.0,))  # a new tuple every cycle, as the scan stages them
         polls = driver.poll_count
-        wait_until(lambda: driver.poll_count >= polls + 2, 5.0, "a whole poll with this tuple staged")
+        wait_until(lambda polls=polls: driver.poll_count >= polls + 2, 5.0, "a whole poll with this tuple staged")
     assert [w for w in inverter.device.writes if w[0] == "set_p"] == [("set_p", 3.0)]
 
 
@@ -105,7 +105,7 @@ def test_write_the_device_ignores_fails_verification_is_counted_and_retried(serv
     inverter = serve("abb_pqstori")
     inverter.device.faults.ignore_writes = True
     driver = run(modbus_driver("abb_pqstori", inverter.port, [], [point("p_set", register="set_p")]))
-    scan = lambda: driver.stage(tuple([5.0]))  # noqa: E731 - the scan stages its outputs every cycle
+    scan = lambda: driver.stage((5.0,))
     wait_until(lambda: scan() or driver.stats.verify_failures >= 3)
     assert inverter.device.get("set_p") == 0.0
     assert sum("read back" in r.getMessage() for r in caplog.records) == 1  # logged once, not per retry

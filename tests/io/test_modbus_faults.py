@@ -7,12 +7,12 @@ import logging
 import time
 
 import pytest
+from io_kit import BAD, GOOD, modbus_driver, point, sample, value_of, wait_until
+from testkit.waiting import holds_for
 
 from runtime.clock import RealClock
 from runtime.config.io_map import parse_io_map
 from runtime.site import build_site
-from io_kit import BAD, GOOD, modbus_driver, point, sample, value_of, wait_until
-from testkit.waiting import holds_for
 
 
 def warnings(caplog, text: str) -> int:  # type: ignore[no-untyped-def]
@@ -186,7 +186,7 @@ def test_silent_device_never_slows_the_scan_or_the_other_device(serve) -> None: 
         runner.start()
         for kw in (1.0, 2.0, 3.0, 4.0):
             inverter.device.set("p_ac", kw)
-            wait_until(lambda: any(q is GOOD and round(v) == kw * 1000.0 for v, q, _ in seen), 2.5,
+            wait_until(lambda kw=kw: any(q is GOOD and round(v) == kw * 1000.0 for v, q, _ in seen), 2.5,
                        f"the scan sees the inverter at {kw} kW")
         runner.join(5.0)
     finally:

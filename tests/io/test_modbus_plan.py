@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from io_kit import profile
+
 from runtime.io.modbus.plan import plan_reads
 from runtime.io.modbus.profile import parse_profile
-from io_kit import profile
 
 HEAD = """\
 [device]

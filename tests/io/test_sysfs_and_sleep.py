@@ -6,14 +6,13 @@ import logging
 from pathlib import Path
 
 import pytest
+from io_kit import profile, wait_until
 
 from runtime.clock import RealClock, VirtualClock
 from runtime.config.io_map import parse_io_map
-from runtime.io.bms_sleep import (BmsSleepDriver, RelayConfig, SleepConfig, SleepController, SleepOptions,
-                                  SleepPoint)
+from runtime.io.bms_sleep import BmsSleepDriver, RelayConfig, SleepConfig, SleepController, SleepOptions, SleepPoint
 from runtime.io.driver import DriverSettings, Point
 from runtime.io.sysfs import CPU_TEMP, SysfsDriver, SysfsOptions, SysfsPoint
-from io_kit import profile, wait_until
 
 
 def test_cpu_temperature_is_read_in_millidegrees_and_scaled(tmp_path: Path, caplog) -> None:  # type: ignore[no-untyped-def]

@@ -43,7 +43,7 @@ def test_check_config_lists_every_mistake_and_exits_2(tmp_path: Path):
     baud_line = numbered.index("baud = 9600") + 1
     assert any(f"{bad}:{period_line}: site.scan_period_s: " in line for line in lines)
     assert any(f"{bad}:{baud_line}: modbus_server.baud: unknown key" in line for line in lines)
-    assert any(f"dtype: must be one of 'bool'" in line and "got 'float64'" in line for line in lines)
+    assert any("dtype: must be one of 'bool'" in line and "got 'float64'" in line for line in lines)
 
 
 def test_check_config_on_a_missing_file_exits_2(tmp_path: Path):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.image import ProcessImage
 from plc.tags import Access, Area, DType, Quality, TagSpec, TagValueError
+from runtime.image import ProcessImage
 
 SETPOINT = TagSpec("inverter_p_setpoint_w", DType.FLOAT32, Area.OUTPUT, unit="W", min=-5000, max=5000,
                    access=Access.RW, safe_value=0.0)

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
 import pytest
+from testkit.drivers import FunctionDriver
+from testkit.waiting import wait_until
 
+from plc.program import Program, ScanContext
+from plc.tags import Area, DType, Quality, TagSpec
 from runtime.clock import RealClock, VirtualClock
 from runtime.image import ProcessImage
 from runtime.io.driver import DriverSettings, Point
-from plc.program import Program, ScanContext
 from runtime.scan import InputBinding, OutputBinding, ScanEngine, Supervisor
 from runtime.scan_stats import stats_tag_specs
-from plc.tags import Area, DType, Quality, TagSpec
-from testkit.drivers import FunctionDriver
-from testkit.waiting import wait_until
 
 SETPOINT = TagSpec("inverter_p_setpoint_w", DType.FLOAT32, Area.OUTPUT, unit="W", min=-5000, max=5000,
                    safe_value=0.0)
@@ -90,12 +91,12 @@ def test_inputs_are_copied_and_outputs_staged_each_scan():
 def test_a_program_that_sleeps_past_the_period_counts_overruns_without_a_catch_up_burst():
     period = 0.02
     program = Recorder(work=0.065, work_every=10)  # every 10th scan runs 3+ periods long
-    _, driver, engine = make(RealClock(), [program], period=period)
+    _, _driver, engine = make(RealClock(), [program], period=period)
     engine.run(duration_s=1.0)
     assert engine.stats.overruns >= 3
     assert engine.stats.missed >= 3 * engine.stats.overruns
     starts = program.wall
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     # After a long scan the next one starts on the grid point after it ended: never back to back.
     assert min(gaps) > period * 0.5
     assert len(starts) < 1.0 / period
@@ -193,7 +194,7 @@ def test_an_input_older_than_its_max_age_is_marked_stale():
         return [300.0] if state["fresh"] else [UNCHANGED]
 
     clock = VirtualClock()
-    image, driver, engine = make(clock, [Recorder()], source=source)
+    image, _driver, engine = make(clock, [Recorder()], source=source)
     engine.run(duration_s=1.0)
     assert image["grid_power_w"].quality is Quality.GOOD
     state["fresh"] = False

@@ -10,15 +10,16 @@ fault is the controller's interlock, not the simulated BMS; the BMS-trip test ke
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 
-from programs.enums import StateCommand
-from runtime.events import Event, read_events
 from ems.scenario import Scenario, ScenarioInfo
 from ems.simulate import prepare, virtual_clock_for
+from programs.enums import StateCommand
+from runtime.events import Event, read_events
 from runtime.site import Site, build_site
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -117,7 +117,7 @@ def test_every_interlock_and_error_id_is_documented():
 
 def test_the_safety_program_is_last_in_the_shipped_sites():
     for site in ("sim_home.toml", "sim_commercial.toml"):
-        kinds = re.findall(r'^kind = "(\w+)"', (ROOT / "io_maps" / site).read_text(), re.M)
+        kinds = re.findall(r'^kind = "(\w+)"', (ROOT / "io_maps" / site).read_text(), re.MULTILINE)
         assert kinds[-1] == "safety" and "monitor" in kinds, site
 
 

@@ -110,10 +110,11 @@ def test_the_monitors_battery_history_survives_a_restart(tmp_path):
 
 def test_a_site_stopped_before_its_first_scan_keeps_a_valid_runtime(tmp_path):
     """On the real clock the scan time is the monotonic clock's, far from 0 before any scan."""
+    from site_run import HOME
+
     from runtime.clock import RealClock
     from runtime.config.io_map import load_io_map
     from runtime.site import build_site
-    from site_run import HOME
 
     site = build_site(load_io_map(HOME), RealClock())
     site.attach_services(tmp_path)

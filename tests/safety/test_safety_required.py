@@ -40,7 +40,7 @@ def line_of(text: str, needle: str) -> int:
 def test_every_shipped_site_with_outputs_runs_safety_last(site: str) -> None:
     text = (ROOT / site).read_text()
     build(text)
-    kinds = re.findall(r'^kind = "(\w+)"', text, re.M)
+    kinds = re.findall(r'^kind = "(\w+)"', text, re.MULTILINE)
     assert kinds[-1] == "safety"
 
 

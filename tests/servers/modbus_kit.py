@@ -13,19 +13,20 @@ from __future__ import annotations
 
 import math
 import threading
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pymodbus.client import ModbusTcpClient
 from testkit.drivers import FunctionDriver
 
+from plc.program import Program, ScanContext, TagLookup
+from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
 from runtime.clock import VirtualClock
 from runtime.config.schema import MeterGatewayConfig, ModbusServerConfig
 from runtime.image import ProcessImage
 from runtime.io.driver import DriverSettings, Point
-from plc.program import Program, ScanContext, TagLookup
 from runtime.scan import InputBinding, ScanEngine
 from runtime.servers import build_mirrors, runtime_tag_specs
-from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
 
 H, IR, C, D = ModbusTable.HOLDING, ModbusTable.INPUT, ModbusTable.COIL, ModbusTable.DISCRETE
 PERIOD_S = 0.1

@@ -8,7 +8,8 @@ same registers.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from modbus_kit import SERVER, ServedSite, meter_reading

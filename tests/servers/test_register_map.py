@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
 from runtime.image import ProcessImage
 from runtime.servers.register_map import (
     ILLEGAL_ADDRESS,
@@ -20,7 +21,6 @@ from runtime.servers.register_map import (
     make_encoder,
     range_warnings,
 )
-from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
 
 H, IR, C, D = ModbusTable.HOLDING, ModbusTable.INPUT, ModbusTable.COIL, ModbusTable.DISCRETE
 
@@ -95,7 +95,7 @@ def test_a_snapshot_encodes_every_table_and_gaps_read_zero():
 
 def test_reading_past_the_highest_mapped_address_is_illegal_address():
     rmap = RegisterMap.from_specs([tag("a", DType.UINT16, IR, 0), tag("b", DType.FLOAT32, IR, 4)])
-    image = ProcessImage(list(rmap.entries[IR][i].spec for i in range(2)))
+    image = ProcessImage([rmap.entries[IR][i].spec for i in range(2)])
     encoded = rmap.encode(image.publish(1, 0.0))
     assert rmap.read(encoded, IR, 0, 6) == [0, 0, 0, 0, 0x7FC0, 0]
     assert rmap.read(encoded, IR, 5, 2) == ILLEGAL_ADDRESS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from modbus_kit import ServedSite
@@ -12,13 +12,13 @@ from modbus_kit import ServedSite
 from runtime.config.schema import MeterGatewayConfig, SerialPortConfig
 
 serial = pytest.importorskip("serial", reason="Modbus RTU needs pyserial")
-from pymodbus.client import ModbusSerialClient  # noqa: E402
-from pymodbus.exceptions import ModbusIOException  # noqa: E402
+from pymodbus.client import ModbusSerialClient
+from pymodbus.exceptions import ModbusIOException
 
 DT = ModbusSerialClient.DATATYPE
 
 
-from testkit.serial_line import NullModem  # noqa: E402
+from testkit.serial_line import NullModem
 
 
 @pytest.fixture

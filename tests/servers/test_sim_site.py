@@ -10,19 +10,20 @@ import math
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import attrs
 import pytest
 from modbus_kit import exception_code, read_tag, write_tag
 from pymodbus.client import ModbusTcpClient
 
+from plc.tags import Access, DType, TagSpec
 from runtime.clock import VirtualClock
 from runtime.config.io_map import load_io_map
 from runtime.image import WriteRequest
 from runtime.site import Site, build_site
-from plc.tags import Access, DType, TagSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 

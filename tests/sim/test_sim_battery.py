@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sim_helpers import evolve, quiet, run, start
 
 from sim import Plant, PlantConfig
-from sim_helpers import evolve, quiet, run, start
 
 
 def test_charging_1_kwh_raises_soc_by_charge_times_coulombic_efficiency() -> None:

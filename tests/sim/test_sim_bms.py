@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sim_helpers import evolve, quiet, run, start
 
 from sim import Plant, PlantConfig
 from sim.bms import ALARM_BITS
-from sim_helpers import evolve, quiet, run, start
 
 
 def _plant(**parts: dict) -> Plant:

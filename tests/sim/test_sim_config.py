@@ -8,8 +8,8 @@ import typing
 import attrs
 import pytest
 
-from sim import config as c
 from sim import PlantConfig
+from sim import config as c
 
 
 def test_home_site_is_one_rack_of_16_cells_10_24_kwh_5_kw_6_kwp() -> None:

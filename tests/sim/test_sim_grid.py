@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sim_helpers import balance_error, evolve, quiet, run, start
 
 from sim import EventConfig, GridConfig, Plant, PlantConfig, PvConfig
 from sim.grid import Grid
-from sim_helpers import balance_error, evolve, quiet, run, start
 
 
 def _plant(load_w: float = 500.0, pv_w: float = 0.0, grid_forming: bool = False, **kw: object

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from sim_helpers import evolve, quiet, run, start
 
 from sim import Plant, PlantConfig
-from sim_helpers import evolve, quiet, run, start
 
 
 def _plant(**inverter: object) -> Plant:

@@ -7,9 +7,9 @@ import operator
 import random
 
 import pytest
+from sim_helpers import balance_error, evolve, quiet, run, start
 
 from sim import EventConfig, Plant, PlantConfig, PvConfig, SiteConfig, variables
-from sim_helpers import balance_error, evolve, quiet, run, start
 
 _OUTAGE = (EventConfig(t_s=600.0, variable="grid.outage", value=1.0),
            EventConfig(t_s=900.0, variable="grid.outage", value=0.0))

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sim_helpers import run
 
 from sim import LoadConfig, Plant, PlantConfig, ProfileError, PvConfig
 from sim.profiles import csv_series, load_series, pv_series
-from sim_helpers import run
 
 
 def _csv(tmp_path: Path, text: str, name: str = "profile.csv") -> str:

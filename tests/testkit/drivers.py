@@ -7,7 +7,8 @@ staleness logic as every production driver; only the "device" is a Python callab
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from runtime.clock import Clock
 from runtime.io.driver import Driver, DriverSettings, Point

@@ -11,7 +11,8 @@ scan by scan (input, scan, expect), with time leaps where a test needs a gap, an
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from plc.program import Program, ScanContext
 from plc.tags import Access, Area, DType, TagSpec

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import linecache
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 POLL_S = 0.02
 
