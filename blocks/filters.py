@@ -203,6 +203,7 @@ class MovingAverage:
         c += (t - (s - z)) + (old - z)
         i += 1
         n = self.window_n
+        assert n is not None, "__attrs_post_init__ sets window_n"
         if i == n:
             i = 0
             self.full = True

@@ -112,6 +112,15 @@ class Bms:
         Var("balancing_cells", "", False, "int", "number of cells being bled"),
     )
 
+    # ALARM_BITS[:7], which __init__ sets False by name
+    alarm_cell_ov: bool
+    alarm_cell_uv: bool
+    alarm_cell_ot: bool
+    alarm_cell_ut: bool
+    alarm_oc_charge: bool
+    alarm_oc_discharge: bool
+    alarm_imbalance: bool
+
     def __init__(self, cfg: BmsConfig, battery: Battery) -> None:
         self.cfg = cfg
         self._b = battery

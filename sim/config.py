@@ -11,13 +11,17 @@ Defaults describe the home site; ``PlantConfig.home()`` and
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import attrs
 from attrs import field
 from attrs.validators import ge, gt, in_, le, lt
 
 from sim.ocv import LFP_CELL_V, LFP_SOC_PCT, check_table
 
-_table = attrs.validators.deep_iterable(
+# for tuple[float, ...] fields: attrs types this validator for exactly `tuple | list`, which mypy will not match
+_table: Callable[[Any, attrs.Attribute[Any], Any], Any] = attrs.validators.deep_iterable(
     attrs.validators.instance_of((int, float)), attrs.validators.instance_of((tuple, list)))
 _pct = [ge(0.0), le(100.0)]
 _csv_end = in_(["loop", "hold"])

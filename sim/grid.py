@@ -18,6 +18,7 @@ voltage and frequency when islanded, zero when the site is dark.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 
@@ -105,6 +106,16 @@ class Grid:
         return self._freq.at(t_s)
 
 
+class ReactiveLoad(Protocol):
+    @property
+    def q_var(self) -> float: ...
+
+
+class ReactiveSource(Protocol):
+    @property
+    def q_ac_var(self) -> float: ...
+
+
 class Meter:
     """Energy meter at the point of connection; P + = import from the grid."""
 
@@ -128,10 +139,10 @@ class Meter:
         self.export_energy_wh = 0.0
         self.comm_ok = True
         self._bus: object = None  # the grid, or the island/dark bus (voltage_v, frequency_hz)
-        self._q_source = None  # (load, inverter) for the reactive balance
+        self._q_source: tuple[ReactiveLoad, ReactiveSource] | None = None  # for the reactive balance
         self._grid_connected = True
 
-    def connect(self, load: object, inverter: object) -> None:
+    def connect(self, load: ReactiveLoad, inverter: ReactiveSource) -> None:
         self._q_source = (load, inverter)
 
     def set_bus(self, bus: object, grid_connected: bool) -> None:
@@ -159,7 +170,8 @@ class Meter:
     def q_var(self) -> float:
         if not self._grid_connected:
             return 0.0
-        load, inverter = self._q_source  # type: ignore[misc]
+        assert self._q_source is not None, "the plant connects the meter before its first step"
+        load, inverter = self._q_source
         return load.q_var - inverter.q_ac_var
 
     @property

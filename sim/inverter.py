@@ -28,6 +28,7 @@ at 0.5 % steps so a step costs an index, not an interpolation.
 from __future__ import annotations
 
 import math
+from typing import Protocol
 
 import numpy as np
 
@@ -38,6 +39,28 @@ STANDBY, READY, RUNNING, FAULT = 0, 1, 2, 3
 STATE_NAMES = ("standby", "ready", "running", "fault")
 FAULT_INJECTED, FAULT_GRID_LOST, FAULT_DC_LOST, FAULT_OVERTEMP, FAULT_ESTOP = 1, 2, 4, 8, 16
 _LUT_STEPS_PER_UNIT = 200  # efficiency table resolution: 0.5 % of rated power
+
+
+_UNCONNECTED = "the plant connects the inverter before it reads the bus or the battery"
+
+
+class AcBus(Protocol):
+    """The AC side as the inverter reads it (the site meter)."""
+
+    @property
+    def frequency_hz(self) -> float: ...
+
+    def phase_v(self, k: int) -> float: ...
+
+
+class DcSource(Protocol):
+    """The battery as the inverter reads it."""
+
+    @property
+    def voltage_v(self) -> float: ...
+
+    @property
+    def current_a(self) -> float: ...
 
 
 class Inverter:
@@ -95,8 +118,8 @@ class Inverter:
         self._loss_j = 0.0
         self._dt = -1.0
         self._ramp_step = self._alpha = 0.0
-        self._bus = None  # object with voltage_v, frequency_hz, phase_factors (the meter)
-        self._battery = None  # object with voltage_v, current_a
+        self._bus: AcBus | None = None  # the meter
+        self._battery: DcSource | None = None
         self._dc_live = False
         grid = np.linspace(0.0, cfg.efficiency_load_fraction[-1],
                            int(cfg.efficiency_load_fraction[-1] * _LUT_STEPS_PER_UNIT) + 1)
@@ -104,7 +127,7 @@ class Inverter:
         self._lut_scale = _LUT_STEPS_PER_UNIT / cfg.rated_p_w
         self._lut_last = len(self._eta_lut) - 1
 
-    def connect(self, bus: object, battery: object) -> None:
+    def connect(self, bus: AcBus, battery: DcSource) -> None:
         """Give the inverter its AC bus (for V/f) and battery (for DC readings)."""
         self._bus = bus
         self._battery = battery
@@ -268,11 +291,17 @@ class Inverter:
 
     @property
     def dc_voltage_v(self) -> float:
-        return self._battery.voltage_v if self._dc_live else 0.0  # type: ignore[union-attr]
+        if not self._dc_live:
+            return 0.0
+        assert self._battery is not None, _UNCONNECTED
+        return self._battery.voltage_v
 
     @property
     def dc_current_a(self) -> float:
-        return self._battery.current_a if self._dc_live else 0.0  # type: ignore[union-attr]
+        if not self._dc_live:
+            return 0.0
+        assert self._battery is not None, _UNCONNECTED
+        return self._battery.current_a
 
     @property
     def efficiency_pct(self) -> float:
@@ -283,10 +312,12 @@ class Inverter:
 
     @property
     def frequency_hz(self) -> float:
-        return self._bus.frequency_hz  # type: ignore[union-attr]
+        assert self._bus is not None, _UNCONNECTED
+        return self._bus.frequency_hz
 
     def _phase_v(self, k: int) -> float:
-        return self._bus.phase_v(k)  # type: ignore[union-attr]
+        assert self._bus is not None, _UNCONNECTED
+        return self._bus.phase_v(k)
 
     def _phase_i(self, k: int) -> float:
         v = self._phase_v(k)

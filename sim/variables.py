@@ -34,7 +34,7 @@ class VariableInfo:
     type: str = "float"
 
 
-class Indexed(tuple):  # type: ignore[type-arg]
+class Indexed(tuple[Any, ...]):
     """A tuple whose items are also attributes "0", "1", ... so that
     ``operator.attrgetter("bms.racks.0.soc_pct")`` works."""
 
