@@ -161,7 +161,8 @@ class EventPlayer:
     def __init__(self, site: Site, scenario: Scenario | None, plant: Any):
         self.image = site.image
         self.events = list(scenario.events) if scenario else []
-        self.heartbeats = [[hb, hb.start_s] for hb in scenario.heartbeats] if scenario else []
+        self.heartbeats = list(scenario.heartbeats) if scenario else []
+        self.beat_due = [hb.start_s for hb in self.heartbeats]  # when each heartbeat ticks next
         self.plant = plant
         self.t0: float | None = None
         self.period = site.period_s
@@ -176,12 +177,12 @@ class EventPlayer:
                 self.image.request_writes([(event.tag, tag_value(self.image, event.tag, event.value))], "scenario")
             else:
                 self.plant.set(event.plant, event.value)
-        for beat in self.heartbeats:
-            source, due = beat
+        for i, source in enumerate(self.heartbeats):
+            due = self.beat_due[i]
             if due <= next_t and (source.stop_s is None or due < source.stop_s):
                 tag = self.image[source.tag]
                 self.image.request_writes([(source.tag, ((tag.value or 0) + 1) % 65536)], "scenario heartbeat")
-                beat[1] = due + source.period_s
+                self.beat_due[i] = due + source.period_s
 
 
 def tag_value(image: ProcessImage, name: str, value: Any) -> Any:
@@ -302,19 +303,21 @@ def _install_schedule(site: Site, scenario: Scenario) -> None:
     except ValueError as exc:
         raise ConfigErrors([ConfigError(("schedule",), str(exc), scenario.path)]) from None
     for program in controls:
-        program.replace_schedule(schedule)  # type: ignore[attr-defined]
+        program.replace_schedule(schedule)
 
 
 def _progress_hook(site: Site, hours: float, report: Callable[[float, float], None]) -> Callable[[ScanContext], None]:
     every = max(1, int(hours * 3600 / site.period_s / 200))
-    state = {"n": 0, "t0": None}
+    n = 0
+    t0: float | None = None
 
     def hook(ctx: ScanContext) -> None:
-        if state["t0"] is None:
-            state["t0"] = ctx.t_s
-        state["n"] += 1
-        if state["n"] % every == 0:
-            report(ctx.t_s - state["t0"] + site.period_s, hours * 3600)
+        nonlocal n, t0
+        if t0 is None:
+            t0 = ctx.t_s
+        n += 1
+        if n % every == 0:
+            report(ctx.t_s - t0 + site.period_s, hours * 3600)
 
     return hook
 

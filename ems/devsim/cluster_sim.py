@@ -37,9 +37,11 @@ def cluster_plant(io_map: IoMap, preset: str, seed: int) -> ClusterPlant:
 class ClusterDeviceSimulation(DeviceSimulation):
     """The devices of a cluster's site, each bound to its own unit's plant."""
 
+    plant: ClusterPlant
+
     def __init__(self, io_map: IoMap, preset: str = "home", seed: int = 0, step_s: float = 0.05):
         super().__init__(io_map, preset=preset, seed=seed, step_s=step_s)
-        self.plant = cluster_plant(io_map, preset, seed)  # type: ignore[assignment]
+        self.plant = cluster_plant(io_map, preset, seed)
         self.owner = {device: node.id for node in io_map.cluster.nodes for device in node.devices}
 
     def plant_for(self, device: str) -> Any:

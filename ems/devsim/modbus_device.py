@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 from pymodbus.constants import ExcCodes
+from pymodbus.datastore import ModbusServerContext
 from pymodbus.framer import FramerType
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
@@ -73,7 +74,7 @@ class ProfileDevice:
         self._runtime: Any = None  # pymodbus's live register store, known once served
 
     # --- building ------------------------------------------------------------------------------
-    def _simdata(self) -> tuple[list[SimData], ...]:
+    def _simdata(self) -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
         tables: dict[ModbusTable, dict[int, tuple[int, bool]]] = {t: {} for t in _TABLE_ORDER}
         for reg in self.profile.registers.values():
             for address in range(reg.address, reg.address + reg.words):
@@ -88,11 +89,14 @@ class ProfileDevice:
                 data = [SimData(a, values=[0], datatype=DataType.REGISTERS, readonly=ro) for a, (_, ro) in entries]
                 data = data or [SimData(65535, count=1, datatype=DataType.INVALID)]
             out.append(data)
-        return tuple(out)
+        coils, discrete, holding, inputs = out  # _TABLE_ORDER
+        return coils, discrete, holding, inputs
 
     def attach(self, server: ModbusTcpServer) -> None:
         """Bind to the server's live register store and load the profile's `sim_value`s."""
-        self._runtime = server.context.devices[self.unit_id]
+        context = server.context
+        assert not isinstance(context, ModbusServerContext), "served from a SimDevice: pymodbus wraps it in a SimCore"
+        self._runtime = context.devices[self.unit_id]
         regs = self.profile.registers
         constants = sorted((n for n, r in regs.items() if r.sim_value is not None),
                            key=lambda n: regs[n].dtype != "sunssf")  # scale factors first
@@ -164,7 +168,7 @@ class ProfileDevice:
             lsb, width = reg.bits
             return (codec.raw_unsigned(words, device.byte_order, device.word_order) >> lsb) & ((1 << width) - 1)
         raw = codec.decode(words, reg.dtype, device.byte_order, device.word_order)
-        if reg.dtype == "string":
+        if isinstance(raw, str):  # dtype "string"
             return raw
         value = raw * reg.scale
         if reg.scale_register:

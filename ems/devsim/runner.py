@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import attrs
@@ -35,6 +35,12 @@ from sim import Plant, PlantConfig
 log = logging.getLogger(__name__)
 PRESETS = {"home": PlantConfig.home, "commercial": PlantConfig.commercial}
 _COMM_FLAG = {"meter": "meter.comm_ok", "inverter": "inverter.comm_ok"}
+
+
+class SteppedPlant(Protocol):
+    """What the simulation itself does with its plant (a Plant, or a cluster's): step it."""
+
+    def step(self, dt_s: float) -> None: ...
 
 
 @attrs.define
@@ -58,7 +64,7 @@ class DeviceSimulation:
 
     def __init__(self, io_map: IoMap, preset: str = "home", seed: int = 0, step_s: float = 0.05):
         self.io_map = io_map
-        self.plant = Plant(attrs.evolve(PRESETS[preset](), seed=seed))
+        self.plant: SteppedPlant = Plant(attrs.evolve(PRESETS[preset](), seed=seed))
         self.lock = threading.Lock()
         self.step_s = step_s
         self.loop = LoopThread("devsim")
@@ -152,27 +158,29 @@ class DeviceSimulation:
             sim.link.refresh()
             if sim.comm_flag:
                 sim.server.device.faults.silent = not self.plant_for(sim.name).get(sim.comm_flag)
-        for sim in self.can:
-            sim.bms.faults.silent = not self.plant_for(sim.name).get("bms.comm_ok")
+        for can_sim in self.can:
+            can_sim.bms.faults.silent = not self.plant_for(can_sim.name).get("bms.comm_ok")
 
     def stop(self) -> None:
         self._stop.set()
         if self._stepper.is_alive():
             self._stepper.join(2.0)
-        for sim in self.can:
-            sim.bms.stop()
-            sim.bus.shutdown()
-            if sim.endpoint is not None:
-                sim.endpoint.shutdown()
-                sim.endpoint.server_close()
+        for can_sim in self.can:
+            can_sim.bms.stop()
+            can_sim.bus.shutdown()
+            if can_sim.endpoint is not None:
+                can_sim.endpoint.shutdown()
+                can_sim.endpoint.server_close()
         for sim in self.modbus:
             self.loop.run(sim.server.stop())
         self.loop.stop()
 
     def describe(self) -> list[str]:
         lines = [f"modbus {s.name}: {s.server.profile.name} on {s.server.host}:{s.server.port}" for s in self.modbus]
-        lines += [f"can {s.name}: {s.bms.decoder.db.dbc.attributes['ProtocolVersion'].value} x{s.bms.racks} racks"
-                  for s in self.can]
+        for s in self.can:
+            dbc = s.bms.decoder.db.dbc
+            assert dbc is not None, "the database was loaded from a DBC file"
+            lines.append(f"can {s.name}: {dbc.attributes['ProtocolVersion'].value} x{s.bms.racks} racks")
         return lines
 
 

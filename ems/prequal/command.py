@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ def cmd_prequal(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> list[tuple[str, str, float | None]]:
     products = PRODUCTS if args.product == "all" else (args.product,)
-    plan = []
+    plan: list[tuple[str, str, float | None]] = []
     for product in products:
         tests = APPLICABLE[product] if args.test == "all" else (args.test,)
         for test in tests:
@@ -114,7 +115,7 @@ def run_one(args: argparse.Namespace, product: str, test: str, level: float | No
     return result
 
 
-def _progress(name: str):  # type: ignore[no-untyped-def]
+def _progress(name: str) -> Callable[[float, float], None]:
     shown = {"decile": -1}
 
     def report(done_s: float, total_s: float) -> None:

@@ -300,10 +300,10 @@ def _ler(ctx: Context) -> list[Check]:
     if on is not None:
         aem_i = next(i for i, s in enumerate(seq.segments) if s.label == "aem")
         elapsed = min(305.0, seq.end_of(aem_i) - 1.0 - rec.t[on])  # 5 min, or what the segment leaves
-        expected = max(0.0, 1.0 - (elapsed - 5.0) / 300.0)  # the 300 s mean moves the reference linearly
+        fade = max(0.0, 1.0 - (elapsed - 5.0) / 300.0)  # the 300 s mean moves the reference linearly
         checks.append(Check(f"AEM: activated power {elapsed:.0f} s after AEM on (fades out over 5 min)",
-                            rec_at(ctx, rec.t[on] + elapsed), "C", hi=expected + 0.02,
-                            note=f"a linear fade leaves {expected:.2f} C"))
+                            rec_at(ctx, rec.t[on] + elapsed), "C", hi=fade + 0.02,
+                            note=f"a linear fade leaves {fade:.2f} C"))
         endurance = rec["endurance_down_min" if nem_sign > 0 else "endurance_up_min"]
         checks.append(Check("AEM: largest reported endurance while AEM is on (unavailable)",
                             float(endurance[aem].max()), "min", hi=0.0))

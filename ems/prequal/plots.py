@@ -4,11 +4,16 @@ and what the test is about (energy management, FFR states, the Nyquist curve of 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ems.prequal.evaluate import Context, sine_points
 from ems.prequal.stability import STABILITY_RADIUS
+
+if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn
+    from matplotlib.axes import Axes
+    from matplotlib.typing import HashableList
 
 MAX_POINTS = 20_000  # enough for a clear line, cheap on long tests
 
@@ -20,7 +25,7 @@ def plot_test(ctx: Context, path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     rec = ctx.rec
-    layout = [["f", "f"], ["p", "p"]]
+    layout: list[HashableList[str]] = [["f", "f"], ["p", "p"]]
     if rec.test in ("ler", "sine", "ffr"):
         layout.append(["x", "x"])
     elif rec.test == "ramp":
@@ -61,7 +66,7 @@ def plot_test(ctx: Context, path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def _zoom(ax, ctx: Context, t0: float, t1: float, title: str) -> None:  # type: ignore[no-untyped-def]
+def _zoom(ax: Axes, ctx: Context, t0: float, t1: float, title: str) -> None:
     rec = ctx.rec
     mask = rec.window(t0, t1)
     ax.plot(rec.t[mask], ctx.a[mask] * 100, label="activated power")
@@ -73,7 +78,7 @@ def _zoom(ax, ctx: Context, t0: float, t1: float, title: str) -> None:  # type: 
     ax.legend(loc="best", fontsize=8)
 
 
-def _ler_panel(ax, ctx: Context, step: int) -> None:  # type: ignore[no-untyped-def]
+def _ler_panel(ax: Axes, ctx: Context, step: int) -> None:
     rec = ctx.rec
     t = rec.t[::step]
     ax.plot(t, rec["soc_pct"][::step], label="SOC (%)")
@@ -85,7 +90,7 @@ def _ler_panel(ax, ctx: Context, step: int) -> None:  # type: ignore[no-untyped-
     ax.grid(alpha=0.3)
 
 
-def _nyquist(ax, ctx: Context) -> None:  # type: ignore[no-untyped-def]
+def _nyquist(ax: Axes, ctx: Context) -> None:
     from matplotlib import patches
 
     points = sine_points(ctx)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import attrs
 
@@ -25,6 +26,9 @@ from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigError, ConfigErrors
 from runtime.grid_log import GridLog
 from runtime.site import Site, build_site
+
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +204,7 @@ def unit_meta(io_map: IoMap) -> dict[str, float]:
             "ffr_recovery_pct": params.ffr.recovery_pct, "filter_tau_s": params.filter_tau_s}
 
 
-def _tz(io_map: IoMap):  # type: ignore[no-untyped-def]
+def _tz(io_map: IoMap) -> ZoneInfo:
     from zoneinfo import ZoneInfo
 
     return ZoneInfo(io_map.site.timezone)
