@@ -89,7 +89,8 @@ BARE = textwrap.dedent("""
     ports = [int(p) for p in sys.argv[2].split(",")]
     nodes = tuple(ClusterNodeConfig(id=f"n{i}", raft_port=p, pub_port=1 + i, rep_port=10 + i)
                   for i, p in enumerate(ports))
-    engine = RaftEngine(ClusterConfig(enabled=True, node_id=sys.argv[1], nodes=nodes))
+    cfg = ClusterConfig(enabled=True, node_id=sys.argv[1], nodes=nodes, insecure_lab=True)
+    engine = RaftEngine(cfg, "bench-cluster-password-of-32-characters")  # encrypted, as the cluster's
     engine.start()
     out = open(sys.argv[3], "w", buffering=1)
     last = None

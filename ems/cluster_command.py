@@ -4,35 +4,95 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
+
+from programs.cluster.messages import STATE_COMMANDS
 
 DEFAULT_IO_MAP = "io_maps/sim_cluster/node1.toml"
 
 
 def add_parser(sub: Any) -> None:
-    parser = sub.add_parser("cluster", help="cluster of battery units: status of a running cluster")
+    parser = sub.add_parser("cluster", help="cluster of battery units: keys, status, state commands",
+                            description="A cluster of battery units acting as one (docs/cluster.md).")
     commands = parser.add_subparsers(metavar="COMMAND")
+    keys = commands.add_parser(
+        "keys", help="make the cluster's secret file and every node's and tool's CURVE key pair",
+        description="Makes [cluster] secret_file (the Raft password, mode 0600) and a CURVE key pair in keys_dir "
+                    "for every node and every command_keys name; keeps files that exist. Copy the folder to "
+                    "every node. Example: ems cluster keys --io-map io_maps/sim_cluster/node1.toml")
+    keys.add_argument("--io-map", default=DEFAULT_IO_MAP, help=f"a node's io_map (default {DEFAULT_IO_MAP})")
+    keys.set_defaults(handler=cmd_keys)
     status = commands.add_parser("status", help="members, roles, terms, SOCs and setpoints, as seen from a node")
-    status.add_argument("--io-map", default=DEFAULT_IO_MAP, help=f"a node's io_map (default {DEFAULT_IO_MAP})")
-    status.add_argument("--node", help="ask this node of the io_map (default: the io_map's own node)")
+    _common(status)
     status.add_argument("--json", action="store_true", help="one JSON object (leader, term, members, ...)")
-    status.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS", help="wait this long for an answer")
     status.set_defaults(handler=cmd_status)
+    state = commands.add_parser("state", help="a state command for every node, through the leader",
+                                description="Example: ems cluster state idle --io-map io_maps/sim_cluster/node1.toml")
+    state.add_argument("value", choices=STATE_COMMANDS, help="the state command")
+    _common(state)
+    state.set_defaults(handler=cmd_state)
     parser.set_defaults(handler=lambda _args: (parser.print_help(), 2)[1])
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    from ems.cluster_status import as_json, ask, render
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--io-map", default=DEFAULT_IO_MAP, help=f"a node's io_map (default {DEFAULT_IO_MAP})")
+    parser.add_argument("--node", help="ask this node of the io_map (default: the io_map's own node)")
+    parser.add_argument("--key", default="cli", help="the command key to sign with, one of [cluster] command_keys "
+                                                    "(default cli)")
+    parser.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS",
+                        help="wait this long for an answer (default 1 s)")
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from runtime.cluster.security import generate
     from runtime.config.io_map import load_io_map
 
     io_map = load_io_map(args.io_map)
+    made = generate(io_map.cluster, Path(io_map.path).parent)
+    for path in made:
+        print(path)
+    print(f"ems cluster keys: {len(made)} files made" if made else "ems cluster keys: every file exists already")
+    return 0
+
+
+def _ask(args: argparse.Namespace, body: dict[str, Any] | None) -> tuple[int, dict[str, Any]]:
+    from ems.cluster_status import ask
+    from runtime.cluster.security import SecurityError, load
+    from runtime.config.io_map import load_io_map
+
+    name = f"ems cluster {args.handler.__name__.removeprefix('cmd_')}"
+    io_map = load_io_map(args.io_map)
     if not io_map.cluster.nodes:
-        print(f"ems cluster status: {args.io_map} has no [[cluster.nodes]]", file=sys.stderr)
-        return 2
+        print(f"{name}: {args.io_map} has no [[cluster.nodes]]", file=sys.stderr)
+        return 2, {}
     try:
-        status = ask(io_map.cluster, args.node, args.timeout)
+        secrets = load(io_map.cluster, Path(io_map.path).parent, client=args.key)
+        return 0, ask(io_map.cluster, args.node, args.timeout, secrets, body)
+    except SecurityError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2, {}
     except (LookupError, TimeoutError) as exc:
-        print(f"ems cluster status: {exc}", file=sys.stderr)
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1, {}
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from ems.cluster_status import as_json, render
+
+    code, status = _ask(args, None)
+    if not code:
+        print(as_json(status) if args.json else render(status))
+    return code
+
+
+def cmd_state(args: argparse.Namespace) -> int:
+    code, reply = _ask(args, {"cmd": "state", "value": args.value})
+    if code:
+        return code
+    if not reply.get("ok"):
+        leader = f" (the leader is {reply['leader']})" if reply.get("leader") else ""
+        print(f"ems cluster state: refused: {reply.get('error')}{leader}", file=sys.stderr)
         return 1
-    print(as_json(status) if args.json else render(status))
+    print(f"ems cluster state: {args.value} queued by the leader (term {reply.get('term')})")
     return 0

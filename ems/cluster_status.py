@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from runtime.cluster.security import ClusterSecrets
 from runtime.cluster.transport import endpoint, request
 from runtime.config.schema import ClusterConfig
 
@@ -15,15 +16,18 @@ COLUMNS = (("id", "node", "{}"), ("state", "state", "{}"), ("role", "role", "{}"
            ("setpoint_seq", "sp seq", "{}"), ("fallback", "fallback", "{}"))
 
 
-def ask(cfg: ClusterConfig, node: str | None = None, timeout_s: float = 1.0) -> dict[str, Any]:
-    """The status of `node` (default: the io_map's own node, else the first that answers)."""
+def ask(cfg: ClusterConfig, node: str | None = None, timeout_s: float = 1.0,
+        secrets: ClusterSecrets | None = None, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Send `body` (default: a status request) to `node` (default: the io_map's own node, else
+    the first that answers), with the command tool's CURVE key from `secrets`."""
     nodes = [n for n in cfg.nodes if n.id == (node or cfg.node_id)] or (list(cfg.nodes) if node is None else [])
     if not nodes:
         raise LookupError(f"no node {node!r} in this io_map; nodes: {', '.join(n.id for n in cfg.nodes)}")
     errors = []
     for n in nodes:
+        server_key = secrets.member_keys.get(n.id) if secrets is not None else None
         try:
-            return request(endpoint(n.host, n.rep_port), {"cmd": "status"}, timeout_s)
+            return request(endpoint(n.host, n.rep_port), body or {"cmd": "status"}, timeout_s, secrets, server_key)
         except (TimeoutError, ValueError) as exc:
             errors.append(str(exc))
     raise TimeoutError("; ".join(errors))

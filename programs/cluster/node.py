@@ -50,6 +50,7 @@ class Applied:
     p_w: float = 0.0
     term: int = 0
     seq: int = 0
+    leader: str = ""
     age_s: float = math.inf
     fallback: bool = True  # until the first setpoint: a node starts on its fallback
 
@@ -155,7 +156,13 @@ class ClusterNode(Program):
             self._previous = now
 
     def _receive(self, messages: list[Message], view: RaftView, ctx: ScanContext) -> Setpoints | None:
-        """Membership from state messages; the newest setpoint that passes the fence, or None."""
+        """Membership from state messages; the newest setpoint that passes the fence, or None.
+
+        Terms and leaders count only as this node's Raft state confirms them: a setpoint is
+        applied only from the leader of the node's own Raft term, so one that claims a term
+        Raft has not reached (a forged term 10**9, say) fences nothing and is only counted as
+        ignored. Sequence numbers count per (leader, term): a new leader starts afresh.
+        """
         best: Setpoints | None = None
         for message in messages:
             if isinstance(message, NodeState):
@@ -168,14 +175,14 @@ class ClusterNode(Program):
                     self.link.record("dropped", term=message.term, seq=message.seq, leader=message.leader,
                                      highest=self.highest_term, scan=ctx.scan)
                 continue
-            self.highest_term = message.term  # a setpoint proves a leader of that term: older ones are deposed
             if message.leader != view.leader or message.term != view.term or (
                     message.leader == view.node and not view.commanding):
                 self.ignored += 1
                 continue
-            if not message.newer_than(self.applied.term, self.applied.seq):
-                continue
-            if best is None or message.newer_than(best.term, best.seq):
+            a = self.applied
+            if (message.leader, message.term) == (a.leader, a.term) and message.seq <= a.seq:
+                continue  # late or repeated
+            if best is None or message.seq > best.seq:
                 best = message
         return best
 
@@ -190,7 +197,7 @@ class ClusterNode(Program):
             share = best.shares.get(self.link_id, NO_SHARE)
             if a.fallback:
                 log.info("cluster: setpoints again from %s (term %d); fallback ends", best.leader, best.term)
-            a.p_w, a.term, a.seq, a.age_s, a.fallback = share.p_w, best.term, best.seq, 0.0, False
+            a.p_w, a.term, a.seq, a.leader, a.age_s, a.fallback = share.p_w, best.term, best.seq, best.leader, 0.0, False
             if self.link is not None:
                 self.link.record("applied", term=best.term, seq=best.seq, leader=best.leader, p_w=share.p_w,
                                  scan=ctx.scan)

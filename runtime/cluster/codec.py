@@ -46,6 +46,6 @@ def decode(frames: list[bytes]) -> Message:
             return Setpoints(shares=shares, **data)
     except MessageError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         raise MessageError(f"bad {topic.decode(errors='replace')} message: {exc}") from None
     raise MessageError(f"unknown topic {topic!r}")

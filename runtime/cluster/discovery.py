@@ -5,10 +5,15 @@ node id and its ports; it listens on the same group and reports each node it has
 before. TTL 1: beacons never pass a router. Discovered nodes join the transport (their state
 is received and shown); Raft voters stay the io_map's nodes (docs/cluster.md). Tests run this
 only inside a private network namespace, so multicast never leaves the machine.
+
+Beacons are signed: an HMAC-SHA256 over the beacon, keyed by the cluster secret
+(runtime/cluster/security.py), and they carry the node's public CURVE key, so a node that
+does not hold the secret is never subscribed to. Discovery is off unless `[cluster] discovery`.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 import logging
 import socket
@@ -20,6 +25,8 @@ import attrs
 
 log = logging.getLogger(__name__)
 
+Signer = Callable[[bytes], str]  # HMAC of a beacon's body
+
 
 @attrs.frozen
 class Beacon:
@@ -29,18 +36,30 @@ class Beacon:
     raft_port: int
     pub_port: int
     rep_port: int
+    public_key: str = ""  # Z85 CURVE key ("" in an insecure lab)
 
-    def encode(self) -> bytes:
-        return json.dumps({"ems_cluster": 1, **attrs.asdict(self)}, separators=(",", ":")).encode()
+    def _body(self) -> bytes:
+        return json.dumps({"ems_cluster": 1, **attrs.asdict(self)}, separators=(",", ":"), sort_keys=True).encode()
+
+    def encode(self, sign: Signer | None = None) -> bytes:
+        body = {"ems_cluster": 1, **attrs.asdict(self)}
+        if sign is not None:
+            body["mac"] = sign(self._body())
+        return json.dumps(body, separators=(",", ":")).encode()
 
     @classmethod
-    def decode(cls, data: bytes) -> Beacon | None:
+    def decode(cls, data: bytes, sign: Signer | None = None) -> Beacon | None:
+        """The beacon, or None for anything else: malformed, another protocol, or (with `sign`)
+        not signed with this cluster's secret."""
         try:
             body = json.loads(data)
             if not isinstance(body, dict) or body.pop("ems_cluster", None) != 1:
                 return None
+            mac = body.pop("mac", "")
             beacon = cls(**body)
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
+            return None
+        if sign is not None and not (isinstance(mac, str) and hmac.compare_digest(mac, sign(beacon._body()))):
             return None
         if not all(isinstance(p, int) for p in (beacon.raft_port, beacon.pub_port, beacon.rep_port)):
             return None
@@ -51,8 +70,10 @@ class Discovery:
     """Sends this node's beacon and reports the other nodes of the same cluster."""
 
     def __init__(self, beacon: Beacon, group: str, port: int, period_s: float,
-                 on_found: Callable[[Beacon], None]):
+                 on_found: Callable[[Beacon], None], sign: Signer | None = None):
         self.beacon = beacon
+        self.sign = sign
+        self.refused = 0
         self.group = group
         self.port = port
         self.period_s = period_s
@@ -91,7 +112,7 @@ class Discovery:
                 sock.close()
 
     def _announce(self) -> None:
-        data = self.beacon.encode()
+        data = self.beacon.encode(self.sign)
         while not self._stop.is_set():
             try:
                 assert self._send is not None
@@ -109,8 +130,11 @@ class Discovery:
                 continue
             except OSError:
                 return
-            beacon = Beacon.decode(data)
-            if beacon is None or beacon.cluster != self.beacon.cluster or beacon.node == self.beacon.node:
+            beacon = Beacon.decode(data, self.sign)
+            if beacon is None:
+                self.refused += 1
+                continue
+            if beacon.cluster != self.beacon.cluster or beacon.node == self.beacon.node:
                 continue
             if self.seen.get(beacon.node) != beacon:
                 self.seen[beacon.node] = beacon

@@ -42,8 +42,13 @@ class _LeaseLog(SyncObj):
         return n
 
 
-def sync_conf(cfg: ClusterConfig) -> SyncObjConf:
+def sync_conf(cfg: ClusterConfig, password: str | None = None) -> SyncObjConf:
+    """pysyncobj's settings. With a password its frames are encrypted and authenticated
+    (Fernet): without one it unpickles whatever reaches its port (runtime/cluster/security.py)."""
+    me = next(n for n in cfg.nodes if n.id == cfg.node_id)
     return SyncObjConf(
+        password=password,
+        bindAddress=f"{me.host}:{me.raft_port}",  # the node's address only, never 0.0.0.0
         raftMinTimeout=cfg.raft_min_timeout_s,
         raftMaxTimeout=cfg.raft_max_timeout_s,
         appendEntriesPeriod=cfg.append_entries_period_s,
@@ -66,8 +71,9 @@ def startup_grace_s(cfg: ClusterConfig) -> float:
 class RaftEngine:
     """pysyncobj for the nodes of `cfg`, plus the lease thread. `start()`, `view()`, `stop()`."""
 
-    def __init__(self, cfg: ClusterConfig):
+    def __init__(self, cfg: ClusterConfig, password: str | None = None):
         self.cfg = cfg
+        self.password = password
         self.node_id = cfg.node_id
         nodes = {n.id: f"{n.host}:{n.raft_port}" for n in cfg.nodes}
         self._address = nodes[cfg.node_id]
@@ -82,7 +88,7 @@ class RaftEngine:
         self._thread = threading.Thread(target=self._renew_loop, name="raft-lease", daemon=True)
 
     def start(self) -> None:
-        conf = sync_conf(self.cfg)
+        conf = sync_conf(self.cfg, self.password)
         # A node that (re)starts first listens for a while before it may stand for election: an
         # existing leader reaches it within a connection retry, so it joins as a follower instead
         # of disrupting the cluster with a higher term (pysyncobj has no pre-vote). Only the first

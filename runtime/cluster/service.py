@@ -29,8 +29,10 @@ from programs.cluster.messages import (
     StatusReport,
 )
 from programs.cluster.view import NO_VIEW, RaftView
+from runtime.cluster import security
 from runtime.cluster.discovery import Beacon, Discovery
 from runtime.cluster.raft import RaftEngine
+from runtime.cluster.security import ClusterSecrets
 from runtime.cluster.transport import Transport, endpoint
 from runtime.config.schema import ClusterConfig
 
@@ -71,22 +73,18 @@ class Recorder:
 class ClusterService:
     """Everything of the cluster that is not the scan. `start()`, `stop()`; the rest is the link."""
 
-    def __init__(self, cfg: ClusterConfig, site_id: str, data_dir: Path):
+    def __init__(self, cfg: ClusterConfig, site_id: str, data_dir: Path, config_dir: Path):
         self.cfg = cfg
+        self.site_id = site_id
+        self.config_dir = config_dir  # the io_map's folder: secret and key paths are relative to it
         self.node_id = cfg.node_id
         self.node_ids = tuple(n.id for n in cfg.nodes)
-        me = next(n for n in cfg.nodes if n.id == cfg.node_id)
-        self.me = me
-        peers = [endpoint(n.host, n.pub_port) for n in cfg.nodes if n.id != cfg.node_id]
-        self.raft = RaftEngine(cfg)
+        self.me = next(n for n in cfg.nodes if n.id == cfg.node_id)
         self.link = ClusterLink(cfg.node_id, self.node_ids, self._read_view, cfg.stale_after_s, cfg.offline_after_s)
-        self.transport = Transport(endpoint(me.host, me.pub_port), endpoint(me.host, me.rep_port), peers,
-                                   self._handle, self.link.inbox)
-        self.discovery = None
-        if cfg.discovery:
-            beacon = Beacon(site_id, me.id, me.host, me.raft_port, me.pub_port, me.rep_port)
-            self.discovery = Discovery(beacon, cfg.discovery_group, cfg.discovery_port, cfg.discovery_period_s,
-                                       self._found)
+        self.secrets = ClusterSecrets()
+        self.raft: RaftEngine | None = None
+        self.transport: Transport | None = None
+        self.discovery: Discovery | None = None
         self.recorder = Recorder(data_dir / cfg.applied_log) if cfg.applied_log else None
         self.status: dict[str, Any] = {"node": self.node_id, "leader": None, "term": 0, "members": []}
         self._started = False
@@ -95,6 +93,22 @@ class ClusterService:
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
+        """Load the secrets (SecurityError, one line, when one is missing or exposed), then start
+        the transport, Raft and discovery."""
+        cfg, me = self.cfg, self.me
+        self.secrets = security.load(cfg, self.config_dir)
+        if not self.secrets.secure:
+            log.warning("CLUSTER NODE %s RUNS WITHOUT AUTHENTICATION ([cluster] insecure_lab = true): anyone who "
+                        "reaches its ports can command it; a lab on a private network only", self.node_id)
+        peers = {n.id: endpoint(n.host, n.pub_port) for n in cfg.nodes if n.id != cfg.node_id}
+        self.transport = Transport(self.node_id, endpoint(me.host, me.pub_port), endpoint(me.host, me.rep_port),
+                                   peers, self._handle, self.link.inbox, self.secrets)
+        self.raft = RaftEngine(cfg, self.secrets.password)
+        if cfg.discovery:
+            key = (self.secrets.public_key or b"").decode()
+            beacon = Beacon(self.site_id, me.id, me.host, me.raft_port, me.pub_port, me.rep_port, key)
+            self.discovery = Discovery(beacon, cfg.discovery_group, cfg.discovery_port, cfg.discovery_period_s,
+                                       self._found, self.secrets.beacon_mac if self.secrets.secure else None)
         if self.recorder is not None:
             self.recorder.start()
         self.transport.start()
@@ -109,22 +123,25 @@ class ClusterService:
         self._started = False
         if self.discovery is not None:
             self.discovery.stop()
-        self.raft.stop()
-        self.transport.stop()
+        if self.raft is not None:
+            self.raft.stop()
+        if self.transport is not None:
+            self.transport.stop()
         if self.recorder is not None:
             self.recorder.stop()
 
     # --- the scan thread ----------------------------------------------------------------------
     def _read_view(self) -> RaftView:
         """The link's view of Raft (called once per scan); kept for the REP socket's answers."""
-        self._view = self.raft.view()
+        self._view = self.raft.view() if self.raft is not None else NO_VIEW
         return self._view
 
     def flush(self, _ctx: Any = None) -> None:
         """After each scan: what the programs sent goes out (the PUB socket stays on this thread)."""
         for message in self.link.take_outbox():
             if isinstance(message, (NodeState, Setpoints)):
-                self.transport.publish(message)
+                if self.transport is not None:
+                    self.transport.publish(message)
             elif isinstance(message, StatusReport):
                 self.status = message.body  # one reference swap; the transport's thread reads it
             elif isinstance(message, Record) and self.recorder is not None:
@@ -132,10 +149,15 @@ class ClusterService:
                                    **message.fields})
 
     # --- the transport's thread --------------------------------------------------------------
-    def _handle(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _handle(self, request: dict[str, Any], who: str) -> dict[str, Any]:
+        """A request on the REP socket, from a member or a command key (`who`, by name)."""
         cmd = request.get("cmd")
         if cmd == "status":
-            return {"ok": True, **self.status, "bad_messages": self.transport.bad_messages}
+            t = self.transport
+            counters = {"bad_messages": t.bad_messages, "forged_messages": t.forged_messages,
+                        "bad_requests": t.bad_requests, "transport_restarts": t.restarts,
+                        "refused_connections": t.keys.denied} if t is not None else {}
+            return {"ok": True, **self.status, **counters}
         if cmd == "state":
             value = request.get("value")
             if value not in STATE_COMMANDS:
@@ -144,13 +166,18 @@ class ClusterService:
             if not view.commanding:
                 return {"ok": False, "error": "not the leader", "leader": view.leader}
             self.link.inbox.append(StateRequest(value))
+            log.info("cluster: state command %s from %s", value, who)
             return {"ok": True, "queued": value, "term": view.term}
         return {"ok": False, "error": f"unknown command {cmd!r}; known: status, state"}
 
     def _found(self, beacon: Beacon) -> None:
-        if beacon.node in self.node_ids:
+        """A signed beacon of a node the io_map does not list: hear it (and let it hear us)."""
+        if beacon.node in self.node_ids or self.transport is None:
             return
-        self.transport.subscribe(endpoint(beacon.host, beacon.pub_port))
+        key = beacon.public_key.encode() or None
+        if key is not None:
+            self.transport.keys.members.add(key)
+        self.transport.subscribe(beacon.node, endpoint(beacon.host, beacon.pub_port), key)
         self.link.inbox.append(Discovered(beacon.node))
 
 
@@ -168,7 +195,7 @@ def attach(programs: list[Any], io_map: Any, engine: Any, virtual: bool) -> list
         raise ValueError("the cluster programs need [cluster] enabled = true and this node's node_id")
     if virtual:
         return []
-    service = ClusterService(cfg, io_map.site.id, Path(io_map.site.data_dir))
+    service = ClusterService(cfg, io_map.site.id, Path(io_map.site.data_dir), Path(io_map.path).parent)
     for program in users:
         program.attach_cluster(service.link)
     engine.after_scan.append(service.flush)

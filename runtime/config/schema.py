@@ -213,6 +213,13 @@ class ClusterConfig:
     discovery_port: int = attrs.field(default=15199, validator=[v.ge(1), v.le(65535)])
     discovery_period_s: float = attrs.field(default=1.0, validator=v.gt(0.0))
     applied_log: str = ""  # JSON lines of every setpoint sent and applied, under data_dir ("" = off)
+    # Security (runtime/cluster/security.py): the Raft password file (mode 0600) and the CURVE keys,
+    # both outside the io_map (paths relative to it); command_keys may command the cluster too.
+    secret_file: str = ""
+    keys_dir: str = ""
+    command_keys: tuple[str, ...] = attrs.field(default=("cli",), validator=v.deep_iterable(
+        _matches(_ID, "key name")))
+    insecure_lab: bool = False  # no password, no CURVE: a lab on a private network only, logged at every start
     plant: dict[str, Any] = attrs.field(factory=dict)  # simulate-devices only: the shared site plant
 
     def __attrs_post_init__(self) -> None:
@@ -236,6 +243,9 @@ class ClusterConfig:
             raise ValueError("lease_renew_s must be below lease_s")
         if not self.stale_after_s < self.offline_after_s:
             raise ValueError("stale_after_s must be below offline_after_s")
+        if self.enabled and not self.insecure_lab and not (self.secret_file and self.keys_dir):
+            raise ValueError("a cluster needs secret_file and keys_dir (make them with `ems cluster keys`); "
+                             "only a lab may set insecure_lab = true")
         endpoints = [(n.host, port) for n in self.nodes for port in (n.raft_port, n.pub_port, n.rep_port)]
         if len(set(endpoints)) != len(endpoints):
             raise ValueError("every node needs its own raft, pub and rep ports")

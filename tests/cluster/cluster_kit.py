@@ -23,7 +23,9 @@ from typing import Any
 
 from testkit import waiting
 
+from runtime.cluster import security
 from runtime.cluster.transport import request
+from runtime.config.io_map import load_io_map
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "io_maps" / "sim_cluster"
@@ -68,6 +70,9 @@ class ClusterFiles:
             path = tmp / f"{name}.toml"
             path.write_text(text)
             self.paths[name] = path
+        node1 = load_io_map(self.paths["node1"]).cluster
+        security.generate(node1, tmp)  # the secret and every node's and the tool's keys, under tmp/keys
+        self.cli = security.load(node1, tmp, client="cli")
 
     def record_file(self, node: str) -> Path:
         return self.tmp / node / "cluster_setpoints.jsonl"
@@ -145,9 +150,14 @@ class Cluster:
         self.stop()
 
     # --- what the nodes say ------------------------------------------------------------------
+    def ask(self, node: str, body: dict[str, Any], timeout_s: float = 1.0) -> dict[str, Any]:
+        """A request to a node's REP socket, signed with the `ems cluster` tool's key."""
+        cli = self.files.cli
+        return request(f"tcp://127.0.0.1:{self.files.rep[node]}", body, timeout_s, cli, cli.member_keys[node])
+
     def status(self, node: str, timeout_s: float = 0.5) -> dict[str, Any] | None:
         try:
-            return request(f"tcp://127.0.0.1:{self.files.rep[node]}", {"cmd": "status"}, timeout_s)
+            return self.ask(node, {"cmd": "status"}, timeout_s)
         except (TimeoutError, ValueError):
             return None
 

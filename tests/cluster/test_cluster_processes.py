@@ -169,16 +169,16 @@ def test_cluster_status_prints_members_roles_terms_socs_and_setpoints(cluster: C
 def test_a_state_command_to_the_leader_reaches_every_node(cluster: Cluster) -> None:
     leader = all_three_following(cluster)
     follower = next(n for n in NODES if n != leader)
-    from runtime.cluster.transport import request
-
-    refused = request(f"tcp://127.0.0.1:{cluster.files.rep[follower]}", {"cmd": "state", "value": "maintenance"})
+    refused = cluster.ask(follower, {"cmd": "state", "value": "maintenance"})
     assert refused["ok"] is False and refused["leader"] == leader
-    accepted = request(f"tcp://127.0.0.1:{cluster.files.rep[leader]}", {"cmd": "state", "value": "maintenance"})
+    accepted = cluster.ask(leader, {"cmd": "state", "value": "maintenance"})
     assert accepted["ok"] is True
     in_state = lambda state: lambda: all(m.get("site_state") == state
                                          for m in cluster.status(leader)["members"])
     wait_until(in_state("maintenance"), 5.0, "every node in maintenance")
-    request(f"tcp://127.0.0.1:{cluster.files.rep[leader]}", {"cmd": "state", "value": "run"})
+    done = subprocess.run([sys.executable, "-m", "ems.cli", "cluster", "state", "run", "--io-map",
+                           str(cluster.files.paths[leader])], cwd=ROOT, capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0 and "run queued by the leader" in done.stdout, done.stderr
     wait_until(in_state("run"), 8.0, "every node running again")
 
 

@@ -36,6 +36,7 @@ def test_a_node_finds_an_unlisted_node_of_its_cluster_and_hears_its_state() -> N
     done = subprocess.run(["unshare", "-n", "sh", "-c", script], capture_output=True, text=True, timeout=45)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["found"] == ["x"]  # b is in the io_map already; y belongs to another cluster
+    assert result["found"] == ["x"]  # b is in the io_map already; y belongs to another cluster; z is no member
     assert result["states"] == ["x"]
     assert result["a_saw"] == ["x"]
+    assert result["refused"] >= 2  # the impostor's beacons, with a MAC not made with the secret

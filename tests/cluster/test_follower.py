@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from node_kit import Node, ScriptedLink, setpoints
+from node_kit import NODES, Node, ScriptedLink, setpoints
 
 from programs.cluster.messages import Setpoints, Share
 from programs.cluster.node import NodeParams
@@ -46,12 +46,37 @@ def test_a_setpoint_from_a_node_raft_does_not_name_leader_is_ignored(link: Scrip
     assert node["ext_p_setpoint_w"] == 0.0 and node["cluster_setpoints_ignored"] == 1
 
 
-def test_a_newer_term_than_raft_knows_is_held_back_but_fences_the_older_one(link: ScriptedLink) -> None:
+def test_a_newer_term_than_raft_knows_is_held_back_and_fences_nothing_until_raft_confirms_it(
+        link: ScriptedLink) -> None:
     node = Node(link)
     link.deliver(setpoints(4, 1, leader="node3", node1=900.0), setpoints(3, 7, node1=100.0))
     node.scan()
-    assert node["cluster_setpoints_ignored"] == 1 and node["cluster_setpoints_dropped"] == 1
-    assert node["cluster_highest_term"] == 4 and node["ext_p_setpoint_w"] == 0.0
+    assert node["cluster_setpoints_ignored"] == 1 and node["cluster_setpoints_dropped"] == 0
+    assert node["cluster_highest_term"] == 3 and node["ext_p_setpoint_w"] == 100.0  # Raft's leader still leads
+    link.raft = RaftView("node1", Role.FOLLOWER, 4, "node3", True, False, {n: True for n in NODES})
+    link.deliver(setpoints(3, 8, node1=100.0), setpoints(4, 2, leader="node3", node1=900.0))
+    node.scan()
+    assert node["cluster_setpoints_dropped"] == 1 and node["ext_p_setpoint_w"] == 900.0
+
+
+def test_a_forged_term_of_10_9_changes_nothing(link: ScriptedLink) -> None:
+    node = Node(link)
+    link.deliver(setpoints(10**9, 1, leader="mallory", node1=5000.0))
+    node.scan()
+    link.deliver(setpoints(3, 1, node1=1200.0))  # the real leader of the Raft term
+    node.scan()
+    assert node["cluster_highest_term"] == 3 and node["ext_p_setpoint_w"] == 1200.0
+    assert node["cluster_setpoints_ignored"] == 1 and node["cluster_setpoints_dropped"] == 0
+
+
+def test_a_huge_sequence_number_does_not_block_the_next_leader(link: ScriptedLink) -> None:
+    node = Node(link)
+    link.deliver(setpoints(3, 2**31, node1=700.0))
+    node.scan()
+    link.raft = RaftView("node1", Role.FOLLOWER, 4, "node3", True, False, {n: True for n in NODES})
+    link.deliver(setpoints(4, 1, leader="node3", node1=300.0))  # a new (leader, term) counts from 1 again
+    node.scan()
+    assert node["ext_p_setpoint_w"] == 300.0 and node["cluster_setpoint_seq"] == 1
 
 
 def test_only_the_newest_setpoint_of_a_scan_is_applied(link: ScriptedLink) -> None:

@@ -20,6 +20,9 @@ import pytest
 from cluster_kit import ROOT, wait_until
 from netns_kit import Lab, netns_unavailable
 
+from runtime.cluster import security
+from runtime.config.io_map import load_io_map
+
 pytestmark = [pytest.mark.timeout(120)]
 
 WHY_NOT = netns_unavailable()
@@ -64,6 +67,7 @@ def node_file(tmp: Path, lab: Lab, i: int) -> Path:
     text = re.sub(r'name = "(\w+)"(\n(?:(?!\[\[)[^\n]*\n)*?)io = \{[^\n]*\}', bind, text)
     path = tmp / f"node{i + 1}.toml"
     path.write_text(text)
+    security.generate(load_io_map(path).cluster, tmp)  # one secret and key set for the three (tmp/keys)
     return path
 
 

@@ -20,7 +20,9 @@ def engines():  # type: ignore[no-untyped-def]
     ports = free_ports(9)
     nodes = tuple(ClusterNodeConfig(id=f"n{i}", raft_port=ports[i], pub_port=ports[3 + i], rep_port=ports[6 + i])
                   for i in range(3))
-    running = {n.id: RaftEngine(ClusterConfig(enabled=True, node_id=n.id, nodes=nodes)) for n in nodes}
+    password = "a-test-cluster-password-of-32-characters"
+    running = {n.id: RaftEngine(ClusterConfig(enabled=True, node_id=n.id, nodes=nodes, insecure_lab=True), password)
+               for n in nodes}
     for engine in running.values():
         engine.start()
     yield running
