@@ -11,6 +11,8 @@ import json
 import pickle
 import socket
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -328,3 +330,19 @@ def test_a_beacon_not_signed_with_the_cluster_secret_is_refused() -> None:
 def test_the_raft_view_of_a_lone_node_names_no_leader(node: ClusterService) -> None:
     view = node._read_view()
     assert view.role in (Role.FOLLOWER, Role.CANDIDATE) and not view.commanding
+
+
+def test_ems_cluster_keys_makes_the_secret_and_every_key_pair_private(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    site = tmp_path / "node1.toml"
+    site.write_text((root / "io_maps" / "sim_cluster" / "node1.toml").read_text())
+    command = [sys.executable, "-m", "ems.cli", "cluster", "keys", "--io-map", str(site)]
+    first = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=30)
+    assert first.returncode == 0 and "ems cluster keys: 9 files made" in first.stdout, first.stderr
+    keys = tmp_path / "keys"
+    assert sorted(p.name for p in keys.iterdir()) == sorted(
+        ["raft.secret"] + [f"{n}.{ext}" for n in ("node1", "node2", "node3", "cli") for ext in ("key", "key_secret")])
+    for private in ["raft.secret"] + [f"{n}.key_secret" for n in ("node1", "node2", "node3", "cli")]:
+        assert (keys / private).stat().st_mode & 0o077 == 0, private
+    again = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=30)
+    assert "every file exists already" in again.stdout
