@@ -3,7 +3,9 @@
 It serves exactly the profile's register map (any other address earns an "illegal data
 address" exception, as a real device would), keeps engineering values in the profile's
 byte/word order and scaling, applies client writes, and optionally follows a plant
-simulator through each register's `plant_var`. `Faults` switches on the bad behaviour the
+simulator through each register's `plant_var`. Like the real device it falls back by itself:
+`expire()` returns a register to its `revert_value` when no client has written it for the
+time in its revert timer (or, for a fixed watchdog, since the heartbeat last changed). `Faults` switches on the bad behaviour the
 driver must survive: exception replies, silence, short or garbled replies, disconnects.
 """
 
@@ -13,6 +15,7 @@ import asyncio
 import logging
 import socket
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -62,8 +65,13 @@ def free_port() -> int:
 class ProfileDevice:
     """The register image of one simulated device, built from its profile."""
 
-    def __init__(self, profile: Profile, unit_id: int | None = None):
+    def __init__(self, profile: Profile, unit_id: int | None = None,
+                 clock: Callable[[], float] = time.monotonic):
         self.profile = profile
+        self.clock = clock
+        self.written_at: dict[str, float] = {}  # register -> when a client last wrote it
+        self.reverted: list[str] = []  # registers the device has returned to their revert_value
+        self._last_beat: Any = None
         self.unit_id = profile.device.unit_id if unit_id is None else unit_id
         self.faults = Faults()
         self.writes: list[tuple[str, Any]] = []  # (register, engineering value) as clients wrote them
@@ -206,9 +214,48 @@ class ProfileDevice:
         for name, reg in self.profile.registers.items():
             if reg.table is table and reg.address < end and address < reg.address + reg.words:
                 value = self.get(name)
+                self._note_written(name, value)
                 self.writes.append((name, value))
                 if self.on_write is not None:
                     self.on_write(name, value)
+
+    def _note_written(self, name: str, value: Any) -> None:
+        if name == self.profile.device.heartbeat_register:
+            if value == self._last_beat:
+                return  # the watchdog is fed by a change of the heartbeat, not a repeat
+            self._last_beat = value
+        self.written_at[name] = self.clock()
+
+    def expire(self) -> list[str]:
+        """Revert every guarded register whose timer ran out; return their names."""
+        now = self.clock()
+        expired = []
+        for name, reg in self.profile.registers.items():
+            timeout, since = self._guard(name, reg)
+            if timeout > 0 and since is not None and now - since >= timeout:
+                expired.append(name)
+        for name in expired:
+            self.written_at.pop(name, None)  # disarmed until the next client write
+            value = self.profile.registers[name].revert_value
+            if self.get(name) != value:
+                log.info("simulated %s: %s reverts to %g (no write for its revert time)", self.profile.name, name, value)
+                self.set(name, value)
+                self.reverted.append(name)
+                if self.on_write is not None:
+                    self.on_write(name, self.get(name))
+        return expired
+
+    def _guard(self, name: str, reg: Register) -> tuple[float, float | None]:
+        """(timeout, start of the silence) of one register; timeout 0 = not guarded."""
+        if reg.revert_value is None:
+            return 0.0, None
+        if reg.reverts_after:
+            return float(self.get(reg.reverts_after)), self.written_at.get(name)
+        device = self.profile.device
+        beat = self.written_at.get(device.heartbeat_register)
+        if not device.watchdog_s or beat is None or name not in self.written_at:
+            return 0.0, None
+        return device.watchdog_s, beat
 
     def trace_packet(self, sending: bool, data: bytes) -> bytes:
         """Server-side packet hook: where answers get lost, cut or corrupted."""

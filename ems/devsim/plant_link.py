@@ -58,6 +58,7 @@ class PlantLink:
     def refresh(self) -> None:
         """Plant -> registers, for every bound read-only register. Writable registers keep what
         the client wrote (the plant follows them), as a device's command registers do."""
+        self.device.expire()  # the device's own communication-loss fallback, before it shows the plant
         regs = self.device.profile.registers
         with self.lock:
             values = {name: self.plant.get(var) for name, var in self.bindings.items() if regs[name].access == "r"}

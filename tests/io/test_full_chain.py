@@ -9,10 +9,12 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from io_kit import wait_until
+from pymodbus.client import ModbusTcpClient
 
 from ems.devsim.modbus_device import free_port
 from plc.tags import Quality
@@ -88,3 +90,37 @@ def test_simulators_real_drivers_and_controller_run_the_home_site(simulator, cap
     assert stats["overruns"] == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= 30]
     assert all(d.fault_count == 0 for d in site.drivers.values()), warnings
+
+
+def inverter_p_ac_w(port: int) -> float | None:
+    """The simulated inverter's SunSpec W (40084, int16, W_SF 0), read by a plain pymodbus client."""
+    client = ModbusTcpClient("127.0.0.1", port=port, timeout=1.0)
+    try:
+        if not client.connect():
+            return None
+        reply = client.read_holding_registers(40084, count=1, device_id=1)
+        if reply.isError():
+            return None
+        return float(client.convert_from_registers(reply.registers, client.DATATYPE.INT16))
+    finally:
+        client.close()
+
+
+def test_the_inverter_drops_to_0_w_by_itself_when_the_controller_is_killed(simulator, site_file, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    text = simulator.read_text()
+    assert "revert_s" not in text  # the shipped file relies on the 10 s default; here a short one
+    text = text.replace('model = "sunspec_inverter_storage"', 'model = "sunspec_inverter_storage"\nrevert_s = 2.0', 1)
+    io_map = tmp_path / "short_revert.toml"
+    io_map.write_text(text)
+    inverter_port = site_file[1][1]
+    controller = subprocess.Popen([sys.executable, "-m", "ems.cli", "run", "--io-map", str(io_map),
+                                   "--log-level", "WARNING"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: (inverter_p_ac_w(inverter_port) or 0.0) > 150.0, 30.0, "the controller discharges")
+    finally:
+        controller.kill()  # SIGKILL: no shutdown path runs
+        controller.wait(10)
+    killed = time.monotonic()
+    wait_until(lambda: abs(inverter_p_ac_w(inverter_port) or 1e9) < 20.0, 10.0, "the inverter reverts to 0 W")
+    assert time.monotonic() - killed < 2.0 + 1.5  # revert_s, plus the simulated inverter's ramp

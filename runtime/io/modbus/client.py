@@ -10,6 +10,10 @@ period. Failures are per block, so the right tags suffer:
 Each fault is counted and logged once per change; recovery is logged once too.
 Writes go out when a value changes (or every `rewrite_period_s`), are clamped to the
 register's min/max and read back when the profile allows verification.
+Communication loss: at every connect the driver first writes `revert_s` into the revert
+timers guarding its outputs (profile `reverts_after`), then rewrites those outputs every
+`revert_s / REWRITES_PER_REVERT`: while the controller lives they never lapse, and when it
+dies the device itself drops them back to their `revert_value` (0 W) within `revert_s`.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from runtime.io.modbus.profile import Register
 from runtime.io.registry import DriverKind
 
 log = logging.getLogger(__name__)
+
+REWRITES_PER_REVERT = 10  # a guarded output is rewritten this many times per revert period
 
 
 @attrs.define
@@ -88,6 +94,7 @@ class ModbusDriver(Driver):
         self._silent = False
         self._heartbeat = 0
         self._next_heartbeat = -math.inf
+        self._timers = config.profile.revert_timers({p.address.register for p in outputs if p.address.register})
 
     # --- connection -------------------------------------------------------------------------
     @property
@@ -263,6 +270,8 @@ class ModbusDriver(Driver):
     # --- writes -------------------------------------------------------------------------------
     def write_outputs(self, raw: Sequence[Any]) -> None:
         now = self.clock.now()
+        if self._arm_revert_timers(now) is False:
+            return
         for point, value in zip(self.outputs, raw):
             if value is None:
                 continue
@@ -276,11 +285,36 @@ class ModbusDriver(Driver):
             if words is None:
                 continue
             last = self._last_words.get(name)
-            rewrite = self.profile.device.rewrite_period_s
+            rewrite = self._rewrite_period(reg)
             if last is not None and last.words == words and not (rewrite and now - last.at >= rewrite):
                 continue
             if self._write(name, reg, words, now) is False:
                 return  # the device is silent: the rest waits for the next poll
+
+    def _rewrite_period(self, reg: Register) -> float:
+        """How often an unchanged output is written again (0: only on change)."""
+        period = self.profile.device.rewrite_period_s
+        if reg.reverts_after:
+            guard = self.options.revert_s / REWRITES_PER_REVERT
+            period = min(period, guard) if period else guard
+        return period
+
+    def _arm_revert_timers(self, now: float) -> bool | None:
+        """Write `revert_s` into each revert timer not yet written on this connection."""
+        for name in self._timers:
+            if name in self._last_words:
+                continue
+            reg = self.profile.registers[name]
+            words = self._words_for(name, reg, self.options.revert_s)
+            if words is None:
+                continue
+            result = self._write(name, reg, words, now)
+            if result is False:
+                return False
+            if result:
+                log.info("device %s: %s armed: the device reverts by itself after %.1f s of silence",
+                         self.name, name, self.options.revert_s)
+        return True
 
     def _command(self, name: str, value: bool, now: float) -> bool | None:
         """A command output: on a change (or rewrite period) write its registers for `value`."""

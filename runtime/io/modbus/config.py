@@ -51,6 +51,11 @@ class ModbusOptions:
     retries: int = attrs.field(default=1, validator=[v.ge(0), v.le(10)])
     bad_after_s: float = attrs.field(default=5.0, validator=v.ge(0.0))
     verify_writes: bool | None = None
+    # Communication-loss revert time written to the profile's revert timers at every connect
+    # (SunSpec *_RvrtTms): the device drops a guarded setpoint back to its revert_value when
+    # the controller has not rewritten it for this long. The driver rewrites guarded outputs
+    # every revert_s / REWRITES_PER_REVERT, so a live controller never lets them lapse.
+    revert_s: float = attrs.field(default=10.0, validator=[v.ge(1.0), v.le(3600.0)])
 
 
 @attrs.frozen

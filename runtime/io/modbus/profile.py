@@ -53,6 +53,9 @@ class DeviceMeta:
     rewrite_period_s: float = attrs.field(default=0.0, validator=v.ge(0.0))
     heartbeat_register: str = ""
     heartbeat_period_s: float = attrs.field(default=5.0, validator=v.gt(0.0))
+    # The device's own fixed communication watchdog: with no change of the heartbeat register
+    # for this long it falls back to every register's `revert_value` (0 = it has none).
+    watchdog_s: float = attrs.field(default=0.0, validator=v.ge(0.0))
     default_group: str = attrs.field(default="normal", validator=_name_ok)
 
 
@@ -91,6 +94,11 @@ class Register:
     sim_value: float | str | None = None
     plant_map: dict[str, float] = attrs.field(factory=dict)  # plant value -> register value (simulator)
     states: dict[str, str] = attrs.field(factory=dict)
+    # Communication-loss fallback: the device returns this register to `revert_value` when no
+    # client has written it for the time held in the timer register `reverts_after` (in
+    # seconds; SunSpec's *_RvrtTms), or, without a timer, when the device's watchdog expires.
+    reverts_after: str = ""
+    revert_value: float | None = None
 
     @property
     def words(self) -> int:
@@ -124,6 +132,10 @@ class Profile:
 
     def verify(self, register: Register) -> bool:
         return self.device.verify_writes if register.verify is None else register.verify
+
+    def revert_timers(self, outputs: set[str]) -> list[str]:
+        """The revert-timer registers that guard any of these output registers."""
+        return sorted({self.registers[n].reverts_after for n in outputs if self.registers[n].reverts_after})
 
 
 def resolve_profile_path(profile: str = "", model: str = "") -> FsPath:
@@ -206,6 +218,8 @@ def _check(device: DeviceMeta, groups: dict[str, PollGroup], registers: dict[str
     for name, reg in registers.items():
         _check_register(name, reg, device, groups, registers, errors)
     _check_overlaps(registers, errors)
+    if device.watchdog_s and not device.heartbeat_register:
+        errors.add(("device", "watchdog_s"), "a watchdog needs the heartbeat_register that feeds it")
     if device.heartbeat_register:
         beat = registers.get(device.heartbeat_register)
         if beat is None or beat.access != "rw" or beat.table is not ModbusTable.HOLDING:
@@ -246,6 +260,22 @@ def _check_register(name: str, reg: Register, device: DeviceMeta, groups: dict[s
             errors.add(path + ("scale_register",), "a scale-factor register applies to integer registers only")
     if reg.min is not None and reg.max is not None and reg.min > reg.max:
         errors.add(path + ("min",), f"min {reg.min} is above max {reg.max}")
+    _check_revert(path, reg, registers, errors)
+
+
+def _check_revert(path: Path, reg: Register, registers: dict[str, Register], errors: Errors) -> None:
+    if reg.reverts_after:
+        timer = registers.get(reg.reverts_after)
+        if timer is None or timer.access != "rw" or timer.table is not ModbusTable.HOLDING:
+            errors.add(path + ("reverts_after",), f"{reg.reverts_after!r} must name a writable holding register "
+                       f"of this profile (the revert timer, in seconds){_suggest(reg.reverts_after, registers)}")
+        if reg.revert_value is None:
+            errors.add(path + ("revert_value",), "a register with a revert timer needs the revert_value it falls back to")
+    if reg.revert_value is not None:
+        if reg.access != "rw":
+            errors.add(path + ("revert_value",), "only a writable register reverts")
+        elif (reg.min is not None and reg.revert_value < reg.min) or (reg.max is not None and reg.revert_value > reg.max):
+            errors.add(path + ("revert_value",), f"{reg.revert_value:g} is outside {reg.min}..{reg.max}")
 
 
 def _check_commands(commands: dict[str, Command], registers: dict[str, Register], errors: Errors) -> None:
