@@ -111,6 +111,10 @@ class TagSpec:
     modbus: ModbusAddress | None = None
     retain: bool = False
     safe_value: Any = None  # required for outputs: what the output holds whenever in doubt
+    # In doubt (program fault, supervisor trip, stop, a bad value) a safe_hold output keeps its
+    # last command instead of jumping to safe_value, and before its first command it sends
+    # none: a battery contactor must not open under load. Programs still command it on purpose.
+    safe_hold: bool = False
     initial: Any = None  # memory tags start GOOD at this value; None leaves them UNINIT
     max_age_s: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))  # older: STALE
     enum_labels: tuple[str, ...] = ()

@@ -2,6 +2,9 @@
 
 Grid-service power is added here, after the baseline's ramp, so that frequency response is
 never slowed by it. Outside Run the inverter is told to stop and its setpoint is 0 W.
+The contactor opens (in Error, Reboot, Restart) only once the measured power, and the
+battery current where it is measured, are down: never under load, however long that takes
+(an emergency stop is the safety program's, and may).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ OPEN_STATES = (SiteState.ERROR, SiteState.REBOOT, SiteState.RESTART)
 @attrs.frozen
 class Params:
     contactor_open_below_w: float = attrs.field(default=100.0, validator=v.ge(0))
-    contactor_open_after_s: float = attrs.field(default=2.0, validator=v.ge(0))
+    contactor_open_below_a: float = attrs.field(default=5.0, validator=v.ge(0))
 
 
 class Dispatch(Program):
@@ -29,7 +32,6 @@ class Dispatch(Program):
     def __init__(self, name: str, params: Params):
         super().__init__(name)
         self.p = params
-        self.stopping_s = 0.0
 
     def bind(self, tags: TagLookup) -> None:
         self.baseline = tags["baseline_p_w"]
@@ -44,6 +46,7 @@ class Dispatch(Program):
         self.run_out = tags.get("inverter_run_cmd")
         self.contactor_out = tags.get("bms_contactor_cmd")
         self.inverter_p = tags["inverter_p_w"]
+        self.battery_i = tags.get("battery_current_a")
 
     def execute(self, ctx: ScanContext) -> None:
         state = SiteState(self.state.value)
@@ -60,13 +63,11 @@ class Dispatch(Program):
         if self.run_out is not None:
             self.run_out.set(running)
         if self.contactor_out is not None:
-            self.contactor_out.set(self._contactor(state, ctx.dt_s))
+            self.contactor_out.set(state not in OPEN_STATES or not self._no_load())
 
-    def _contactor(self, state: SiteState, dt: float) -> bool:
-        """Closed, except in Error/Reboot/Restart: opened once the power is down (or after a delay)."""
-        if state not in OPEN_STATES:
-            self.stopping_s = 0.0
-            return True
-        self.stopping_s += dt
-        power_down = self.inverter_p.good and abs(self.inverter_p.value) < self.p.contactor_open_below_w
-        return not (power_down or self.stopping_s >= self.p.contactor_open_after_s)
+    def _no_load(self) -> bool:
+        """The inverter's power (and the battery current, where measured) read GOOD and near 0."""
+        if not (self.inverter_p.good and abs(self.inverter_p.value) < self.p.contactor_open_below_w):
+            return False
+        current = self.battery_i
+        return current is None or (current.good and abs(current.value) < self.p.contactor_open_below_a)

@@ -106,6 +106,8 @@ CATALOGUE: tuple[ErrorDef, ...] = (
     _e(501, "soc_critically_low", B, S.WARNING, "SOC critically low: charging from the grid", AutoClear(0.0)),
     _e(502, "bms_inactive", B, S.WARNING, "BMS inactive: no current for its timeout", AutoClear(0.0)),
     _e(503, "soc_drift", B, S.WARNING, "BMS SOC drifted from the recalibrated SOC", AutoClear(0.0)),
+    _e(601, "cluster_unit_not_following", Source.CLUSTER, S.WARNING,
+       "A cluster unit does not follow its setpoint: out of the split", AutoClear(0.0)),
 )
 BY_NAME: dict[str, ErrorDef] = {e.name: e for e in CATALOGUE}
 BY_ID: dict[int, ErrorDef] = {e.id: e for e in CATALOGUE}

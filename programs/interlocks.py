@@ -87,6 +87,7 @@ TABLE: tuple[InterlockDef, ...] = (
     InterlockDef("soc_critically_low", "flag", ("auto_charge_active",), R.WARN, 0.0, optional=True),
     InterlockDef("bms_inactive", "flag", ("bms_inactive",), R.WARN, 0.0, optional=True),
     InterlockDef("soc_drift", "flag", ("soc_drift_alarm",), R.WARN, 0.0, optional=True),
+    InterlockDef("cluster_unit_not_following", "flag", ("cluster_unit_alarm",), R.WARN, 0.0, optional=True),
 )
 BY_NAME = {d.name: d for d in TABLE}
 THRESHOLD_KINDS = ("above", "below", "spread", "overcurrent", "grid_loss", "bits")

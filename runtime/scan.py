@@ -40,11 +40,23 @@ class InputBinding:
 
 @attrs.frozen
 class OutputBinding:
-    """The image tags that feed one driver, aligned with `driver.outputs`."""
+    """The image tags that feed one driver, aligned with `driver.outputs`.
+
+    What a driver is given is a tuple aligned with its outputs; None there means "no
+    command": the device keeps what it last had (a safe_hold output in doubt)."""
 
     driver: Driver
     tags: tuple[Tag, ...]
     safe_values: tuple[Any, ...]
+
+    @property
+    def in_doubt(self) -> tuple[Any, ...]:
+        """What the outputs get whenever in doubt: their safe values, nothing for a held one."""
+        return tuple(None if tag.spec.safe_hold else safe for tag, safe in zip(self.tags, self.safe_values))
+
+    def commanded(self) -> tuple[Any, ...]:
+        """The outputs as the programs left them; a tag that is not GOOD counts as in doubt."""
+        return tuple(tag.value if tag.quality is GOOD else doubt for tag, doubt in zip(self.tags, self.in_doubt))
 
 
 class ScanEngine:
@@ -143,13 +155,7 @@ class ScanEngine:
 
     def _write_outputs(self, safe: bool) -> None:
         for binding in self.outputs:
-            if safe:
-                binding.driver.stage(binding.safe_values)
-                continue
-            binding.driver.stage(tuple([
-                tag.value if tag.quality is GOOD else safe_value
-                for tag, safe_value in zip(binding.tags, binding.safe_values)
-            ]))
+            binding.driver.stage(binding.in_doubt if safe else binding.commanded())
 
     def _update_stat_tags(self) -> None:
         tags = self._stat_tags
@@ -224,7 +230,7 @@ class ScanEngine:
     def safe_outputs(self) -> None:
         """Stage every output at its safe value (on stop and on supervisor trip)."""
         for binding in self.outputs:
-            binding.driver.stage(binding.safe_values)
+            binding.driver.stage(binding.in_doubt)
 
 
 class Supervisor:

@@ -105,13 +105,16 @@ class Site:
         for mirror in self.mirrors:
             mirror.stop()
         for binding in self.engine.outputs:
-            binding.driver.stop(binding.safe_values)
+            binding.driver.stop(binding.in_doubt)
         for driver in self.drivers.values():
             if not any(b.driver is driver for b in self.engine.outputs):
                 driver.stop()
         for binding in self.engine.outputs:
-            for tag, safe in zip(binding.tags, binding.safe_values):
-                log.info("output %s at its safe value %s", tag.name, tag.spec.label(safe))
+            for tag, safe in zip(binding.tags, binding.in_doubt):
+                if safe is None:
+                    log.info("output %s held at its last command", tag.name)
+                else:
+                    log.info("output %s at its safe value %s", tag.name, tag.spec.label(safe))
         closers, self._closers = self._closers, []
         for close in closers:
             close()

@@ -13,6 +13,7 @@ from blocks.power_split import Candidate, SplitParams, split_power
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, TagSpec
 from programs.cluster.aggregate import ELIGIBLE_STATES
+from programs.cluster.follow import FollowWatch
 from programs.cluster.link import ClusterLink
 from programs.cluster.messages import Setpoints, Share
 from programs.cluster.view import NO_VIEW, RaftView, Role
@@ -28,6 +29,12 @@ class MasterParams:
     node_min_p_w: float = attrs.field(default=500.0, validator=v.ge(0))
     sleep_delay_s: float = attrs.field(default=30.0, validator=v.ge(0))
     state_cmd_repeat_s: float = attrs.field(default=3.0, validator=v.gt(0))
+    # a unit in Run whose power stays off its setpoint by more than this for follow_after_s
+    # is out of the split (programs/cluster/follow.py), and tried again after follow_retry_s
+    follow_tolerance_w: float = attrs.field(default=300.0, validator=v.gt(0))
+    follow_tolerance_pct: float = attrs.field(default=10.0, validator=v.ge(0))
+    follow_after_s: float = attrs.field(default=5.0, validator=v.gt(0))
+    follow_retry_s: float = attrs.field(default=300.0, validator=v.gt(0))
     modbus_input_base: int | None = 1980
 
 
@@ -45,6 +52,8 @@ class ClusterMaster(Program):
         self.unneeded_since: dict[str, float] = {}
         self.command: tuple[int, int, float] = (0, 0, -math.inf)  # (StateCommand, id, sent since)
         self.held = False  # an idle command to the cluster: every node sleeps until a run command
+        self.follow = FollowWatch(params.follow_tolerance_w, params.follow_tolerance_pct, params.follow_after_s,
+                                  params.follow_retry_s)
 
     def attach_cluster(self, link: ClusterLink) -> None:
         self.link = link
@@ -56,6 +65,8 @@ class ClusterMaster(Program):
             status(i, "cluster_setpoint_seq_sent", DType.UINT32, "Sequence number of the last setpoints sent"),
             status(i, "cluster_nodes_awake", DType.UINT16, "Nodes the split runs"),
             status(i, "cluster_unallocated_w", DType.FLOAT32, "Power no node could take", "W"),
+            status(i, "cluster_units_excluded", DType.UINT16, "Units out of the split: they do not follow their setpoint"),
+            status(i, "cluster_unit_alarm", DType.BOOL, "A unit does not follow its setpoint (error E601)"),
         ]
 
     def bind(self, tags: TagLookup) -> None:
@@ -94,11 +105,18 @@ class ClusterMaster(Program):
         self.out["cluster_master_active"].set(False)
         self.out["cluster_nodes_awake"].set(0)
         self.out["cluster_unallocated_w"].set(0.0)
+        self.out["cluster_units_excluded"].set(0)
+        self.out["cluster_unit_alarm"].set(False)
         if link is not None:
             link.take_commands()  # commands reach only a commanding leader
 
     def _split(self, link: ClusterLink, ctx: ScanContext) -> dict[str, Share]:
-        members = [m for m in link.membership.usable() if m.reachable and m.last is not None and m.last.valid
+        usable = link.membership.usable()
+        self.follow.forget(link.membership.members)
+        excluded = self.follow.update(usable, ctx.t_s)
+        self.out["cluster_units_excluded"].set(len(excluded))
+        self.out["cluster_unit_alarm"].set(bool(excluded))
+        members = [m for m in usable if m.reachable and m.last is not None and m.last.valid and m.id not in excluded
                    and SiteState(m.last.site_state) in ELIGIBLE_STATES]  # Raft-unreachable: it cannot follow
         candidates = [Candidate(m.id, m.last.soc_pct, m.last.limit_charge_w, m.last.limit_discharge_w,
                                 m.last.site_state == SiteState.RUN) for m in members if m.last is not None]

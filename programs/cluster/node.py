@@ -23,6 +23,7 @@ from programs.cluster.membership import Membership, MemberState
 from programs.cluster.messages import Message, NodeState, Setpoints, Share, StatusReport
 from programs.cluster.view import NO_VIEW, RaftView, Role
 from programs.enums import SiteState, StateCommand
+from programs.interlocks import Reaction
 from programs.tagdefs import Layout, param, status, text
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class ClusterNode(Program):
                  "cluster_setpoint_timeout_s")
         self.t = {name: tags[name] for name in names}
         self.soh = tags.get("soh_pct")
+        self.reaction = tags.get("safety_reaction")  # a unit its own safety stops is in error for the cluster
         self.site = {name: tags[name] for name in SITE_STATUS if name in tags}  # shown by `ems cluster status`
         # The highest term seen, kept as system information. Not read back: Raft's log is in memory,
         # so after a restart of the whole cluster the terms start again from 1.
@@ -245,8 +247,11 @@ class ClusterNode(Program):
         valid = all(t[n].good for n in ("soc_pct", "inverter_p_w", "limit_charge_w", "limit_discharge_w"))
         state = SiteState(t["site_state"].value)
         soh = self.soh.value if self.soh is not None and self.soh.good else 100.0
+        stopped = self.reaction is not None and self.reaction.good and self.reaction.value >= Reaction.STOP
         if state is SiteState.ERROR:
             health, errors = "error", "site in error"
+        elif stopped:
+            health, errors = "error", "stopped by its safety (an inverter or battery fault)"
         elif not valid or state is SiteState.INIT:
             health, errors = "degraded", "inputs not valid" if not valid else "starting"
         elif self.applied.fallback:

@@ -207,6 +207,8 @@ def _check_tag(tag: TagSpec, path: Path, errors: Errors) -> None:
         errors.add(path + ("length",), "a string tag needs its length in characters")
     if tag.area is Area.OUTPUT and tag.safe_value is None:
         errors.add(path + ("safe_value",), "an output tag needs the safe value it takes whenever in doubt")
+    if tag.safe_hold and tag.area is not Area.OUTPUT:
+        errors.add(path + ("safe_hold",), "only an output holds its last command in doubt")
     if tag.area is Area.INPUT and tag.access is Access.RW:
         errors.add(path + ("access",), "an input tag is written by its device only; use access = \"ro\"")
     check = make_checker(tag)

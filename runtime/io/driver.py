@@ -77,7 +77,7 @@ class Point:
         return raw * self.scale + self.offset
 
     def to_raw(self, value: Any) -> Any:
-        if self.is_bool:
+        if self.is_bool or value is None:  # None: no command
             return value
         return (value - self.offset) / self.scale
 

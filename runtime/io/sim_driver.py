@@ -85,7 +85,8 @@ class SimDriver(Driver):
 
     def write_outputs(self, raw: Sequence[Any]) -> None:
         for setter, value in zip(self._setters, raw):
-            setter(value)
+            if value is not None:  # None: no command (a held output in doubt)
+                setter(value)
 
     def read_inputs(self, now: float) -> Sequence[Any]:
         if self._last_step is not None and now > self._last_step:

@@ -20,6 +20,7 @@ from collections import defaultdict
 
 import pytest
 from cluster_kit import NODES, ROOT, Cluster, ClusterFiles, holds_for, wait_until
+from pymodbus.client import ModbusTcpClient
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -220,6 +221,39 @@ def test_a_killed_leader_is_replaced_within_2_s_and_rejoins_as_follower(cluster:
 
     wait_until(rejoined, 30.0, f"{old} following {new}")
     assert [r for r in cluster.records(old, "sent") if r["t"] > restarted_at] == []
+
+
+def inverter_fault_bits(cluster: Cluster, node: str) -> int | None:
+    """The node's simulated inverter's SunSpec EvtVnd1 (40114, uint32), read by a plain pymodbus client."""
+    client = ModbusTcpClient("127.0.0.1", port=cluster.files.ports[15120 + int(node[-1])], timeout=1.0)
+    try:
+        if not client.connect():
+            return None
+        reply = client.read_holding_registers(40114, count=2, device_id=1)
+        return None if reply.isError() else int(client.convert_from_registers(reply.registers, client.DATATYPE.UINT32))
+    finally:
+        client.close()
+
+
+def test_a_follower_killed_and_restarted_10_times_never_trips_its_inverter(cluster: Cluster) -> None:
+    leader = all_three_following(cluster)
+    steady(cluster, leader)
+    follower = next(n for n in NODES if n != leader)
+    for attempt in range(10):
+        assert inverter_fault_bits(cluster, follower) == 0, f"restart {attempt}: the inverter is in fault"
+        cluster.kill(follower, signal.SIGKILL)  # while its inverter carries its share
+        restarted_at = time.time()
+        cluster.start_node(follower)
+
+        def back_in_the_split(restarted_at: float = restarted_at) -> bool:
+            status = cluster.status(follower) or {}
+            sent = [r for r in cluster.records(leader, "sent") if r["t"] > restarted_at]
+            return (status.get("role") == "follower" and not (status.get("setpoint") or {}).get("fallback", True)
+                    and bool(sent) and sent[-1]["shares"].get(follower, 0.0) > 500.0)
+
+        wait_until(back_in_the_split, 30.0, f"restart {attempt}: {follower} back in the split")
+        assert inverter_fault_bits(cluster, follower) == 0, f"restart {attempt}: the restart tripped the inverter"
+    steady(cluster, leader)
 
 
 def test_a_paused_leader_does_not_command_once_a_new_term_exists(cluster: Cluster) -> None:

@@ -3,12 +3,15 @@ splits the cluster baseline over the usable nodes and carries state commands to 
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from node_kit import Node, ScriptedLink, peer_state
 
+from plc.tags import Access, Area, DType, TagSpec
 from programs.cluster.master import MasterParams
 from programs.cluster.view import RaftView, Role
 from programs.enums import SiteState, StateCommand
+from programs.interlocks import Reaction
 
 
 def leader_node(baseline_w: float = 6000.0, **params: float) -> tuple[Node, ScriptedLink]:
@@ -96,3 +99,52 @@ def test_a_node_raft_cannot_reach_gets_no_share() -> None:
     with_peers(node, link, peer_state("node2", 50.0), peer_state("node3", 50.0))
     node.scan(2)
     assert set(link.sent()[-1].shares) == {"node1", "node3"}
+
+
+def scan_with(node: Node, link: ScriptedLink, seconds: float, *states) -> None:  # type: ignore[no-untyped-def]
+    """Scan for `seconds`, the peers reporting each scan and this unit's inverter following its setpoint."""
+    for _ in range(round(seconds / 0.1)):
+        link.deliver(*states)
+        node.scan(inverter_p_w=node["cluster_p_setpoint_w"])
+
+
+def test_a_unit_whose_power_does_not_follow_is_out_of_the_split_after_5_s() -> None:
+    node, link = leader_node(6000.0)
+    stuck = attrs.evolve(peer_state("node2", 70.0), p_w=0.0, setpoint_w=2000.0)  # its inverter delivers nothing
+    fine = attrs.evolve(peer_state("node3", 70.0), p_w=2000.0, setpoint_w=2000.0)
+    scan_with(node, link, 4.5, stuck, fine)
+    assert link.sent()[-1].shares["node2"].p_w > 0.0 and node["cluster_unit_alarm"] is False
+    scan_with(node, link, 1.0, stuck, fine)
+    shares = link.sent()[-1].shares
+    assert "node2" not in shares
+    assert sum(s.p_w for s in shares.values()) == pytest.approx(6000.0)  # its share went to the others
+    assert node["cluster_unit_alarm"] is True and node["cluster_units_excluded"] == 1
+
+
+def test_a_unit_within_10_pct_of_its_setpoint_stays_in_the_split() -> None:
+    node, link = leader_node(6000.0)
+    close = attrs.evolve(peer_state("node2", 70.0), p_w=3700.0, setpoint_w=4000.0)  # 300 W < 10 % of 4000 W
+    scan_with(node, link, 30.0, close)
+    assert "node2" in link.sent()[-1].shares and node["cluster_units_excluded"] == 0
+
+
+def test_an_excluded_unit_is_given_a_share_again_after_the_retry_time() -> None:
+    node, link = leader_node(6000.0, follow_retry_s=20.0)
+    stuck = attrs.evolve(peer_state("node2", 70.0), p_w=0.0, setpoint_w=2000.0)
+    scan_with(node, link, 6.0, stuck)
+    assert "node2" not in link.sent()[-1].shares
+    repaired = attrs.evolve(peer_state("node2", 70.0), p_w=0.0, setpoint_w=0.0)  # it follows its 0 W now
+    scan_with(node, link, 20.0, repaired)
+    assert link.sent()[-1].shares["node2"].p_w > 0.0 and node["cluster_unit_alarm"] is False
+
+
+def test_a_unit_stopped_by_its_own_safety_reports_itself_in_error() -> None:
+    from programs.cluster.messages import NodeState
+
+    node, link = leader_node(6000.0)
+    node.image.add(TagSpec(name="safety_reaction", dtype=DType.ENUM, area=Area.MEMORY, access=Access.RW,
+                           initial=int(Reaction.STOP), enum_labels=tuple(r.name.lower() for r in Reaction)))
+    node.program.bind(node.image)
+    node.scan(2)
+    own = [m for m in link.outbox if isinstance(m, NodeState)][-1]
+    assert own.health == "error" and "safety" in own.errors

@@ -223,3 +223,25 @@ def test_all_racks_log_once_per_problem_kind(bus, run, caplog) -> None:  # type:
         bus.send(can.Message(arbitration_id=0x360, data=message.encode(RACK)[:5], is_extended_id=False))
     wait_until(lambda: driver.stats.bad_frames == 10)
     assert len([r for r in caplog.records if "wrong length" in r.getMessage()]) == 1
+
+
+def test_no_command_goes_out_before_every_output_of_the_message_has_a_value(bus, run) -> None:  # type: ignore[no-untyped-def]
+    driver = can_driver(bus.channel_id, [], [can_point("sleep", is_bool=True, message="BmsCommand",
+                                                       signal="SleepRequest"),
+                                             can_point("contactor", is_bool=True, message="BmsCommand",
+                                                       signal="ContactorRequest")])
+    message = CBMS.get_message_by_name("BmsCommand")
+    driver.stage((False, None))  # the contactor is in doubt (a restarted controller): no command for it
+    run(driver)
+    wait_until(lambda: driver.poll_count >= 10, 5.0, "ten polls")
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # the command cycle is 200 ms: two cycles of silence
+        frame = bus.recv(0.05)
+        assert frame is None or frame.arbitration_id != message.frame_id, "a ContactorRequest nobody decided"
+    driver.stage((False, True))
+    while True:
+        frame = bus.recv(1.0)
+        assert frame is not None
+        if frame.arbitration_id == message.frame_id:
+            break
+    assert message.decode(bytes(frame.data))["ContactorRequest"] == 1

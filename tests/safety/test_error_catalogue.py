@@ -27,6 +27,7 @@ STABLE_IDS = {  # a register value and a line in the service manual: never renum
     "bms_trip": 151, "grid_loss": 201, "underfrequency": 202, "overfrequency": 203, "inverter_fault": 211,
     "bms_comm_timeout": 301, "inverter_comm_timeout": 302, "meter_comm_timeout": 303, "cpu_overtemperature": 401,
     "humidity_high": 402, "sensor_fault": 403, "soc_critically_low": 501, "bms_inactive": 502, "soc_drift": 503,
+    "cluster_unit_not_following": 601,
 }
 
 

@@ -166,6 +166,12 @@ class CanBmsDriver(Driver):
         self._commands = self._command_plan()
         self._next_send: dict[str, float] = {name: -math.inf for name in self._commands}
         self._command_values: dict[str, dict[str, Any]] = {n: dict(d) for n, d in self._commands.items()}
+        # A command message goes out only once every output bound to it has had a value: a
+        # restarted controller says nothing before its programs have decided (no stray
+        # "contactor open" from a signal's default while the inverter still runs).
+        self._unset: dict[str, set[str]] = {}
+        for point in outputs:
+            self._unset.setdefault(point.address.message, set()).add(point.address.signal)
         self._alive = 0
         self._fresh_for = {p.tag: self._freshness(p.address) for p in inputs}
 
@@ -322,16 +328,18 @@ class CanBmsDriver(Driver):
             address: CanPoint = point.address
             values = self._command_values[address.message]
             value = int(bool(value)) if point.is_bool else value
-            if values.get(address.signal) != value:
+            unset = self._unset[address.message]
+            if values.get(address.signal) != value or address.signal in unset:
                 values[address.signal] = value
+                unset.discard(address.signal)
                 changed.add(address.message)
         for message in changed:
             self._next_send[message] = -math.inf  # send now, not at the next cycle
 
     def _send_due(self, now: float) -> None:
         for name, values in self._command_values.items():
-            if now < self._next_send[name]:
-                continue
+            if now < self._next_send[name] or self._unset[name]:
+                continue  # not due, or nothing commanded yet: a restarted controller says nothing first
             spec = self.decoder.by_name[name]
             self._next_send[name] = now + (spec.cycle_s or 0.2)
             if self.options.alive_signal in values:
