@@ -8,6 +8,12 @@ Runs the plant (`ems simulate-devices`) and three controllers (`ems run`), then:
 * `--runs` times: SIGKILL the leader and measure the time from the kill to the first setpoint of
   the new term applied by any node (from the nodes' records), and to the new leader's first
   setpoint sent; then restart the killed node and wait until all three follow one leader again.
+* the site meter through each failover, read by its own observer (a plain pymodbus client
+  polling the simulated EM24 every 50 ms, nothing of the controller): the peak |error| from
+  the target (also as a share of the lost unit's power), the time outside +-`--tolerance` W,
+  and the time from the new leader's first setpoint until the meter is back within the
+  tolerance (and stays there for 1 s). The lost unit's inverter keeps its last power until
+  its revert timer runs out: the window covers that, and the survivors taking it over.
 
 Beside it, the baseline: the Raft engine alone (pysyncobj with the same settings and the lease,
 no scan, no transport, no devices) in three bare processes, killed the same way: the time to
@@ -19,37 +25,112 @@ Usage: python bench/cluster_failover.py [--runs 20]
 from __future__ import annotations
 
 import argparse
+import itertools
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-for path in (ROOT, ROOT / "tests" / "cluster"):
+for path in (ROOT / "tests", ROOT / "tests" / "cluster", ROOT):  # ROOT first: bench/blocks.py would shadow blocks
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+import attrs
 from cluster_kit import NODES, Cluster, ClusterFiles, free_ports, wait_until
+from pymodbus.client import ModbusTcpClient
 
 from runtime.config.io_map import load_io_map
 
 SETTLE_S = 6.0
 BARE_SETTLE_S = 3.0
+WINDOW_S = 12.0  # after the kill: the election, the takeover, the lost inverter's revert (5 s), the pick-up
+STAYS_S = 1.0  # "back within the tolerance" once it stays there this long
+
+
+class MeterWatch(threading.Thread):
+    """The simulated site meter (Carlo Gavazzi EM24: W at 0x28, INT32 least significant word
+    first, 0.1 W), polled every 50 ms by a plain pymodbus client: an observer apart from the
+    controllers, which read the same meter through their own drivers."""
+
+    def __init__(self, port: int):
+        super().__init__(name="meter-watch", daemon=True)
+        self.port = port
+        self.samples: list[tuple[float, float]] = []  # (wall time, W + import)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        client = ModbusTcpClient("127.0.0.1", port=self.port, timeout=0.5)
+        while not self.stopped.wait(0.05):
+            try:
+                if not client.connected and not client.connect():
+                    continue
+                reply = client.read_holding_registers(0x28, count=2, device_id=1)
+            except Exception:  # noqa: BLE001, S112 - an observer: a missed sample is just missing
+                continue
+            if not reply.isError():
+                lsw, msw = reply.registers
+                raw = (msw << 16) | lsw
+                self.samples.append((time.time(), (raw - (1 << 32) if raw & 0x80000000 else raw) * 0.1))
+        client.close()
+
+    def between(self, start: float, end: float) -> list[tuple[float, float]]:
+        return [(t, w) for t, w in list(self.samples) if start <= t <= end]
+
+    def settled(self, target_w: float, tolerance_w: float, seconds: float) -> bool:
+        now = time.time()
+        recent = self.between(now - seconds, now)
+        return len(recent) >= seconds / 0.1 and all(abs(w - target_w) <= tolerance_w for _, w in recent)
+
+
+@attrs.frozen
+class Failover:
+    """One leader SIGKILL, on the nodes' records and the meter."""
+
+    applied_s: float  # kill -> first setpoint of the new term applied
+    sent_s: float  # kill -> the new leader's first setpoint
+    lost_w: float  # the killed unit's share when it died
+    peak_w: float  # the meter's largest |error| from its target in the window
+    outside_s: float  # time the meter spent outside the tolerance in the window
+    back_s: float  # new leader's first setpoint -> within the tolerance (staying STAYS_S)
+    terms: int  # terms the failover took: 1 = one election round
+
+
+def deviation(samples: list[tuple[float, float]], target_w: float, tolerance_w: float,
+              first_sent: float) -> tuple[float, float, float]:
+    """(peak |error|, seconds outside the tolerance, first_sent -> back within and staying)."""
+    errors = [(t, abs(w - target_w)) for t, w in samples]
+    peak = max((e for _, e in errors), default=float("nan"))
+    outside = sum(b[0] - a[0] for a, b in itertools.pairwise(errors) if a[1] > tolerance_w)
+    back = float("nan")
+    for i, (t, _) in enumerate(errors):
+        if t < first_sent:
+            continue
+        later = [e for u, e in errors[i:] if u <= t + STAYS_S]
+        if errors[-1][0] >= t + STAYS_S and all(e <= tolerance_w for e in later):
+            back = t - first_sent
+            break
+    return peak, outside, back
 
 
 def following(cluster: Cluster) -> str | None:
-    """The leader, once all three nodes apply its setpoints."""
+    """The leader, once all three nodes apply its setpoints (a node still starting has none)."""
     leader = cluster.leader()
     statuses = cluster.statuses()
     if leader is None or len(statuses) != 3:
         return None
     term = statuses[leader]["term"]
-    ok = all(s["setpoint"]["term"] == term and not s["setpoint"]["fallback"] for s in statuses.values())
-    return leader if ok else None
+    return leader if all(_follows(s, term) for s in statuses.values()) else None
+
+
+def _follows(status: dict, term: int) -> bool:
+    setpoint = status.get("setpoint") or {}
+    return setpoint.get("term") == term and setpoint.get("fallback") is False
 
 
 def steady_state(cluster: Cluster, seconds: float, tolerance_w: float) -> tuple[int, float, float]:
@@ -64,11 +145,14 @@ def steady_state(cluster: Cluster, seconds: float, tolerance_w: float) -> tuple[
     return len(sent), met / len(sent) if sent else 0.0, statistics.mean(errors) if errors else float("nan")
 
 
-def one_failover(cluster: Cluster) -> tuple[float, float]:
-    """SIGKILL the leader; (kill -> first new-term setpoint applied, kill -> first sent); restart it."""
+def one_failover(cluster: Cluster, meter: MeterWatch, tolerance_w: float) -> Failover:
+    """Once settled, SIGKILL the leader; measure on the records and the meter; restart it."""
     old = wait_until(lambda: following(cluster), 60.0, "three nodes following one leader")
+    target = cluster.records(old, "sent")[-1]["target_w"]
+    wait_until(lambda: meter.settled(target, tolerance_w, 2.0), 60.0, "the meter settled at its target")
     old_term = cluster.status(old)["term"]
     survivors = [n for n in NODES if n != old]
+    lost_w = cluster.records(old, "sent")[-1]["shares"][old]
     killed_at = cluster.kill(old, signal.SIGKILL)
 
     def first(kind: str) -> float | None:
@@ -77,8 +161,11 @@ def one_failover(cluster: Cluster) -> tuple[float, float]:
 
     applied = wait_until(lambda: first("applied"), 20.0, "a setpoint of the new term applied")
     sent = first("sent") or applied
+    new_term = min(r["term"] for n in survivors for r in cluster.records(n, "applied") if r["term"] > old_term)
+    wait_until(lambda: time.time() > killed_at + WINDOW_S, WINDOW_S + 5.0, "the failover window")
+    peak, outside, back = deviation(meter.between(killed_at, killed_at + WINDOW_S), target, tolerance_w, sent)
     cluster.start_node(old)
-    return applied - killed_at, sent - killed_at
+    return Failover(applied - killed_at, sent - killed_at, lost_w, peak, outside, back, new_term - old_term)
 
 
 BARE = textwrap.dedent("""
@@ -188,16 +275,34 @@ def main() -> int:
         cfg = load_io_map(files.paths["node1"]).cluster
         with Cluster(files) as cluster:
             cluster.start()
+            meter = MeterWatch(files.ports[15120])
+            meter.start()
             scans, share, mean_err = steady_state(cluster, args.steady, args.tolerance)
-            failovers = [one_failover(cluster) for _ in range(args.runs)]
+            failovers = [one_failover(cluster, meter, args.tolerance) for _ in range(args.runs)]
             scans2, share2, mean_err2 = steady_state(cluster, 10.0, args.tolerance)
+            meter.stopped.set()
         bare_dir = Path(tmp) / "bare"
         bare_dir.mkdir()
         bare = bare_raft(args.runs, bare_dir)
     print(f"three-node cluster, Raft timeouts {cfg.raft_min_timeout_s}-{cfg.raft_max_timeout_s} s, lease "
           f"{cfg.lease_s} s, scan 0.1 s, {args.runs} leader SIGKILLs")
-    print(summary("kill -> first setpoint applied, new term", [a for a, _ in failovers]))
-    print(summary("kill -> first setpoint sent by the new leader", [s for _, s in failovers]))
+    print(summary("kill -> first setpoint applied, new term", [f.applied_s for f in failovers]))
+    print(summary("kill -> first setpoint sent by the new leader", [f.sent_s for f in failovers]))
+    for n, f in enumerate(failovers, 1):
+        print(f"  failover {n}: lost {f.lost_w:5.0f} W, peak |error| {f.peak_w:5.0f} W, outside {f.outside_s:4.2f} s, "
+              f"back after {f.back_s:4.2f} s, {f.terms} election round(s)")
+    rounds = [f.terms for f in failovers]
+    print(f"election rounds (terms spent) per failover: {rounds.count(1)} x 1, {len(rounds) - rounds.count(1)} x more "
+          f"(the first failover: {rounds[0]})")
+    print(f"site meter through each failover ({WINDOW_S:.0f} s from the kill; lost unit "
+          f"{statistics.median(f.lost_w for f in failovers):.0f} W median, its inverter reverting by itself):")
+    print(f"  peak |error| median {statistics.median(f.peak_w for f in failovers):.0f} W, max "
+          f"{max(f.peak_w for f in failovers):.0f} W; as a share of the lost unit's power median "
+          f"{statistics.median(100 * f.peak_w / max(abs(f.lost_w), 1.0) for f in failovers):.0f} %, max "
+          f"{max(100 * f.peak_w / max(abs(f.lost_w), 1.0) for f in failovers):.0f} %")
+    print(f"  outside +-{args.tolerance:.0f} W median {statistics.median(f.outside_s for f in failovers):.2f} s, "
+          f"max {max(f.outside_s for f in failovers):.2f} s; back within it after the new leader's first setpoint "
+          f"median {statistics.median(f.back_s for f in failovers):.2f} s, max {max(f.back_s for f in failovers):.2f} s")
     print(summary("baseline: Raft engine alone, kill -> commanding", bare))
     print(f"steady state: site meter within {args.tolerance:.0f} W of its target in {100 * share:.1f} % of "
           f"{scans} leader scans (mean |error| {mean_err:.0f} W); after the failovers {100 * share2:.1f} % of "

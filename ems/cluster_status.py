@@ -13,7 +13,8 @@ from runtime.config.schema import ClusterConfig
 COLUMNS = (("id", "node", "{}"), ("state", "state", "{}"), ("role", "role", "{}"), ("term", "term", "{}"),
            ("site_state", "site", "{}"), ("soc_pct", "SOC %", "{:.1f}"), ("p_w", "P W", "{:.0f}"),
            ("setpoint_w", "setpoint W", "{:.0f}"), ("setpoint_term", "sp term", "{}"),
-           ("setpoint_seq", "sp seq", "{}"), ("fallback", "fallback", "{}"))
+           ("setpoint_seq", "sp seq", "{}"), ("fallback", "fallback", "{}"), ("age_s", "last state", "{:.1f} s ago"))
+SILENT = ("stale", "offline")  # a member in these states says nothing now: its last role is history
 
 
 def ask(cfg: ClusterConfig, node: str | None = None, timeout_s: float = 1.0,
@@ -40,7 +41,10 @@ def render(status: dict[str, Any]) -> str:
              f"role {status.get('role')}, quorum {quorum}, commanding {'yes' if status.get('commanding') else 'no'}"]
     rows = [[title for _, title, _ in COLUMNS]]
     for member in status.get("members", []):
-        rows.append([_cell(member.get(key), fmt) for key, _, fmt in COLUMNS])
+        shown = dict(member)
+        if member.get("state") in SILENT or (member.get("source") != "self" and member.get("reachable") is False):
+            shown["role"] = "unreachable"  # not the "leader" of its last word
+        rows.append([_cell(shown.get(key), fmt) for key, _, fmt in COLUMNS])
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     cluster, site, sp = status.get("cluster", {}), status.get("site", {}), status.get("setpoint", {})

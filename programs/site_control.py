@@ -152,6 +152,13 @@ class SiteControl(Program):
         self._tz = ZoneInfo(params.timezone)
         self._tz_offset_s = 0.0
         self._tz_valid_until = -math.inf
+        self._handover_w: float | None = None
+
+    def hand_over(self, present_w: float) -> None:
+        """Continue from `present_w` at the next scan, bumplessly: the ramp starts there and the
+        active mode restarts from it (its trim takes up the difference to the feed-forward), as
+        on a mode switch. For a cluster leader taking over from the one before it."""
+        self._handover_w = present_w
 
     # --- tags ---------------------------------------------------------------------------------
     def declare(self) -> list[TagSpec]:
@@ -250,6 +257,10 @@ class SiteControl(Program):
         if mode is not self.active:
             self._switch(mode, reason, m)
         active = self.modes[mode]
+        if self._handover_w is not None and hold not in INVALID:
+            active.start(self._handover_w, m)
+            self.ramp.reset(self._handover_w)
+        self._handover_w = None
         invalid = hold in INVALID
         raw = active.request(m) if not invalid else 0.0
         q = active.q_request(m) if mode in (Mode.EXTERNAL,) else tag["q_setpoint_var"].value

@@ -230,6 +230,7 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
         writes[program.name] = lookup.outputs
     if not errors:
         errors += _safety_last(io_map, image, placed, writes)
+        errors += _revert_known(io_map, placed)
     if errors:
         raise _config_errors(io_map, errors)
 
@@ -288,6 +289,22 @@ def _safety_last(io_map: IoMap, image: ProcessImage, placed: list[tuple[int, Pro
     return [(("programs", i), f"program {p.name!r} writes output {min(writes[p.name])!r} but runs after "
                               "the safety program: safety must run after every program that writes outputs")
             for i, p in placed if i > last and writes.get(p.name) and p.kind != "safety"]
+
+
+def _revert_known(io_map: IoMap, placed: list[tuple[int, Program]]) -> list[tuple[Path, str]]:
+    """A cluster node publishes its inverter's revert time, which a new leader relies on for a
+    unit that died: it must be the revert_s its inverter's driver really arms."""
+    binding = io_map.tag_io.get("inverter_p_setpoint_w")
+    device = binding[0].device if binding is not None else ""
+    armed = getattr(getattr(io_map.device_options.get(device), "options", None), "revert_s", None)
+    errors: list[tuple[Path, str]] = []
+    for i, program in placed:
+        published = getattr(io_map.program_params.get(program.name), "inverter_revert_s", None)
+        if program.kind == "cluster" and armed is not None and published != armed:
+            errors.append((("programs", i, "params", "inverter_revert_s"),
+                           f"{published:g} s, but the inverter {device!r} reverts after its revert_s = {armed:g} s: "
+                           "give both the same time"))
+    return errors
 
 
 def _cluster(programs: list[Program], io_map: IoMap, engine: ScanEngine, clock: Clock) -> Sequence[Mirror]:

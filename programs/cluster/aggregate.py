@@ -29,10 +29,12 @@ def number(tag: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
 
-def member_row(m: Member) -> dict[str, Any]:
+def member_row(m: Member, now_s: float) -> dict[str, Any]:
+    """One member as `ems cluster status` shows it; `age_s`: since its last state arrived."""
     last = m.last
     row: dict[str, Any] = {"id": m.id, "state": m.state.name.lower(), "reason": m.reason, "source": m.source,
-                           "reachable": m.reachable}
+                           "reachable": m.reachable,
+                           "age_s": round(max(0.0, now_s - m.received_s), 1) if last is not None else None}
     if last is not None:
         row.update(role=last.raft_role, term=last.raft_term, soc_pct=round(last.soc_pct, 2),
                    p_w=round(last.p_w, 1), setpoint_w=round(last.setpoint_w, 1), setpoint_term=last.setpoint_term,
@@ -40,6 +42,26 @@ def member_row(m: Member) -> dict[str, Any]:
                    fallback=last.fallback, limit_charge_w=round(last.limit_charge_w, 1),
                    limit_discharge_w=round(last.limit_discharge_w, 1))
     return row
+
+
+def modeled_p_w(member: Member, now_s: float) -> float:
+    """What a member's battery delivers at `now_s`, as far as this node can tell: its last
+    reported power while it reports. Once silent, its inverter keeps that power until its revert
+    timer runs out (`revert_s` after its controller's last write, which is about its last
+    report), then ramps to 0 W at its `ramp_w_per_s` (0: at once), its measured power lagging
+    the ramp by its `response_s`."""
+    last = member.last
+    if last is None:
+        return 0.0
+    if member.state not in (MemberState.STALE, MemberState.OFFLINE):
+        return last.p_w
+    reverting_s = now_s - member.received_s - last.revert_s - last.response_s
+    if reverting_s < 0.0:
+        return last.p_w
+    if last.ramp_w_per_s <= 0.0:
+        return 0.0
+    left = max(0.0, abs(last.p_w) - last.ramp_w_per_s * reverting_s)
+    return math.copysign(left, last.p_w)
 
 
 @attrs.frozen
@@ -55,14 +77,13 @@ class Aggregate:
     eligible: int
 
     @classmethod
-    def of(cls, members: Iterable[Member]) -> Aggregate:
+    def of(cls, members: Iterable[Member], now_s: float) -> Aggregate:
         members = list(members)
-        powered = [m.last for m in members if m.last is not None and m.state is not MemberState.OFFLINE]
         usable = [m.last for m in members if m.usable and m.last is not None and m.last.valid]  # usable: has a last
         eligible = [s for s in usable if SiteState(s.site_state) in ELIGIBLE_STATES]
         energy = sum(s.capacity_wh for s in usable)
         soc = sum(s.soc_pct * s.capacity_wh for s in usable) / energy if energy > 0 else 0.0
-        return cls(p_w=sum(s.p_w for s in powered), soc_pct=soc, capacity_wh=energy,
+        return cls(p_w=sum(modeled_p_w(m, now_s) for m in members), soc_pct=soc, capacity_wh=energy,
                    limit_charge_w=sum(s.limit_charge_w for s in eligible),
                    limit_discharge_w=sum(s.limit_discharge_w for s in eligible), usable=len(usable),
                    eligible=len(eligible))

@@ -14,6 +14,7 @@ import attrs
 
 from plc.program import Program, ScanContext, TagLookup, TagRef
 from plc.tags import TagSpec
+from programs.cluster.aggregate import modeled_p_w
 from programs.cluster.link import ClusterLink
 from programs.site_control import Params as SiteControlParams
 from programs.site_control import SiteControl
@@ -95,14 +96,21 @@ class ClusterControl(Program):
         self.inner.execute(ctx)
 
     def _takeover(self, link: ClusterLink) -> None:
-        """On becoming the commanding leader, the baseline continues from what the nodes it will
-        command (usable, reachable) apply now, so that their setpoints do not jump; the shadow run
-        keeps the filters and trims warm. The feedback then corrects for a unit that was lost."""
+        """On becoming the commanding leader, the baseline continues from what the cluster does
+        now: the setpoints the nodes it will command (usable, reachable) apply, plus what the
+        others deliver by themselves (a dead unit's inverter, until its revert timer runs out).
+        The master splits the baseline less the latter, so the commanded nodes' setpoints do not
+        jump; the shadow run keeps the filters and trims warm, and the feedback does the rest."""
         commanding = link.view.commanding
         if commanding and not self.commanding:
-            applied = [m.last.setpoint_w for m in link.membership.usable() if m.reachable and m.last is not None]
-            if applied:
-                self.inner.ramp.reset(sum(applied))
-                log.info("cluster control: taking over from the %.0f W the nodes apply", sum(applied))
+            members = link.membership
+            commanded = [m for m in members.usable() if m.reachable and m.last is not None]
+            if commanded:
+                ids = {m.id for m in commanded}
+                others = sum(modeled_p_w(m, members.now_s) for m in members.members.values() if m.id not in ids)
+                applied = sum(m.last.setpoint_w for m in commanded if m.last is not None)
+                self.inner.hand_over(applied + others)
+                log.info("cluster control: taking over from the %.0f W the nodes apply and the %.0f W the "
+                         "others deliver by themselves", applied, others)
         self.commanding = commanding
 

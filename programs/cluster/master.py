@@ -12,7 +12,7 @@ from attrs import validators as v
 from blocks.power_split import Candidate, SplitParams, split_power
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, TagSpec
-from programs.cluster.aggregate import ELIGIBLE_STATES
+from programs.cluster.aggregate import ELIGIBLE_STATES, modeled_p_w
 from programs.cluster.follow import FollowWatch
 from programs.cluster.link import ClusterLink
 from programs.cluster.messages import Setpoints, Share
@@ -35,6 +35,10 @@ class MasterParams:
     follow_tolerance_pct: float = attrs.field(default=10.0, validator=v.ge(0))
     follow_after_s: float = attrs.field(default=5.0, validator=v.gt(0))
     follow_retry_s: float = attrs.field(default=300.0, validator=v.gt(0))
+    # a unit that died is taken over this long ahead of its modelled power: what a survivor
+    # needs from a new share to the power at its inverter (its scan, the Modbus write, the
+    # inverter's lag): the survivors' power then rises as the dead inverter's falls
+    takeover_lead_s: float = attrs.field(default=0.4, validator=v.ge(0))
     modbus_input_base: int | None = 1980
 
 
@@ -123,6 +127,10 @@ class ClusterMaster(Program):
         params = SplitParams(soc_min_pct=self.soc_min.value, soc_max_pct=self.soc_max.value,
                              soc_weight_exponent=self.p.soc_weight_exponent, node_min_p_w=self.p.node_min_p_w)
         p_w = self.baseline.value if self.baseline.good and not self.held else 0.0
+        if p_w:  # what the units outside the split deliver anyway (a dead one until it reverts) is not split
+            chosen = {c.id for c in candidates}
+            ahead = ctx.t_s + self.p.takeover_lead_s
+            p_w -= sum(modeled_p_w(m, ahead) for m in link.membership.members.values() if m.id not in chosen)
         split = split_power(p_w, candidates, self.awake, params)
         wanted = set(split.awake)
         ids = {c.id for c in candidates}

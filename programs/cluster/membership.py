@@ -62,6 +62,7 @@ class Membership:
         self.stale_after_s = stale_after_s
         self.offline_after_s = offline_after_s
         self.members: dict[str, Member] = {}
+        self.now_s = -math.inf  # scan time of the last update
         for node in ids:
             self.add(node, "self" if node == self_id else "io_map")
 
@@ -83,6 +84,7 @@ class Membership:
     def update(self, now_s: float, reachable: dict[str, bool]) -> list[tuple[str, MemberState, MemberState]]:
         """Classify every member; log and return the changes (id, before, after)."""
         changes = []
+        self.now_s = now_s
         for member in self.members.values():
             if member.source != "self":
                 member.reachable = reachable.get(member.id, False)

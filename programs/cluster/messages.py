@@ -53,6 +53,11 @@ class NodeState:
     setpoint_term: int = attrs.field(validator=_COUNT)
     setpoint_seq: int = attrs.field(validator=_COUNT)
     fallback: bool = attrs.field(validator=v.instance_of(bool))
+    # this unit's inverter drops to 0 W by itself this long after its controller went silent
+    # (the driver's revert_s): what a new leader counts on for a unit that died
+    revert_s: float = attrs.field(default=10.0, validator=[*_NUMBER, v.gt(0)])
+    ramp_w_per_s: float = attrs.field(default=0.0, validator=[*_NUMBER, v.ge(0)])  # its inverter's own ramp
+    response_s: float = attrs.field(default=0.0, validator=[*_NUMBER, v.ge(0)])  # and its lag behind a command
 
 
 @attrs.frozen

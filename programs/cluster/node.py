@@ -40,6 +40,11 @@ class NodeParams:
     setpoint_timeout_s: float = attrs.field(default=1.0, validator=v.gt(0))
     fallback_p_w: float = 0.0
     fallback_ramp_w_per_s: float = attrs.field(default=2000.0, validator=v.gt(0))
+    # the revert_s of this unit's inverter (its [devices.modbus]): published, so that a new
+    # leader knows how long a dead unit's inverter keeps its last power
+    inverter_revert_s: float = attrs.field(default=10.0, validator=v.gt(0))
+    inverter_ramp_w_per_s: float = attrs.field(default=0.0, validator=v.ge(0))  # how it ramps when it reverts
+    inverter_response_s: float = attrs.field(default=0.0, validator=v.ge(0))  # its lag behind a new setpoint
     modbus_holding_base: int | None = 1900
     modbus_input_base: int | None = 1900
 
@@ -265,6 +270,8 @@ class ClusterNode(Program):
             limit_charge_w=number(t["limit_charge_w"]), limit_discharge_w=number(t["limit_discharge_w"]),
             site_state=int(state), health=health, errors=errors, valid=valid, raft_role=view.role.name.lower(),
             raft_term=view.term, setpoint_w=a.p_w, setpoint_term=a.term, setpoint_seq=a.seq, fallback=a.fallback,
+            revert_s=self.p.inverter_revert_s, ramp_w_per_s=self.p.inverter_ramp_w_per_s,
+            response_s=self.p.inverter_response_s,
         )
 
     # --- outputs -------------------------------------------------------------------------------
@@ -288,7 +295,7 @@ class ClusterNode(Program):
         if members is None:
             o["cluster_site_state"].set(SiteState.INIT)
             return
-        aggregate = Aggregate.of(members.members.values())
+        aggregate = Aggregate.of(members.members.values(), members.now_s)
         o["cluster_members_online"].set(members.count(MemberState.ONLINE) + members.count(MemberState.DEGRADED))
         o["cluster_members_total"].set(len(members.members))
         o["cluster_members"].set(text(" ".join(f"{m.id}:{m.state.name.lower()}" for m in members.members.values()),
@@ -318,7 +325,7 @@ class ClusterNode(Program):
                         "capacity_wh": o["cluster_capacity_wh"].value,
                         "limit_charge_w": o["cluster_limit_charge_w"].value,
                         "limit_discharge_w": o["cluster_limit_discharge_w"].value},
-            "members": [member_row(m) for m in members.members.values()],
+            "members": [member_row(m, members.now_s) for m in members.members.values()],
             "site": {name: (tag.value if tag.good else None) for name, tag in self.site.items()},
         }
 

@@ -21,12 +21,17 @@ until a new commit succeeds, which it cannot once the others have moved to a hig
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from functools import partial
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.monotonic import monotonic as monotonicTime
+from pysyncobj.syncobj import _RAFT_STATE
+
+_FOLLOWER, _CANDIDATE, _LEADER = _RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE, _RAFT_STATE.LEADER
 
 from programs.cluster.view import RaftView, Role
 from runtime.config.schema import ClusterConfig
@@ -35,11 +40,89 @@ log = logging.getLogger(__name__)
 
 
 class _LeaseLog(SyncObj):
-    """The replicated state machine: nothing but lease entries (no-ops)."""
+    """The replicated state machine (nothing but lease entries, no-ops), with a pre-vote.
+
+    pysyncobj stands for election as soon as its timer runs out, with a new term: a node that
+    resumes after a pause, or comes back from a partition, forces an election and unseats a
+    healthy leader. Here a node whose timer ran out first asks the others whether they would
+    vote for it (Raft's pre-vote, Ongaro's thesis 9.6): a node that has heard a leader within
+    the minimum election timeout (or is the leader) says no. Only with a majority of yeses
+    does the real election start; otherwise the node stays a follower of the term it has, and
+    the leader's next heartbeat reaches it. No term is spent on a round that cannot win.
+    pysyncobj has no hook for this: the override reaches its (name-mangled) election timer,
+    state and log, checked against pysyncobj 0.3.x in tests/cluster/test_raft_engine.py.
+    """
+
+    _SyncObj__raftElectionDeadline: float  # pysyncobj's election timer (monotonic time)
+
+    def __init__(self, address: str, peers: list[str], conf: SyncObjConf):
+        self._heard_leader_at = -math.inf  # when an append_entries of a current leader last came
+        self._prevote_term = 0  # the term a pre-vote round asks for; 0: none running
+        self._prevotes: set[str] = set()
+        self._prevote_won = False
+        self.elections = 0  # real elections this node stood in (for tests and logs)
+        self.prevotes_refused = 0
+        super().__init__(address, peers, conf=conf)
 
     @replicated
     def lease(self, term: int, n: int) -> int:
         return n
+
+    # --- the pre-vote ------------------------------------------------------------------------
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        state = self._SyncObj__raftState
+        if state in (_FOLLOWER, _CANDIDATE) and self._SyncObj__selfNode is not None:
+            now = monotonicTime()
+            if self._SyncObj__raftElectionDeadline < now and not self._prevote_won:
+                self._SyncObj__raftElectionDeadline = now + self._SyncObj__generateRaftTimeout()
+                self._ask_prevotes()
+        term = self._SyncObj__raftCurrentTerm
+        super()._onTick(timeToWait)
+        if self._prevote_won and self._SyncObj__raftCurrentTerm > term:
+            self._prevote_won = False  # the election it earned has started
+            self.elections += 1
+            log.info("raft: standing for election in term %d (pre-vote granted)", self._SyncObj__raftCurrentTerm)
+
+    def _ask_prevotes(self) -> None:
+        self._prevote_term = self._SyncObj__raftCurrentTerm + 1
+        self._prevotes = {"self"}
+        question = {"type": "pre_vote", "term": self._prevote_term, "last_log_index": self._SyncObj__getCurrentLogIndex(),
+                    "last_log_term": self._SyncObj__getCurrentLogTerm()}
+        for node in self._SyncObj__otherNodes:
+            self._SyncObj__transport.send(node, question)
+        self._count_prevote()
+
+    def _count_prevote(self) -> None:
+        if len(self._prevotes) > (len(self._SyncObj__otherNodes) + 1) / 2:
+            self._prevote_term = 0
+            self._prevote_won = True
+            self._SyncObj__raftElectionDeadline = 0  # the next tick stands for election
+
+    def _would_vote(self, message: dict[str, Any]) -> bool:
+        if self._SyncObj__raftState == _LEADER:
+            return False
+        quiet = monotonicTime() - self._heard_leader_at > self._SyncObj__conf.raftMinTimeout
+        log_term, log_index = self._SyncObj__getCurrentLogTerm(), self._SyncObj__getCurrentLogIndex()
+        up_to_date = (message["last_log_term"], message["last_log_index"]) >= (log_term, log_index)
+        return quiet and up_to_date and message["term"] > self._SyncObj__raftCurrentTerm
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: Any) -> None:
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "pre_vote":
+            self._SyncObj__transport.send(node, {"type": "pre_vote_response", "term": message["term"],
+                                                 "granted": self._would_vote(message)})
+            return
+        if kind == "pre_vote_response":
+            if message["term"] == self._prevote_term:
+                if message["granted"]:
+                    self._prevotes.add(str(node.id))
+                    self._count_prevote()
+                else:
+                    self.prevotes_refused += 1
+            return
+        if kind == "append_entries" and message["term"] >= self._SyncObj__raftCurrentTerm:
+            self._heard_leader_at = monotonicTime()
+        super()._SyncObj__onMessageReceived(node, message)
 
 
 def sync_conf(cfg: ClusterConfig, password: str | None = None) -> SyncObjConf:

@@ -73,4 +73,21 @@ def test_a_new_leader_carries_on_from_what_the_nodes_apply() -> None:
     link.refresh()  # as the cluster program does at the start of each scan
     ctx = ScanContext(period_s=0.1, t_s=0.2, dt_s=0.1, scan=1)
     program.execute(ctx)
-    assert image["cluster_baseline_p_w"].value == pytest.approx(6000.0, abs=100.0)  # not ramping up from 0
+    assert image["cluster_baseline_p_w"].value == pytest.approx(6000.0, abs=1.0)  # not ramping up from 0
+
+
+def test_a_new_leader_counts_the_dead_leaders_inverter_until_it_reverts() -> None:
+    program, image = control(ramp_w_per_s=1000.0)
+    link = ScriptedLink("node2")
+    program.attach_cluster(link)  # type: ignore[arg-type]
+    dead = attrs.evolve(peer_state("node1", 50.0), p_w=2500.0, setpoint_w=2500.0, revert_s=5.0)
+    link.membership.receive(dead, 0.1)  # the old leader's last report
+    for node, applied in (("node2", 2000.0), ("node3", 1500.0)):
+        link.membership.receive(attrs.evolve(peer_state(node, 50.0), setpoint_w=applied), 2.0)
+    link.membership.update(2.0, {"node1": False, "node3": True})  # 1.9 s later: node1 offline, its inverter on
+    image["cluster_p_w"].set(6000.0)
+    image["grid_power_w"].set(0.0)
+    link.leader(term=4)
+    link.refresh()
+    program.execute(ScanContext(period_s=0.1, t_s=2.0, dt_s=0.1, scan=1))
+    assert image["cluster_baseline_p_w"].value == pytest.approx(6000.0, abs=1.0)  # 2000 + 1500 + the dead 2500

@@ -22,6 +22,8 @@ import pytest
 from cluster_kit import NODES, ROOT, Cluster, ClusterFiles, holds_for, wait_until
 from pymodbus.client import ModbusTcpClient
 
+from ems.cluster_status import render
+
 pytestmark = pytest.mark.timeout(240)
 
 LOAD_W = 6000.0  # the plant's constant site load (io_maps/sim_cluster/plant.toml), no PV
@@ -194,6 +196,12 @@ def test_a_killed_leader_is_replaced_within_2_s_and_rejoins_as_follower(cluster:
     killed_at = cluster.kill(old, signal.SIGKILL)
     new = wait_until(cluster.leader, 10.0, "a new leader")
     assert new != old and cluster.status(new)["term"] > old_term
+    silent = wait_until(lambda: next((m for m in (cluster.status(new) or {}).get("members", [])
+                                      if m["id"] == old and m["state"] in ("stale", "offline")), None),
+                        5.0, f"{new} sees {old} silent")
+    assert silent["age_s"] >= 0.5
+    line = next(r for r in render(cluster.status(new) or {}).splitlines() if r.startswith(old + " "))
+    assert "unreachable" in line and "leader" not in line  # `ems cluster status` on the survivor
 
     def first_new_term() -> float | None:
         times = [r["t"] for n in survivors for r in cluster.records(n, "applied") if r["term"] > old_term]
@@ -254,6 +262,25 @@ def test_a_follower_killed_and_restarted_10_times_never_trips_its_inverter(clust
         wait_until(back_in_the_split, 30.0, f"restart {attempt}: {follower} back in the split")
         assert inverter_fault_bits(cluster, follower) == 0, f"restart {attempt}: the restart tripped the inverter"
     steady(cluster, leader)
+
+
+def test_a_paused_follower_resumes_as_follower_without_a_new_term(cluster: Cluster) -> None:
+    leader = all_three_following(cluster)
+    term = cluster.status(leader)["term"]
+    follower = next(n for n in NODES if n != leader)
+    paused_at = cluster.kill(follower, signal.SIGSTOP)
+    # Deliberately a fixed pause: 2 s, ten election timeouts, so that its timer has long run out
+    time.sleep(max(0.0, paused_at + 2.0 - time.time()))
+    cluster.kill(follower, signal.SIGCONT)
+    wait_until(lambda: (s := cluster.status(follower)) is not None and s["role"] == "follower"
+               and _setpoint_term(s) == term, 10.0, f"{follower} following again")
+    holds_for(lambda: (s := cluster.status(leader)) is not None and s["term"] == term and s["commanding"], 2.0,
+              "the leader keeps its term and keeps commanding")
+    assert cluster.leader() == leader
+
+
+def _setpoint_term(status: dict) -> int | None:
+    return (status.get("setpoint") or {}).get("term")
 
 
 def test_a_paused_leader_does_not_command_once_a_new_term_exists(cluster: Cluster) -> None:

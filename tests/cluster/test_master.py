@@ -148,3 +148,31 @@ def test_a_unit_stopped_by_its_own_safety_reports_itself_in_error() -> None:
     node.scan(2)
     own = [m for m in link.outbox if isinstance(m, NodeState)][-1]
     assert own.health == "error" and "safety" in own.errors
+
+
+def test_a_dead_units_power_is_counted_until_its_inverter_reverts_and_not_split_to_the_others() -> None:
+    node, link = leader_node(6000.0)
+    dying = attrs.evolve(peer_state("node2", 70.0), p_w=2000.0, setpoint_w=2000.0, revert_s=5.0)
+    alive = attrs.evolve(peer_state("node3", 70.0), p_w=2000.0, setpoint_w=2000.0)
+    scan_with(node, link, 2.0, dying, alive)
+    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(6000.0)
+    scan_with(node, link, 2.0, alive)  # node2 is silent: offline after 1.5 s, its inverter still at 2000 W
+    shares = link.sent()[-1].shares
+    assert "node2" not in shares
+    assert sum(s.p_w for s in shares.values()) == pytest.approx(4000.0)  # its 2000 W are still delivered
+    assert node["cluster_p_w"] == pytest.approx(2000.0 + 2000.0 + node["inverter_p_w"])
+    scan_with(node, link, 3.5, alive)  # 5 s after its last report its inverter reverted to 0 W
+    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(6000.0)
+    assert node["cluster_p_w"] == pytest.approx(2000.0 + node["inverter_p_w"])
+
+
+def test_the_survivors_take_over_a_dead_units_ramp_down_ahead_by_the_takeover_lead() -> None:
+    node, link = leader_node(5000.0, takeover_lead_s=0.3)  # this unit alone can take 5000 W
+    dying = attrs.evolve(peer_state("node2", 70.0), p_w=2000.0, setpoint_w=2000.0, revert_s=5.0, ramp_w_per_s=1000.0)
+    scan_with(node, link, 1.0, dying)
+    scan_with(node, link, 5.0)  # silent since t = 1.0 s: reverts at 6.0 s, ramping 1000 W/s
+    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(3000.0 + 300.0, abs=1.0)
+    assert node["cluster_p_w"] == pytest.approx(2000.0 + node["inverter_p_w"], abs=1.0)  # not reverting yet
+    scan_with(node, link, 1.0)  # 1 s into the ramp: 1000 W left, the split already counts on 700 W
+    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(5000.0 - 700.0, abs=1.0)
+    assert node["cluster_p_w"] == pytest.approx(1000.0 + node["inverter_p_w"], abs=1.0)

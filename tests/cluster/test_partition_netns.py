@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from cluster_kit import ROOT, wait_until
+from cluster_kit import ROOT, holds_for, wait_until
 from netns_kit import Lab, netns_unavailable
 
 from runtime.cluster import security
@@ -129,6 +129,13 @@ def test_a_cut_off_leader_stops_commanding_and_the_majority_carries_on(tmp_path:
                    15.0, "the old leader following the new one")
         assert [r for r in records(tmp_path, old, "sent") if r["t"] > cut_at + 0.5] == []
         assert new in others
+        # the node that comes back joins as a follower of the term there is (the pre-vote): no new
+        # term, no election, the majority's leader carries on
+        new_term = max(r["term"] for r in records(tmp_path, new, "sent"))
+        back_at = time.time()
+        holds_for(lambda: all(r["term"] == new_term for k in range(3) for r in records(tmp_path, k, "applied")
+                              if r["t"] > back_at), 2.0, "the rejoined node forces no new term")
+        assert [r["term"] for r in records(tmp_path, new, "sent") if r["t"] > back_at][-1:] == [new_term]
     finally:
         for proc in procs:
             proc.terminate()

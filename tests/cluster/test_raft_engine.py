@@ -67,3 +67,29 @@ def test_when_the_leader_dies_another_node_commands_within_a_second(engines: dic
     new = wait_until(lambda: [n for n in commanding(engines) if n != old], 5.0, "a new leader", 0.01)[0]
     assert time.monotonic() - stopped < 1.0
     assert engines[new].view().term > old_term
+
+
+def test_a_follower_whose_timer_runs_out_under_a_healthy_leader_forces_no_election(
+        engines: dict[str, RaftEngine]) -> None:
+    leader = wait_until(lambda: commanding(engines), 10.0, "a leader")[0]
+    term = engines[leader].view().term
+    follower = next(n for n in engines if n != leader)
+    obj = engines[follower]._obj
+    assert obj is not None
+    for _ in range(5):  # as after a pause, or a partition that healed: its election timer has long run out
+        obj._SyncObj__raftElectionDeadline = 0
+        wait_until(lambda: obj.prevotes_refused > 0 or obj.elections > 0, 2.0, "the pre-vote answered", 0.01)
+    holds_for(lambda: engines[leader].view().commanding, 1.0, "the leader keeps commanding")
+    assert obj.elections == 0 and obj.prevotes_refused >= 2  # the others hear the leader: they say no
+    assert {e.view().term for e in engines.values()} == {term}  # no term spent
+    assert engines[follower].view().leader == leader
+
+
+def test_when_the_leader_dies_the_pre_vote_lets_one_election_through(engines: dict[str, RaftEngine]) -> None:
+    old = wait_until(lambda: commanding(engines), 10.0, "a leader")[0]
+    old_term = engines[old].view().term
+    engines[old].stop()
+    new = wait_until(lambda: [n for n in commanding(engines) if n != old], 5.0, "a new leader", 0.01)[0]
+    survivors = [engines[n]._obj for n in engines if n != old]
+    assert sum(o.elections for o in survivors if o is not None) >= 1
+    assert engines[new].view().term == old_term + 1  # one round, no term lost to a split or a refusal

@@ -295,7 +295,7 @@ class ModbusDriver(Driver):
         """How often an unchanged output is written again (0: only on change)."""
         period = self.profile.device.rewrite_period_s
         if reg.reverts_after:
-            guard = self.options.revert_s / REWRITES_PER_REVERT
+            guard = self.options.guard_rewrite_s or self.options.revert_s / REWRITES_PER_REVERT
             period = min(period, guard) if period else guard
         return period
 

@@ -56,6 +56,15 @@ class ModbusOptions:
     # the controller has not rewritten it for this long. The driver rewrites guarded outputs
     # every revert_s / REWRITES_PER_REVERT, so a live controller never lets them lapse.
     revert_s: float = attrs.field(default=10.0, validator=[v.ge(1.0), v.le(3600.0)])
+    # How often a guarded output is rewritten unchanged; default revert_s / REWRITES_PER_REVERT.
+    # A cluster node rewrites every poll, so that its inverter's revert, counted from the last
+    # write, comes when a new leader expects it (docs/cluster.md, "Bumpless failover").
+    guard_rewrite_s: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))
+
+    def __attrs_post_init__(self) -> None:
+        if self.guard_rewrite_s is not None and self.guard_rewrite_s > self.revert_s / 2:
+            raise ValueError(f"guard_rewrite_s ({self.guard_rewrite_s:g} s) must be at most half of revert_s "
+                             f"({self.revert_s:g} s), or one lost write reverts the device")
 
 
 @attrs.frozen
