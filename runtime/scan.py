@@ -48,10 +48,10 @@ class OutputBinding:
     driver: Driver
     tags: tuple[Tag, ...]
     safe_values: tuple[Any, ...]
+    in_doubt: tuple[Any, ...] = attrs.field(init=False)  # whenever in doubt: safe values, nothing for a held one
 
-    @property
-    def in_doubt(self) -> tuple[Any, ...]:
-        """What the outputs get whenever in doubt: their safe values, nothing for a held one."""
+    @in_doubt.default
+    def _in_doubt(self) -> tuple[Any, ...]:
         return tuple(None if tag.spec.safe_hold else safe for tag, safe in zip(self.tags, self.safe_values))
 
     def commanded(self) -> tuple[Any, ...]:

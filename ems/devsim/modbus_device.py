@@ -5,8 +5,9 @@ address" exception, as a real device would), keeps engineering values in the pro
 byte/word order and scaling, applies client writes, and optionally follows a plant
 simulator through each register's `plant_var`. Like the real device it falls back by itself:
 `expire()` returns a register to its `revert_value` when no client has written it for the
-time in its revert timer (or, for a fixed watchdog, since the heartbeat last changed). `Faults` switches on the bad behaviour the
-driver must survive: exception replies, silence, short or garbled replies, disconnects.
+time in its revert timer (or, for a fixed watchdog, since the heartbeat last changed).
+`Faults` switches on the bad behaviour the driver must survive: exception replies, silence,
+short or garbled replies, disconnects.
 """
 
 from __future__ import annotations
@@ -70,7 +71,6 @@ class ProfileDevice:
         self.profile = profile
         self.clock = clock
         self.written_at: dict[str, float] = {}  # register -> when a client last wrote it
-        self.reverted: list[str] = []  # registers the device has returned to their revert_value
         self._last_beat: Any = None
         self.unit_id = profile.device.unit_id if unit_id is None else unit_id
         self.faults = Faults()
@@ -240,7 +240,6 @@ class ProfileDevice:
             if self.get(name) != value:
                 log.info("simulated %s: %s reverts to %g (no write for its revert time)", self.profile.name, name, value)
                 self.set(name, value)
-                self.reverted.append(name)
                 if self.on_write is not None:
                     self.on_write(name, self.get(name))
         return expired

@@ -64,6 +64,12 @@ def modeled_p_w(member: Member, now_s: float) -> float:
     return math.copysign(left, last.p_w)
 
 
+def outside_p_w(members: Iterable[Member], inside: set[str], now_s: float) -> float:
+    """The modelled power of the members not in `inside`: what they deliver without a share
+    (a dead unit until its inverter has reverted)."""
+    return sum(modeled_p_w(m, now_s) for m in members if m.id not in inside)
+
+
 @attrs.frozen
 class Aggregate:
     """Cluster telemetry from the members' last states."""

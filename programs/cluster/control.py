@@ -14,7 +14,7 @@ import attrs
 
 from plc.program import Program, ScanContext, TagLookup, TagRef
 from plc.tags import TagSpec
-from programs.cluster.aggregate import modeled_p_w
+from programs.cluster.aggregate import outside_p_w
 from programs.cluster.link import ClusterLink
 from programs.site_control import Params as SiteControlParams
 from programs.site_control import SiteControl
@@ -106,8 +106,7 @@ class ClusterControl(Program):
             members = link.membership
             commanded = [m for m in members.usable() if m.reachable and m.last is not None]
             if commanded:
-                ids = {m.id for m in commanded}
-                others = sum(modeled_p_w(m, members.now_s) for m in members.members.values() if m.id not in ids)
+                others = outside_p_w(members.members.values(), {m.id for m in commanded}, members.now_s)
                 applied = sum(m.last.setpoint_w for m in commanded if m.last is not None)
                 self.inner.hand_over(applied + others)
                 log.info("cluster control: taking over from the %.0f W the nodes apply and the %.0f W the "

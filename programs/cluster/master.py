@@ -12,7 +12,7 @@ from attrs import validators as v
 from blocks.power_split import Candidate, SplitParams, split_power
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, TagSpec
-from programs.cluster.aggregate import ELIGIBLE_STATES, modeled_p_w
+from programs.cluster.aggregate import ELIGIBLE_STATES, outside_p_w
 from programs.cluster.follow import FollowWatch
 from programs.cluster.link import ClusterLink
 from programs.cluster.messages import Setpoints, Share
@@ -129,8 +129,7 @@ class ClusterMaster(Program):
         p_w = self.baseline.value if self.baseline.good and not self.held else 0.0
         if p_w:  # what the units outside the split deliver anyway (a dead one until it reverts) is not split
             chosen = {c.id for c in candidates}
-            ahead = ctx.t_s + self.p.takeover_lead_s
-            p_w -= sum(modeled_p_w(m, ahead) for m in link.membership.members.values() if m.id not in chosen)
+            p_w -= outside_p_w(link.membership.members.values(), chosen, ctx.t_s + self.p.takeover_lead_s)
         split = split_power(p_w, candidates, self.awake, params)
         wanted = set(split.awake)
         ids = {c.id for c in candidates}

@@ -31,12 +31,11 @@ from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.monotonic import monotonic as monotonicTime
 from pysyncobj.syncobj import _RAFT_STATE
 
-_FOLLOWER, _CANDIDATE, _LEADER = _RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE, _RAFT_STATE.LEADER
-
 from programs.cluster.view import RaftView, Role
 from runtime.config.schema import ClusterConfig
 
 log = logging.getLogger(__name__)
+_FOLLOWER, _CANDIDATE, _LEADER = _RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE, _RAFT_STATE.LEADER
 
 
 class _LeaseLog(SyncObj):
