@@ -138,15 +138,35 @@ class ClusterService:
 
     def flush(self, _ctx: Any = None) -> None:
         """After each scan: what the programs sent goes out (the PUB socket stays on this thread)."""
+        withheld: set[int] = set()
         for message in self.link.take_outbox():
-            if isinstance(message, (NodeState, Setpoints)):
+            if isinstance(message, Setpoints) and not self._still_commanding(message):
+                withheld.add(message.seq)
+            elif isinstance(message, (NodeState, Setpoints)):
                 if self.transport is not None:
                     self.transport.publish(message)
             elif isinstance(message, StatusReport):
                 self.status = message.body  # one reference swap; the transport's thread reads it
             elif isinstance(message, Record) and self.recorder is not None:
-                self.recorder.put({"t": time.time(), "node": self.node_id, "pid": self.pid, "kind": message.kind,
+                kind = "withheld" if message.kind == "sent" and message.fields.get("seq") in withheld else message.kind
+                self.recorder.put({"t": time.time(), "node": self.node_id, "pid": self.pid, "kind": kind,
                                    **message.fields})
+
+    def _still_commanding(self, message: Setpoints) -> bool:
+        """Whether the lease that let the scan command still holds as its setpoints go out.
+
+        The scan read Raft's view when it began; a process paused in between (SIGSTOP, a VM
+        stall) would otherwise send, on resuming, setpoints its lease no longer covers. The
+        followers drop them by term anyway; this keeps a deposed leader from sending at all.
+        """
+        if self.raft is None:
+            return False
+        view = self.raft.view()
+        if view.commanding and view.term == message.term:
+            return True
+        log.warning("cluster: setpoints %d of term %d withheld: the lease ran out during the scan (%s)",
+                    message.seq, message.term, "deposed" if view.term != message.term else "no lease")
+        return False
 
     # --- the transport's thread --------------------------------------------------------------
     def _handle(self, request: dict[str, Any], who: str) -> dict[str, Any]:

@@ -82,6 +82,7 @@ class Transport:
         self.forged_messages = 0
         self.bad_requests = 0
         self.dropped_sends = 0
+        self.published = 0  # messages handed to the PUB socket
         self.restarts = 0
         self._connect: queue.SimpleQueue[tuple[str, str, bytes | None]] = queue.SimpleQueue()
         self._context = zmq.Context()
@@ -127,6 +128,7 @@ class Transport:
             return
         try:
             pub.send_multipart(encode(message), zmq.NOBLOCK)
+            self.published += 1
         except zmq.Again:
             self.dropped_sends += 1
 

@@ -109,13 +109,17 @@ class Cluster:
             self.start_node(node)
 
     def kill(self, node: str, sig: signal.Signals = signal.SIGKILL) -> float:
-        """Send `sig` to a node; returns the wall time it was sent."""
+        """Send `sig` to a node; returns the wall time it was sent, or for SIGSTOP the wall time
+        every thread of the node was seen stopped (a signal lands a moment after it is sent,
+        and what the node did in that moment it did before the pause)."""
         proc = self.nodes[node]
         t = time.time()
         proc.send_signal(sig)
         if sig is signal.SIGKILL:
             proc.wait(10)
         elif sig is signal.SIGSTOP:
+            waiting.wait_until(lambda: _stopped(proc.pid), 5.0, f"{node} stopped by SIGSTOP", 0.001)
+            t = time.time()
             self.paused.add(node)
         elif sig is signal.SIGCONT:
             self.paused.discard(node)
@@ -200,6 +204,17 @@ class Cluster:
 
     def log(self, node: str) -> str:
         return (self.files.tmp / f"{node}.log").read_text(errors="replace")
+
+
+def _stopped(pid: int) -> bool:
+    """Every thread of process `pid` is in the stopped state (T in /proc/<pid>/task/*/stat)."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        except (OSError, IndexError):
+            continue  # a thread that ended meanwhile
+    return bool(states) and all(state in ("T", "t") for state in states)
 
 
 def _listening(port: int) -> bool:

@@ -90,6 +90,11 @@ def test_when_the_leader_dies_the_pre_vote_lets_one_election_through(engines: di
     old_term = engines[old].view().term
     engines[old].stop()
     new = wait_until(lambda: [n for n in commanding(engines) if n != old], 5.0, "a new leader", 0.01)[0]
-    survivors = [engines[n]._obj for n in engines if n != old]
-    assert sum(o.elections for o in survivors if o is not None) >= 1
-    assert engines[new].view().term == old_term + 1  # one round, no term lost to a split or a refusal
+    survivors = [o for n in engines if n != old and (o := engines[n]._obj) is not None]
+    rounds = max(o.elections for o in survivors)
+    assert rounds >= 1
+    # Every term spent is an election a survivor stood in after its pre-vote passed: a refused
+    # pre-vote costs none. (Two rounds happen only when both survivors' timers run out within a
+    # message's round trip and the vote splits, as in any Raft; bench/cluster_failover.py counts
+    # the rounds over many failovers.)
+    assert engines[new].view().term == old_term + rounds

@@ -20,9 +20,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 from site_run import HOME, ROOT
+from testkit.waiting import wait_until
 
 from runtime.clock import VirtualClock
 from runtime.config.io_map import load_io_map
@@ -65,6 +67,18 @@ def integrity(path: Path) -> str:
         db.close()
 
 
+def event_count(path: Path) -> int:
+    """Events in the log so far (0 before it exists), read while the controller writes it."""
+    try:
+        return len(read_events(path)) if path.exists() else 0
+    except sqlite3.OperationalError:  # created, its table not yet
+        return 0
+
+
+def grown(path: Path, known: int) -> bool:
+    return event_count(path) > known
+
+
 def retained(path: Path) -> dict[str, object]:
     db = sqlite3.connect(path)
     try:
@@ -86,6 +100,9 @@ def test_sigkill_at_random_moments_never_loses_or_corrupts_the_event_log_or_reta
     for kill in range(KILLS):
         proc = start(io_map, data, tmp_path / "notify.sock")
         wait_ready(notify)
+        if kill % 2:  # every other life writes to the log before the kill can land; the rest may die young
+            wait_until(partial(grown, data / "events.sqlite", len(events_seen)), 30.0,
+                       f"life {kill} adds an event to the log")
         # Deliberately a random delay, not a wait for anything: it picks *when* the kill lands (in a
         # transaction, a scan, between them), which is what this test varies.
         time.sleep(rng.uniform(0.0, 1.5))
@@ -107,7 +124,7 @@ def test_sigkill_at_random_moments_never_loses_or_corrupts_the_event_log_or_reta
             assert set(events_seen) <= set(ids), f"kill {kill}: committed events went missing"
             events_seen = ids
     assert boots == KILLS  # every start counted itself durably before its first scan
-    assert len(events_seen) > 3 * KILLS  # the log really was being written as the kills landed
+    assert len(events_seen) > KILLS // 2  # the log really was being written as the kills landed
     assert any("humidity_high" in e.name for e in read_events(data / "events.sqlite", kinds=["error"]))
 
     clean = start(io_map, data, tmp_path / "notify.sock", "--duration", "60")
