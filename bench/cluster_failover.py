@@ -1,6 +1,8 @@
-"""Failover of the shipped three-node cluster (io_maps/sim_cluster/), four processes on 127.0.0.1.
+"""Failover of the shipped cluster (io_maps/sim_cluster/), the plant and one process per unit on 127.0.0.1.
 
-Runs the plant (`ems simulate-devices`) and three controllers (`ems run`), then:
+Runs the plant (`ems simulate-devices`) and a controller (`ems run`) per unit: the shipped three
+by default, or `--units 16 --voters 3` (the same unit copied, three of them Raft voters and the
+others members that follow without voting), then:
 
 * steady state: `SETTLE_S` after all three follow, for `--steady` seconds, the share of the
   leader's scans in which the site meter was within `--tolerance` W of its target (from the
@@ -19,7 +21,7 @@ Beside it, the baseline: the Raft engine alone (pysyncobj with the same settings
 no scan, no transport, no devices) in three bare processes, killed the same way: the time to
 another node commanding. Both are dominated by pysyncobj's election (timeouts drawn between
 raft_min_timeout_s and raft_max_timeout_s, split votes costing one more round).
-Usage: python bench/cluster_failover.py [--runs 20]
+Usage: python bench/cluster_failover.py [--runs 20] [--units 16 --voters 3]
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ for path in (ROOT / "tests", ROOT / "tests" / "cluster", ROOT):  # ROOT first: b
         sys.path.insert(0, str(path))
 
 import attrs
-from cluster_kit import NODES, Cluster, ClusterFiles, free_ports, wait_until
+from cluster_kit import Cluster, ClusterFiles, free_ports, wait_until
 from pymodbus.client import ModbusTcpClient
 
 from runtime.config.io_map import load_io_map
@@ -119,10 +121,10 @@ def deviation(samples: list[tuple[float, float]], target_w: float, tolerance_w: 
 
 
 def following(cluster: Cluster) -> str | None:
-    """The leader, once all three nodes apply its setpoints (a node still starting has none)."""
+    """The leader, once every node applies its setpoints (a node still starting has none)."""
     leader = cluster.leader()
     statuses = cluster.statuses()
-    if leader is None or len(statuses) != 3:
+    if leader is None or len(statuses) != len(cluster.files.nodes):
         return None
     term = statuses[leader]["term"]
     return leader if all(_follows(s, term) for s in statuses.values()) else None
@@ -147,11 +149,11 @@ def steady_state(cluster: Cluster, seconds: float, tolerance_w: float) -> tuple[
 
 def one_failover(cluster: Cluster, meter: MeterWatch, tolerance_w: float) -> Failover:
     """Once settled, SIGKILL the leader; measure on the records and the meter; restart it."""
-    old = wait_until(lambda: following(cluster), 60.0, "three nodes following one leader")
+    old = wait_until(lambda: following(cluster), 60.0, "every node following one leader")
     target = cluster.records(old, "sent")[-1]["target_w"]
     wait_until(lambda: meter.settled(target, tolerance_w, 2.0), 60.0, "the meter settled at its target")
     old_term = cluster.status(old)["term"]
-    survivors = [n for n in NODES if n != old]
+    survivors = [n for n in cluster.files.nodes if n != old]
     lost_w = cluster.records(old, "sent")[-1]["shares"][old]
     killed_at = cluster.kill(old, signal.SIGKILL)
 
@@ -269,13 +271,15 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--steady", type=float, default=30.0, help="seconds of steady state measured")
     parser.add_argument("--tolerance", type=float, default=100.0, help="W from the site target that counts as met")
+    parser.add_argument("--units", type=int, default=3, help="battery units, one controller process each")
+    parser.add_argument("--voters", type=int, default=None, help="of them Raft voters (default: all)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
-        files = ClusterFiles(Path(tmp))
+        files = ClusterFiles(Path(tmp), units=args.units, voters=args.voters)
         cfg = load_io_map(files.paths["node1"]).cluster
         with Cluster(files) as cluster:
             cluster.start()
-            meter = MeterWatch(files.ports[15120])
+            meter = MeterWatch(files.meter_port)
             meter.start()
             scans, share, mean_err = steady_state(cluster, args.steady, args.tolerance)
             failovers = [one_failover(cluster, meter, args.tolerance) for _ in range(args.runs)]
@@ -284,7 +288,8 @@ def main() -> int:
         bare_dir = Path(tmp) / "bare"
         bare_dir.mkdir()
         bare = bare_raft(args.runs, bare_dir)
-    print(f"three-node cluster, Raft timeouts {cfg.raft_min_timeout_s}-{cfg.raft_max_timeout_s} s, lease "
+    voters = len(files.nodes) if args.voters is None else args.voters
+    print(f"{len(files.nodes)}-unit cluster ({voters} Raft voters), Raft timeouts {cfg.raft_min_timeout_s}-{cfg.raft_max_timeout_s} s, lease "
           f"{cfg.lease_s} s, scan 0.1 s, {args.runs} leader SIGKILLs")
     print(summary("kill -> first setpoint applied, new term", [f.applied_s for f in failovers]))
     print(summary("kill -> first setpoint sent by the new leader", [f.sent_s for f in failovers]))

@@ -1,9 +1,11 @@
 """The power split: how the leader shares the site's battery power across the nodes.
 
 * Which nodes run: only nodes that can move power in the wanted direction (a full node
-  cannot charge: it is "limited" and skipped). As few of them as the power needs, but each
-  running node carries at least `node_min_p_w`; the others may sleep. Nodes already running
-  come first (no churn), then the fullest when discharging, the emptiest when charging.
+  cannot charge: it is "limited" and skipped). As many as share the power with each running
+  node carrying at least `node_min_p_w` (never fewer than the power needs); the others may
+  sleep. Nodes already running come first (no churn), then the fullest when discharging, the
+  emptiest when charging. The SOC weighting gives the last of them less than the average: a
+  node it would leave below `node_min_p_w` sleeps too, and its part goes to the others.
 * How much each runs: in proportion to its headroom (its available power in that direction),
   weighted by its energy fraction to the power `soc_weight_exponent`, so that the fullest
   node discharges most and the emptiest charges most and the SOCs converge. A node never gets
@@ -113,7 +115,22 @@ def split_power(p_w: float, candidates: Iterable[Candidate], awake_before: Itera
     0 W until they report Run; their part goes to the running ones)."""
     candidates = list(candidates)
     awake = choose_awake(p_w, candidates, awake_before, params)
-    running = [c for c in awake if c.running]
-    shares, left = allocate(p_w, running, params) if running else ({}, abs(p_w))
+    while True:
+        running = [c for c in awake if c.running]
+        shares, left = allocate(p_w, running, params) if running else ({}, abs(p_w))
+        if not _below_minimum(shares, running, params) or not _can_spare_last(p_w, awake):
+            break
+        awake = awake[:-1]  # the least preferred sleeps; the rest share its part
     return Split(shares={c.id: shares.get(c.id, 0.0) for c in candidates}, awake=tuple(c.id for c in awake),
                  unallocated_w=left)
+
+
+def _below_minimum(shares: dict[str, float], running: list[Candidate], params: SplitParams) -> bool:
+    """Some running node would carry less than node_min_p_w."""
+    return len(running) > 1 and any(abs(shares[c.id]) < params.node_min_p_w - 1e-6 for c in running)
+
+
+def _can_spare_last(p_w: float, awake: list[Candidate]) -> bool:
+    """The awake nodes but the last still have the headroom for `p_w`."""
+    discharging = p_w > 0
+    return len(awake) > 1 and sum(c.headroom(discharging) for c in awake[:-1]) >= abs(p_w)

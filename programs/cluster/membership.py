@@ -82,12 +82,19 @@ class Membership:
             member.received_s = now_s
 
     def update(self, now_s: float, reachable: dict[str, bool]) -> list[tuple[str, MemberState, MemberState]]:
-        """Classify every member; log and return the changes (id, before, after)."""
+        """Classify every member; log and return the changes (id, before, after).
+
+        `reachable` names the Raft voters this node holds a connection to. Members that do not
+        vote are not in it (pysyncobj knows its read-only peers only by number): one of them
+        counts as reachable while its own state says it hears a Raft leader (a term above 0).
+        A discovered node is in no node's Raft: never reachable, never given a share.
+        """
         changes = []
         self.now_s = now_s
         for member in self.members.values():
             if member.source != "self":
-                member.reachable = reachable.get(member.id, False)
+                hears_raft = member.source != "discovery" and member.last is not None and member.last.raft_term > 0
+                member.reachable = reachable.get(member.id, hears_raft)
             state, reason = self.classify(member, now_s)
             if state is not member.state:
                 changes.append((member.id, member.state, state))

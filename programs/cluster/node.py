@@ -268,7 +268,7 @@ class ClusterNode(Program):
             node=self.link_id, t_wall=ctx.wall_s, soc_pct=number(t["soc_pct"]), soh_pct=float(soh),
             capacity_wh=self.p.capacity_wh * soh / 100.0, p_w=number(t["inverter_p_w"]),
             limit_charge_w=number(t["limit_charge_w"]), limit_discharge_w=number(t["limit_discharge_w"]),
-            site_state=int(state), health=health, errors=errors, valid=valid, raft_role=view.role.name.lower(),
+            site_state=int(state), health=health, errors=errors, valid=valid, raft_role=view.role_name,
             raft_term=view.term, setpoint_w=a.p_w, setpoint_term=a.term, setpoint_seq=a.seq, fallback=a.fallback,
             revert_s=self.p.inverter_revert_s, ramp_w_per_s=self.p.inverter_ramp_w_per_s,
             response_s=self.p.inverter_response_s,
@@ -316,7 +316,7 @@ class ClusterNode(Program):
         a = self.applied
         return {
             "node": self.link_id, "leader": agreed_leader(view), "raft_leader": view.leader,
-            "term": view.term, "role": view.role.name.lower(), "has_quorum": view.has_quorum,
+            "term": view.term, "role": view.role_name, "has_quorum": view.has_quorum,
             "commanding": view.commanding, "highest_term": self.highest_term,
             "setpoint": {"p_w": a.p_w, "term": a.term, "seq": a.seq, "age_s": min(a.age_s, 1e9),
                          "fallback": a.fallback},

@@ -25,7 +25,13 @@ class RaftView:
     leader: str | None  # as pysyncobj names it: possibly a dead node until an election ends
     has_quorum: bool
     lease_ok: bool  # a commit proposed in this term, younger than lease_s
-    reachable: dict[str, bool] = attrs.Factory(dict)  # peer id -> pysyncobj holds a connection to it
+    reachable: dict[str, bool] = attrs.Factory(dict)  # voter id -> pysyncobj holds a connection to it
+    voter: bool = True  # False: a member that follows Raft read-only and never votes
+
+    @property
+    def role_name(self) -> str:
+        """The role as the status shows it: "member" for a node that does not vote."""
+        return self.role.name.lower() if self.voter else "member"
 
     @property
     def commanding(self) -> bool:

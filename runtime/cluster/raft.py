@@ -54,7 +54,7 @@ class _LeaseLog(SyncObj):
 
     _SyncObj__raftElectionDeadline: float  # pysyncobj's election timer (monotonic time)
 
-    def __init__(self, address: str, peers: list[str], conf: SyncObjConf):
+    def __init__(self, address: str | None, peers: list[str], conf: SyncObjConf):
         self._heard_leader_at = -math.inf  # when an append_entries of a current leader last came
         self._prevote_term = 0  # the term a pre-vote round asks for; 0: none running
         self._prevotes: set[str] = set()
@@ -126,11 +126,12 @@ class _LeaseLog(SyncObj):
 
 def sync_conf(cfg: ClusterConfig, password: str | None = None) -> SyncObjConf:
     """pysyncobj's settings. With a password its frames are encrypted and authenticated
-    (Fernet): without one it unpickles whatever reaches its port (runtime/cluster/security.py)."""
+    (Fernet): without one it unpickles whatever reaches its port (runtime/cluster/security.py).
+    A member that does not vote listens on no Raft port at all (it only connects out)."""
     me = next(n for n in cfg.nodes if n.id == cfg.node_id)
     return SyncObjConf(
         password=password,
-        bindAddress=f"{me.host}:{me.raft_port}",  # the node's address only, never 0.0.0.0
+        bindAddress=f"{me.host}:{me.raft_port}" if me.voter else None,  # the node's address only, never 0.0.0.0
         raftMinTimeout=cfg.raft_min_timeout_s,
         raftMaxTimeout=cfg.raft_max_timeout_s,
         appendEntriesPeriod=cfg.append_entries_period_s,
@@ -151,16 +152,23 @@ def startup_grace_s(cfg: ClusterConfig) -> float:
 
 
 class RaftEngine:
-    """pysyncobj for the nodes of `cfg`, plus the lease thread. `start()`, `view()`, `stop()`."""
+    """pysyncobj for the nodes of `cfg`, plus the lease thread. `start()`, `view()`, `stop()`.
+
+    Only the voters are pysyncobj's nodes. A node that does not vote runs pysyncobj read-only
+    (no address of its own): it connects to every voter, the leader replicates its log and
+    heartbeats to it, and so it knows the term and the leader as the voters do, which is all
+    its fencing needs; it never stands for election and never counts toward a quorum.
+    """
 
     def __init__(self, cfg: ClusterConfig, password: str | None = None):
         self.cfg = cfg
         self.password = password
         self.node_id = cfg.node_id
-        nodes = {n.id: f"{n.host}:{n.raft_port}" for n in cfg.nodes}
-        self._address = nodes[cfg.node_id]
-        self._peers = {addr: node for node, addr in nodes.items() if node != cfg.node_id}
-        self._ids = {addr: node for node, addr in nodes.items()}
+        voters = {n.id: f"{n.host}:{n.raft_port}" for n in cfg.voters}
+        self.voter = cfg.node_id in voters
+        self._address = voters.get(cfg.node_id)  # None: read-only
+        self._peers = {addr: node for node, addr in voters.items() if node != cfg.node_id}
+        self._ids = {addr: node for node, addr in voters.items()}
         self._obj: _LeaseLog | None = None
         self._lock = threading.Lock()
         self._lease_term = 0
@@ -183,7 +191,7 @@ class RaftEngine:
         conf.raftMinTimeout, conf.raftMaxTimeout = cfg.raft_min_timeout_s, cfg.raft_max_timeout_s
         conf.connectionTimeout = cfg.connection_timeout_s
         self._thread.start()
-        log.info("raft: node %s on %s, peers %s", self.node_id, self._address,
+        log.info("raft: node %s on %s, voters %s", self.node_id, self._address or "no port (a member, not a voter)",
                  ", ".join(f"{node}@{addr}" for addr, node in self._peers.items()) or "none")
 
     def stop(self) -> None:
@@ -198,7 +206,7 @@ class RaftEngine:
     def view(self) -> RaftView:
         obj = self._obj
         if obj is None:
-            return RaftView(self.node_id, Role.FOLLOWER, 0, None, False, False, {})
+            return RaftView(self.node_id, Role.FOLLOWER, 0, None, False, False, {}, self.voter)
         status = obj.getStatus()
         term = status["raft_term"]
         leader = status["leader"]
@@ -208,7 +216,7 @@ class RaftEngine:
         reachable = {node: status.get(f"partner_node_status_server_{addr}", 0) == 2
                      for addr, node in self._peers.items()}
         return RaftView(self.node_id, Role(status["state"]), term, leader_id, bool(status["has_quorum"]),
-                        lease_ok, reachable)
+                        lease_ok, reachable, self.voter)
 
     # --- the lease ---------------------------------------------------------------------------
     def _renew_loop(self) -> None:

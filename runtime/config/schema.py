@@ -187,6 +187,9 @@ class ClusterNodeConfig:
     pub_port: int = attrs.field(validator=[v.ge(1), v.le(65535)])  # ZeroMQ PUB: node state, setpoints
     rep_port: int = attrs.field(validator=[v.ge(1), v.le(65535)])  # ZeroMQ REP: commands, status
     host: str = "127.0.0.1"
+    # A Raft voter (3 or 5 of them make a site's quorum) or a member that only follows: it hears
+    # the leader through Raft (read-only), takes its setpoints and reports its state, never votes.
+    voter: bool = True
     devices: tuple[str, ...] = ()  # simulate-devices only: this node's devices in a plant file
     plant: dict[str, Any] = attrs.field(factory=dict)  # simulate-devices only: its battery unit, as [devices.sim]
 
@@ -222,12 +225,19 @@ class ClusterConfig:
     insecure_lab: bool = False  # no password, no CURVE: a lab on a private network only, logged at every start
     plant: dict[str, Any] = attrs.field(factory=dict)  # simulate-devices only: the shared site plant
 
+    @property
+    def voters(self) -> tuple[ClusterNodeConfig, ...]:
+        """The nodes that vote in Raft elections; the others follow read-only."""
+        return tuple(n for n in self.nodes if n.voter)
+
     def __attrs_post_init__(self) -> None:
         ids = [node.id for node in self.nodes]
         if len(set(ids)) != len(ids):
             raise ValueError(f"node ids must be unique, got {ids}")
         if self.enabled and self.node_id not in ids:
             raise ValueError(f"node_id {self.node_id!r} is not one of the nodes {ids}")
+        if self.nodes and not self.voters:
+            raise ValueError("at least one node must be a Raft voter (voter = true); 3 or 5 make a site's quorum")
         if not self.raft_min_timeout_s < self.raft_max_timeout_s:
             raise ValueError("raft_min_timeout_s must be below raft_max_timeout_s")
         if not self.raft_min_timeout_s > 3 * self.append_entries_period_s:

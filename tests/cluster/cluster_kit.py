@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -30,8 +29,6 @@ from runtime.config.io_map import load_io_map
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "io_maps" / "sim_cluster"
 NODES = ("node1", "node2", "node3")
-SHIPPED_PORTS = (15120, 15121, 15122, 15123, 15131, 15132, 15133, 15141, 15142, 15143, 15151, 15152, 15153,
-                 15161, 15162, 15163)
 
 
 # testkit.waiting's waits, polling every 0.1 s: a condition here usually asks the nodes over TCP (a new
@@ -52,27 +49,70 @@ def free_ports(n: int) -> list[int]:
 
 
 class ClusterFiles:
-    """The shipped files, on free ports, writing under `tmp`."""
+    """The shipped files, for `units` units of which the first `voters` vote, on free ports,
+    writing under `tmp`. Three units are the shipped site as it is; more are made the same way
+    (each unit a copy of node1 with its own ports, the plant one inverter and BMS per unit)."""
 
-    def __init__(self, tmp: Path, plant_overrides: dict[str, str] | None = None):
+    def __init__(self, tmp: Path, plant_overrides: dict[str, str] | None = None, units: int = 3,
+                 voters: int | None = None):
         self.tmp = tmp
-        ports = dict(zip(SHIPPED_PORTS, free_ports(len(SHIPPED_PORTS))))
-        self.ports = ports
-        self.rep = {node: ports[15161 + i] for i, node in enumerate(NODES)}
-        self.paths: dict[str, Path] = {}
-        for name in ("plant",) + NODES:
-            text = (SHIPPED / f"{name}.toml").read_text()
-            text = re.sub(r"\b(15[1][2-6]\d)\b", lambda m: str(ports.get(int(m.group(1)), m.group(1))), text)
-            text = text.replace('data_dir = "var/sim-cluster/', f'data_dir = "{tmp}/')
-            for old, new in (plant_overrides or {}).items() if name == "plant" else ():
-                assert old in text, old
-                text = text.replace(old, new)
-            path = tmp / f"{name}.toml"
-            path.write_text(text)
-            self.paths[name] = path
+        self.nodes = tuple(f"node{k}" for k in range(1, units + 1))
+        voting = set(self.nodes[: units if voters is None else voters])
+        free = iter(free_ports(1 + 5 * units))
+        self.meter_port = next(free)
+        self.inverter_port = {node: next(free) for node in self.nodes}
+        self.bms_port = {node: next(free) for node in self.nodes}
+        ports = {node: (next(free), next(free), next(free)) for node in self.nodes}  # raft, pub, rep
+        self.rep = {node: ports[node][2] for node in self.nodes}
+        members = "".join(f"[[cluster.nodes]]\nid = \"{node}\"\nraft_port = {raft}\npub_port = {pub}\n"
+                          f"rep_port = {rep}\n{'' if node in voting else 'voter = false'}\n"
+                          for node, (raft, pub, rep) in ports.items())
+        self.paths: dict[str, Path] = {"plant": self._write("plant", self._plant(members, plant_overrides or {}))}
+        for node in self.nodes:
+            self.paths[node] = self._write(node, self._node(node, members))
         node1 = load_io_map(self.paths["node1"]).cluster
         security.generate(node1, tmp)  # the secret and every node's and the tool's keys, under tmp/keys
         self.cli = security.load(node1, tmp, client="cli")
+
+    def _write(self, name: str, text: str) -> Path:
+        path = self.tmp / f"{name}.toml"
+        path.write_text(text.replace('data_dir = "var/sim-cluster/', f'data_dir = "{self.tmp}/'))
+        return path
+
+    def _node(self, node: str, members: str) -> str:
+        text = (SHIPPED / "node1.toml").read_text()
+        head, rest = text.split("[[cluster.nodes]]", 1)
+        text = head + members + "\n[[devices]]" + rest.split("[[devices]]", 1)[1]
+        for old, new in (('node_id = "node1"', f'node_id = "{node}"'),
+                         ("three-unit cluster, node 1", f"{len(self.nodes)}-unit cluster, {node}"), ("var/sim-cluster/node1", f"var/sim-cluster/{node}"),
+                         ("port = 15120", f"port = {self.meter_port}"),
+                         ("port = 15121", f"port = {self.inverter_port[node]}"),
+                         ("ws://127.0.0.1:15131/", f"ws://127.0.0.1:{self.bms_port[node]}/")):
+            assert old in text, old
+            text = text.replace(old, new)
+        return text
+
+    def _plant(self, members: str, overrides: dict[str, str]) -> str:
+        text = (SHIPPED / "plant.toml").read_text()
+        head, rest = text.split("[[cluster.nodes]]", 1)
+        blocks = ["[[devices]]" + b for b in rest.split("[[devices]]")[1:]]
+        meter = next(b for b in blocks if 'name = "meter"' in b).replace("port = 15120", f"port = {self.meter_port}")
+        inverter = next(b for b in blocks if 'name = "inverter1"' in b)
+        bms = next(b for b in blocks if 'name = "bms1"' in b)
+        units = []
+        for k, node in enumerate(self.nodes):
+            soc = 70.0 - 40.0 * k / max(1, len(self.nodes) - 1)  # 70 % down to 30 %, as the shipped three
+            member = members.split("[[cluster.nodes]]")[k + 1].rstrip("\n")
+            units.append(f"[[cluster.nodes]]{member}\ndevices = [\"inverter{k + 1}\", \"bms{k + 1}\"]\n"
+                         f"plant = {{ battery = {{ cell_capacity_ah = 20.0, initial_soc_pct = {soc:.1f} }} }}\n")
+        devices = [inverter.replace("inverter1", f"inverter{k + 1}").replace("port = 15121", f"port = {self.inverter_port[n]}")
+                   for k, n in enumerate(self.nodes)]
+        devices += [bms.replace("bms1", f"bms{k + 1}").replace("15131", str(self.bms_port[n])) for k, n in enumerate(self.nodes)]
+        text = head + "\n".join(units) + "\n" + meter.rstrip("\n") + "\n\n" + "".join(d.rstrip("\n") + "\n\n" for d in devices)
+        for old, new in overrides.items():
+            assert old in text, old
+            text = text.replace(old, new)
+        return text
 
     def record_file(self, node: str) -> Path:
         return self.tmp / node / "cluster_setpoints.jsonl"
@@ -96,8 +136,8 @@ class Cluster:
     def start_plant(self) -> None:
         self.plant = self._spawn(["simulate-devices", "--io-map", str(self.files.paths["plant"]),
                                   "--log-level", "WARNING"], "plant.log")
-        meter = self.files.ports[15120]
-        wait_until(lambda: _listening(meter) and all(_listening(self.files.ports[p]) for p in (15131, 15132, 15133)),
+        files = self.files
+        wait_until(lambda: _listening(files.meter_port) and all(_listening(p) for p in files.bms_port.values()),
                    30.0, "the plant serves its devices")
 
     def start_node(self, node: str) -> None:
@@ -105,7 +145,7 @@ class Cluster:
 
     def start(self) -> None:
         self.start_plant()
-        for node in NODES:
+        for node in self.files.nodes:
             self.start_node(node)
 
     def kill(self, node: str, sig: signal.Signals = signal.SIGKILL) -> float:
@@ -167,7 +207,7 @@ class Cluster:
 
     def statuses(self) -> dict[str, dict[str, Any]]:
         out = {}
-        for node in NODES:
+        for node in self.files.nodes:
             if self.alive(node) and node not in self.paused:
                 status = self.status(node)
                 if status is not None:

@@ -55,6 +55,21 @@ def test_a_node_must_be_one_of_the_nodes() -> None:
     assert any("node_id 'c' is not one of the nodes" in e for e in errors_of('enabled = true\nnode_id = "c"'))
 
 
+def test_a_cluster_needs_a_voter() -> None:
+    text = '[site]\nid = "t"\n[cluster]\nenabled = true\nnode_id = "a"\ninsecure_lab = true\n' + NODES.replace(
+        "rep_port = 17021", "rep_port = 17021\nvoter = false").replace("rep_port = 17022", "rep_port = 17022\nvoter = false")
+    with pytest.raises(ConfigErrors) as caught:
+        parse_io_map(text, "t.toml")
+    assert any("at least one node must be a Raft voter" in str(e) for e in caught.value.errors)
+
+
+def test_a_member_that_does_not_vote_is_read_from_the_io_map() -> None:
+    text = '[site]\nid = "t"\n[cluster]\nenabled = true\nnode_id = "b"\ninsecure_lab = true\n' + NODES.replace(
+        "rep_port = 17022", "rep_port = 17022\nvoter = false")
+    cluster = parse_io_map(text, "t.toml").cluster
+    assert [n.id for n in cluster.voters] == ["a"] and not cluster.nodes[1].voter
+
+
 def test_the_lease_must_end_before_the_next_election_can() -> None:
     found = errors_of('enabled = true\nnode_id = "a"\nlease_s = 0.3\nraft_min_timeout_s = 0.2')
     assert any("lease_s must be below raft_min_timeout_s" in e for e in found)

@@ -233,7 +233,7 @@ def test_a_killed_leader_is_replaced_within_2_s_and_rejoins_as_follower(cluster:
 
 def inverter_fault_bits(cluster: Cluster, node: str) -> int | None:
     """The node's simulated inverter's SunSpec EvtVnd1 (40114, uint32), read by a plain pymodbus client."""
-    client = ModbusTcpClient("127.0.0.1", port=cluster.files.ports[15120 + int(node[-1])], timeout=1.0)
+    client = ModbusTcpClient("127.0.0.1", port=cluster.files.inverter_port[node], timeout=1.0)
     try:
         if not client.connect():
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import time
 
 import pytest
@@ -98,3 +99,58 @@ def test_when_the_leader_dies_the_pre_vote_lets_one_election_through(engines: di
     # message's round trip and the vote splits, as in any Raft; bench/cluster_failover.py counts
     # the rounds over many failovers.)
     assert engines[new].view().term == old_term + rounds
+
+
+@pytest.fixture
+def with_members():  # type: ignore[no-untyped-def]
+    """Three voters and two members that do not vote (as 3 voters among the 16 units of a site)."""
+    ports = free_ports(15)
+    nodes = tuple(ClusterNodeConfig(id=f"n{i}", raft_port=ports[i], pub_port=ports[5 + i], rep_port=ports[10 + i],
+                                    voter=i < 3) for i in range(5))
+    password = "a-test-cluster-password-of-32-characters"
+    running = {n.id: RaftEngine(ClusterConfig(enabled=True, node_id=n.id, nodes=nodes, insecure_lab=True), password)
+               for n in nodes}
+    for engine in running.values():
+        engine.start()
+    yield running
+    for engine in running.values():
+        engine.stop()
+
+
+def test_a_member_that_does_not_vote_names_the_leader_and_term_the_voters_agree_on(
+        with_members: dict[str, RaftEngine]) -> None:
+    leader = wait_until(lambda: commanding(with_members), 10.0, "a leader")[0]
+    wait_until(lambda: all(e.view().leader == leader for e in with_members.values()), 5.0, "every node names it")
+    views = {node: e.view() for node, e in with_members.items()}
+    assert leader in ("n0", "n1", "n2")
+    assert len({v.term for v in views.values()}) == 1
+    for member in ("n3", "n4"):
+        assert not views[member].voter and views[member].role_name == "member"
+        assert not views[member].commanding and set(views[member].reachable) == {"n0", "n1", "n2"}
+        assert not listening(with_members[member].cfg.nodes[int(member[1])].raft_port)  # it listens on no Raft port
+
+
+def test_when_the_leader_dies_the_members_follow_the_new_one_and_never_stand(
+        with_members: dict[str, RaftEngine]) -> None:
+    old = wait_until(lambda: commanding(with_members), 10.0, "a leader")[0]
+    with_members[old].stop()
+    new = wait_until(lambda: [n for n in commanding(with_members) if n != old], 5.0, "a new leader", 0.01)[0]
+    term = with_members[new].view().term
+    wait_until(lambda: all(with_members[m].view().leader == new and with_members[m].view().term == term
+                           for m in ("n3", "n4")), 5.0, "the members name the new leader and its term")
+    assert all(with_members[m]._obj.elections == 0 for m in ("n3", "n4"))  # type: ignore[union-attr]
+
+
+def test_two_voters_lost_of_three_is_no_quorum_however_many_members_remain(
+        with_members: dict[str, RaftEngine]) -> None:
+    leader = wait_until(lambda: commanding(with_members), 10.0, "a leader")[0]
+    survivor = next(n for n in ("n0", "n1", "n2") if n != leader)
+    for node in ("n0", "n1", "n2"):
+        if node != survivor:
+            with_members[node].stop()
+    holds_for(lambda: not commanding(with_members), 2.0, "nobody commands without a quorum of voters")
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0

@@ -76,3 +76,15 @@ def test_a_sleeping_node_being_woken_gets_no_power_until_it_runs() -> None:
     split = split_power(6000.0, [node("a", 70.0, running=False), node("b", 50.0), node("c", 30.0)], [], PARAMS)
     assert "a" in split.awake and split.shares["a"] == 0.0
     assert split.shares["b"] + split.shares["c"] == pytest.approx(6000.0)
+
+
+def test_no_running_node_is_left_below_the_minimum_by_the_soc_weighting() -> None:
+    # 5889 W over sixteen 5 kW units at 70 % down to 30 %: eleven make 535 W on average, but the
+    # weighting gave the emptiest of them 279 W. Those sleep; the fullest carry it all.
+    sixteen = [node(f"n{k:02d}", 70.0 - 40.0 * k / 15) for k in range(16)]
+    split = split_power(5889.0, sixteen, (), PARAMS)
+    running = {n: p for n, p in split.shares.items() if p}
+    assert sum(running.values()) == pytest.approx(5889.0) and split.unallocated_w == 0.0
+    assert min(running.values()) >= 500.0
+    assert set(running) == set(split.awake) and len(running) == 8
+    assert sorted(running) == [f"n{k:02d}" for k in range(8)]  # the fullest
