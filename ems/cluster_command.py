@@ -32,6 +32,21 @@ def add_parser(sub: Any) -> None:
     state.add_argument("value", choices=STATE_COMMANDS, help="the state command")
     _common(state)
     state.set_defaults(handler=cmd_state)
+    add = commands.add_parser(
+        "add", help="add a unit to the running cluster as a member (through the leader, committed by Raft)",
+        description="Adds the unit whose io_map is given (its own [[cluster.nodes]] entry and its public key in "
+                    "keys_dir, made with `ems cluster keys --io-map` on that io_map) to the running cluster, "
+                    "without restarting the others; then start its controller. Example: ems cluster add --io-map "
+                    "site/node4.toml")
+    _common(add)
+    add.add_argument("--voter", action="store_true", help="as a Raft voter (not implemented: voters are the io_map's)")
+    add.set_defaults(handler=cmd_add)
+    remove = commands.add_parser(
+        "remove", help="remove a member from the running cluster (it leaves the split and the status table)",
+        description="Example: ems cluster remove node4 --io-map site/node1.toml")
+    remove.add_argument("member", help="the member's id")
+    _common(remove)
+    remove.set_defaults(handler=cmd_remove)
     parser.set_defaults(handler=lambda _args: (parser.print_help(), 2)[1])
 
 
@@ -95,4 +110,49 @@ def cmd_state(args: argparse.Namespace) -> int:
         print(f"ems cluster state: refused: {reply.get('error')}{leader}", file=sys.stderr)
         return 1
     print(f"ems cluster state: {args.value} queued by the leader (term {reply.get('term')})")
+    return 0
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from runtime.cluster.roster import entry
+
+    return _change_members(args, "add", lambda cfg, secrets: {
+        "cmd": "add", "node": cfg.node_id, "voter": args.voter,
+        "entry": entry(next(n for n in cfg.nodes if n.id == cfg.node_id), secrets.member_keys.get(cfg.node_id))})
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    return _change_members(args, "remove", lambda _cfg, _secrets: {"cmd": "remove", "node": args.member})
+
+
+def _change_members(args: argparse.Namespace, what: str, body: Any) -> int:
+    """Ask the leader (found through the io_map's other nodes) to add or remove a member, then
+    wait until its status shows the change: committed by Raft and applied by the leader."""
+    from ems.cluster_status import ask_leader, wait_for_member
+    from runtime.cluster.security import SecurityError, load
+    from runtime.config.io_map import load_io_map
+
+    name = f"ems cluster {what}"
+    io_map = load_io_map(args.io_map)
+    cfg = io_map.cluster
+    try:
+        secrets = load(cfg, Path(io_map.path).parent, client=args.key)
+        request = body(cfg, secrets)
+        leader, reply = ask_leader(cfg, secrets, request, args.timeout)
+        if not reply.get("ok"):
+            print(f"{name}: refused by {leader}: {reply.get('error')}", file=sys.stderr)
+            return 1
+        node = request["node"]
+        term = wait_for_member(cfg, secrets, leader, node, present=what == "add", timeout_s=max(5.0, args.timeout))
+    except SecurityError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 2
+    except (LookupError, TimeoutError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        return 1
+    if what == "add":
+        print(f"{name}: {node} is a member (committed in term {term}, leader {leader}); start its controller: "
+              f"ems run --io-map {args.io_map}")
+    else:
+        print(f"{name}: {node} is no longer a member (committed in term {term}, leader {leader}); stop its controller")
     return 0

@@ -4,6 +4,7 @@ from one node (asked over its REP socket)."""
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from runtime.cluster.security import ClusterSecrets
@@ -32,6 +33,38 @@ def ask(cfg: ClusterConfig, node: str | None = None, timeout_s: float = 1.0,
         except (TimeoutError, ValueError) as exc:
             errors.append(str(exc))
     raise TimeoutError("; ".join(errors))
+
+
+def ask_leader(cfg: ClusterConfig, secrets: ClusterSecrets, body: dict[str, Any],
+               timeout_s: float = 1.0) -> tuple[str, dict[str, Any]]:
+    """Send `body` to the leader, found by asking the io_map's other nodes; (leader, reply)."""
+    errors = []
+    for n in cfg.nodes:
+        if n.id == cfg.node_id and len(cfg.nodes) > 1:
+            continue  # the io_map of a unit being added: that unit does not run yet
+        try:
+            leader = ask(cfg, n.id, timeout_s, secrets).get("leader")
+        except (TimeoutError, ValueError) as exc:
+            errors.append(f"{n.id}: {exc}")
+            continue
+        if leader:
+            return leader, ask(cfg, leader, timeout_s, secrets, body)
+        errors.append(f"{n.id}: knows no leader")
+    raise TimeoutError("no leader found: " + "; ".join(errors))
+
+
+def wait_for_member(cfg: ClusterConfig, secrets: ClusterSecrets, leader: str, node: str, present: bool,
+                    timeout_s: float) -> int:
+    """Until the leader's status lists `node` (or no longer does); returns the term."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = ask(cfg, leader, 1.0, secrets)
+        if (node in {m["id"] for m in status.get("members", [])}) == present:
+            return int(status.get("term", 0))
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{node} {'not yet listed' if present else 'still listed'} by the leader {leader} "
+                               f"after {timeout_s:.0f} s: the change was proposed but not seen committed")
+        time.sleep(0.1)
 
 
 def render(status: dict[str, Any]) -> str:

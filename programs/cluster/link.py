@@ -23,7 +23,16 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from programs.cluster.membership import Membership
-from programs.cluster.messages import Discovered, Incoming, Message, Outgoing, Record, Setpoints, StateRequest
+from programs.cluster.messages import (
+    Discovered,
+    Incoming,
+    Message,
+    Outgoing,
+    Record,
+    RosterChange,
+    Setpoints,
+    StateRequest,
+)
 from programs.cluster.view import NO_VIEW, RaftView
 
 INBOX_SIZE = 10_000  # a scan's worth of messages from many nodes, with room for a slow scan
@@ -57,6 +66,11 @@ class ClusterLink:
                 self.commands.append(item.value)
             elif isinstance(item, Discovered):
                 self.membership.add(item.node, "discovery")
+            elif isinstance(item, RosterChange):
+                if item.joined:
+                    self.membership.add(item.node, "roster")
+                else:
+                    self.membership.remove(item.node)
             else:
                 messages.append(item)
         return messages

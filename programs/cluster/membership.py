@@ -39,7 +39,7 @@ class MemberState(enum.IntEnum):
 @attrs.define
 class Member:
     id: str
-    source: str  # "io_map", "discovery" or "self"
+    source: str  # "io_map", "discovery", "roster" (added at run time) or "self"
     state: MemberState = MemberState.OFFLINE
     last: NodeState | None = None
     received_s: float = -math.inf  # scan time of the last state message
@@ -70,9 +70,14 @@ class Membership:
         member = self.members.get(node)
         if member is None:
             member = self.members[node] = Member(node, source, reachable=source == "self")
-            if source == "discovery":
-                log.info("member %s joined (discovered)", node)
+            if source in ("discovery", "roster"):
+                log.info("member %s joined (%s)", node, "discovered" if source == "discovery" else "added")
         return member
+
+    def remove(self, node: str) -> None:
+        """A member removed from the cluster (`ems cluster remove`): it leaves the table."""
+        if node != self.self_id and self.members.pop(node, None) is not None:
+            log.info("member %s left (removed from the cluster)", node)
 
     def receive(self, state: NodeState, now_s: float) -> None:
         """A state message arrived (from a known member; unknown senders are ignored)."""

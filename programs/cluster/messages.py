@@ -105,6 +105,15 @@ class Discovered:
 
 
 @attrs.frozen
+class RosterChange:
+    """Inbox: a member added (`joined`) or removed at run time, committed through Raft
+    (`ems cluster add/remove`); the service has already admitted or dismissed its key."""
+
+    node: str = attrs.field(validator=_TEXT)
+    joined: bool
+
+
+@attrs.frozen
 class StatusReport:
     """Outbox: what `ems cluster status` shows, built once per scan (handed over whole)."""
 
@@ -119,5 +128,5 @@ class Record:
     fields: dict[str, Any] = attrs.Factory(dict)
 
 
-Incoming = Message | StateRequest | Discovered
+Incoming = Message | StateRequest | Discovered | RosterChange
 Outgoing = Message | StatusReport | Record

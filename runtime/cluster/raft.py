@@ -28,6 +28,7 @@ from functools import partial
 from typing import Any
 
 from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
+from pysyncobj.batteries import ReplDict
 from pysyncobj.monotonic import monotonic as monotonicTime
 from pysyncobj.syncobj import _RAFT_STATE
 
@@ -54,14 +55,14 @@ class _LeaseLog(SyncObj):
 
     _SyncObj__raftElectionDeadline: float  # pysyncobj's election timer (monotonic time)
 
-    def __init__(self, address: str | None, peers: list[str], conf: SyncObjConf):
+    def __init__(self, address: str | None, peers: list[str], conf: SyncObjConf, roster: ReplDict):
         self._heard_leader_at = -math.inf  # when an append_entries of a current leader last came
         self._prevote_term = 0  # the term a pre-vote round asks for; 0: none running
         self._prevotes: set[str] = set()
         self._prevote_won = False
         self.elections = 0  # real elections this node stood in (for tests and logs)
         self.prevotes_refused = 0
-        super().__init__(address, peers, conf=conf)
+        super().__init__(address, peers, conf=conf, consumers=[roster])
 
     @replicated
     def lease(self, term: int, n: int) -> int:
@@ -170,6 +171,10 @@ class RaftEngine:
         self._peers = {addr: node for node, addr in voters.items() if node != cfg.node_id}
         self._ids = {addr: node for node, addr in voters.items()}
         self._obj: _LeaseLog | None = None
+        # Members added and removed at run time (`ems cluster add/remove`): node id -> its
+        # [[cluster.nodes]] entry and public key, or None once removed. Replicated through the
+        # log and in pysyncobj's snapshots, so a node that (re)joins learns it from the leader.
+        self.roster = ReplDict()
         self._lock = threading.Lock()
         self._lease_term = 0
         self._lease_issued = -1e18
@@ -187,7 +192,7 @@ class RaftEngine:
         grace = startup_grace_s(cfg)
         conf.raftMinTimeout, conf.raftMaxTimeout = grace, grace + cfg.raft_max_timeout_s - cfg.raft_min_timeout_s
         conf.connectionTimeout = max(cfg.connection_timeout_s, conf.raftMaxTimeout)  # pysyncobj checks this
-        self._obj = _LeaseLog(self._address, list(self._peers), conf=conf)
+        self._obj = _LeaseLog(self._address, list(self._peers), conf=conf, roster=self.roster)
         conf.raftMinTimeout, conf.raftMaxTimeout = cfg.raft_min_timeout_s, cfg.raft_max_timeout_s
         conf.connectionTimeout = cfg.connection_timeout_s
         self._thread.start()
@@ -217,6 +222,24 @@ class RaftEngine:
                      for addr, node in self._peers.items()}
         return RaftView(self.node_id, Role(status["state"]), term, leader_id, bool(status["has_quorum"]),
                         lease_ok, reachable, self.voter)
+
+    # --- the roster --------------------------------------------------------------------------
+    def roster_entries(self) -> dict[str, Any]:
+        """The roster as applied here so far (a copy; any thread)."""
+        return dict(self.roster.rawData()) if self._obj is not None else {}
+
+    def propose_roster(self, node: str, entry: dict[str, Any] | None) -> bool:
+        """Propose a roster change through the log; only the commanding leader may. The change
+        is applied on every node once a quorum has it (`roster_entries` then shows it)."""
+        if self._obj is None or not self.view().commanding:
+            return False
+        self.roster.set(node, entry, callback=partial(self._on_roster_commit, node))
+        return True
+
+    @staticmethod
+    def _on_roster_commit(node: str, _result: Any, error: Any) -> None:
+        if error != FAIL_REASON.SUCCESS:
+            log.warning("raft: the roster change of %s was not committed (%s)", node, error)
 
     # --- the lease ---------------------------------------------------------------------------
     def _renew_loop(self) -> None:

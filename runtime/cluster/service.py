@@ -24,12 +24,13 @@ from programs.cluster.messages import (
     Discovered,
     NodeState,
     Record,
+    RosterChange,
     Setpoints,
     StateRequest,
     StatusReport,
 )
 from programs.cluster.view import NO_VIEW, RaftView
-from runtime.cluster import security
+from runtime.cluster import roster, security
 from runtime.cluster.discovery import Beacon, Discovery
 from runtime.cluster.raft import RaftEngine
 from runtime.cluster.security import ClusterSecrets
@@ -90,6 +91,8 @@ class ClusterService:
         self._started = False
         self._view: RaftView = NO_VIEW
         self.pid = os.getpid()  # records of a restarted node's new process are told apart by it
+        self.roster_file = roster.RosterFile(data_dir / "cluster_roster.json")
+        self._roster: dict[str, Any] = {}  # as applied here (saved in roster_file)
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -112,6 +115,7 @@ class ClusterService:
         if self.recorder is not None:
             self.recorder.start()
         self.transport.start()
+        self._apply_roster(self.roster_file.load())  # RosterError naming the file when it is unreadable
         self.raft.start()
         if self.discovery is not None:
             self.discovery.start()
@@ -132,9 +136,44 @@ class ClusterService:
 
     # --- the scan thread ----------------------------------------------------------------------
     def _read_view(self) -> RaftView:
-        """The link's view of Raft (called once per scan); kept for the REP socket's answers."""
+        """The link's view of Raft (called once per scan); kept for the REP socket's answers.
+        Roster changes committed since the last scan are applied first, at the scan boundary."""
+        if self.raft is not None:
+            self._apply_roster(self.raft.roster_entries())
         self._view = self.raft.view() if self.raft is not None else NO_VIEW
         return self._view
+
+    def _apply_roster(self, entries: dict[str, Any]) -> None:
+        """Admit or dismiss the members whose roster entry changed; save the roster."""
+        changed = {node: value for node, value in entries.items() if self._roster.get(node, ...) != value}
+        if not changed:
+            return
+        for node, value in changed.items():
+            self._roster[node] = value
+            if node == self.node_id:
+                if value is None:
+                    log.warning("cluster: this node (%s) was removed from the cluster: it takes no share; stop it",
+                                node)
+                continue
+            self._admit(node, value) if value is not None else self._dismiss(node)
+        self.roster_file.save(self._roster)
+
+    def _admit(self, node: str, value: Any) -> None:
+        try:
+            joined = roster.parse(node, value, self.secrets.secure)
+        except ValueError as exc:
+            log.warning("cluster: roster entry ignored: %s", exc)
+            return
+        if self.transport is not None:
+            self.transport.admit(node, endpoint(joined.node.host, joined.node.pub_port), joined.public_key)
+        self.link.inbox.append(RosterChange(node, joined=True))
+        log.info("cluster: %s joined as a member (%s:%d)", node, joined.node.host, joined.node.pub_port)
+
+    def _dismiss(self, node: str) -> None:
+        if self.transport is not None:
+            self.transport.dismiss(node, self.transport.server_keys.get(node))
+        self.link.inbox.append(RosterChange(node, joined=False))
+        log.info("cluster: %s removed from the cluster", node)
 
     def flush(self, _ctx: Any = None) -> None:
         """After each scan: what the programs sent goes out (the PUB socket stays on this thread)."""
@@ -188,7 +227,44 @@ class ClusterService:
             self.link.inbox.append(StateRequest(value))
             log.info("cluster: state command %s from %s", value, who)
             return {"ok": True, "queued": value, "term": view.term}
-        return {"ok": False, "error": f"unknown command {cmd!r}; known: status, state"}
+        if cmd in ("add", "remove"):
+            return self._change_roster(request, who)
+        return {"ok": False, "error": f"unknown command {cmd!r}; known: status, state, add, remove"}
+
+    def _change_roster(self, request: dict[str, Any], who: str) -> dict[str, Any]:
+        """`ems cluster add/remove`: the leader proposes the change; the tool then waits for it
+        in the status (committed and applied). Only a command key may, not a member."""
+        if who not in self.cfg.command_keys and who != "lab":
+            return {"ok": False, "error": f"{who} may not change the cluster's members (a command key may)"}
+        node = request.get("node")
+        if not isinstance(node, str) or not node:
+            return {"ok": False, "error": "node must be the member's id"}
+        if node == self.node_id and request.get("cmd") == "remove":
+            return {"ok": False, "error": f"{node} is the leader: stop it first, then remove it from the next"}
+        current = roster.members(self.cfg, self._roster)
+        if request.get("cmd") == "remove":
+            if node not in current:
+                return {"ok": False, "error": f"{node} is not a member; members: {', '.join(sorted(current))}"}
+            if current[node].voter:
+                return {"ok": False, "error": f"not implemented: {node} is a Raft voter; only members that do not "
+                                              "vote can be removed at run time (voters are the io_map's)"}
+            value = None
+        else:
+            if request.get("voter"):
+                return {"ok": False, "error": "not implemented: a Raft voter cannot be added at run time (voters "
+                                              "are the io_map's); add the unit as a member"}
+            try:
+                joined = roster.parse(node, request.get("entry"), self.secrets.secure)
+            except ValueError as exc:
+                return {"ok": False, "error": str(exc)}
+            why = roster.conflict(self.cfg, self._roster, joined.node)
+            if why is not None:
+                return {"ok": False, "error": why}
+            value = roster.entry(joined.node, joined.public_key)
+        if self.raft is None or not self.raft.propose_roster(node, value):
+            return {"ok": False, "error": "not the leader", "leader": self._view.leader}
+        log.info("cluster: %s of %s proposed by %s", request.get("cmd"), node, who)
+        return {"ok": True, "proposed": request.get("cmd"), "node": node, "term": self._view.term}
 
     def _found(self, beacon: Beacon) -> None:
         """A signed beacon of a node the io_map does not list: hear it (and let it hear us)."""

@@ -78,13 +78,15 @@ class Transport:
         self.inbox = inbox  # the cluster link's: received messages go straight to the programs
         self.secrets = secrets
         self.keys = _Keys(secrets)
+        self.names = dict(secrets.command_keys)  # public key -> who, for the request handler
+        self.server_keys = dict(secrets.member_keys)  # node id -> its PUB socket's public key
         self.bad_messages = 0
         self.forged_messages = 0
         self.bad_requests = 0
         self.dropped_sends = 0
         self.published = 0  # messages handed to the PUB socket
         self.restarts = 0
-        self._connect: queue.SimpleQueue[tuple[str, str, bytes | None]] = queue.SimpleQueue()
+        self._connect: queue.SimpleQueue[tuple[str, str | None, bytes | None]] = queue.SimpleQueue()  # None: drop
         self._context = zmq.Context()
         self._auth: zmq.auth.thread.ThreadAuthenticator | None = None
         self._pub: zmq.Socket[bytes] | None = None
@@ -136,6 +138,24 @@ class Transport:
         """Also listen to this node (a discovered one, with its public key); any thread."""
         self._connect.put((node, pub_endpoint, public_key))
 
+    def admit(self, node: str, pub_endpoint: str, public_key: bytes | None) -> None:
+        """A member added at run time: allow its key (to subscribe and to ask) and listen to it."""
+        if public_key is not None:
+            self.keys.members.add(public_key)
+            self.keys.commands.add(public_key)
+            self.names[public_key] = node
+            self.server_keys[node] = public_key
+        self.subscribe(node, pub_endpoint, public_key)
+
+    def dismiss(self, node: str, public_key: bytes | None) -> None:
+        """A member removed at run time: refuse its key from now on and stop listening to it."""
+        if public_key is not None:
+            self.keys.members.discard(public_key)
+            self.keys.commands.discard(public_key)
+            self.names.pop(public_key, None)
+            self.server_keys.pop(node, None)
+        self._connect.put((node, None, None))
+
     # --- the transport's thread --------------------------------------------------------------
     def _serve_as(self, sock: zmq.Socket[bytes], domain: str) -> None:
         """Make `sock` a CURVE server for `domain`'s keys (nothing in an insecure lab)."""
@@ -186,7 +206,7 @@ class Transport:
             self._serve_as(rep, COMMANDS)
             rep.bind(self.rep_endpoint)
             for node, address in self.peers.items():
-                subs[self._subscriber(node, address, self.secrets.member_keys.get(node))] = node
+                subs[self._subscriber(node, address, self.server_keys.get(node))] = node
             self._ready.set()
             poller = zmq.Poller()
             poller.register(rep, zmq.POLLIN)
@@ -194,10 +214,12 @@ class Transport:
                 poller.register(sub, zmq.POLLIN)
             while not self._stop.is_set():
                 while not self._connect.empty():
-                    node, address, key = self._connect.get()
-                    if node not in self.peers:
-                        self.peers[node] = address
-                        sub = self._subscriber(node, address, key)
+                    node, to, key = self._connect.get()
+                    if to is None:
+                        self._unsubscribe(node, subs, poller)
+                    elif node not in self.peers:
+                        self.peers[node] = to
+                        sub = self._subscriber(node, to, key)
                         subs[sub] = node
                         poller.register(sub, zmq.POLLIN)
                 for sock, _ in poller.poll(POLL_MS):
@@ -209,6 +231,13 @@ class Transport:
             for sub in subs:
                 sub.close(0)
             rep.close(0)
+
+    def _unsubscribe(self, node: str, subs: dict[zmq.Socket[bytes], str], poller: zmq.Poller) -> None:
+        self.peers.pop(node, None)
+        for sub in [s for s, n in subs.items() if n == node]:
+            poller.unregister(sub)
+            sub.close(0)
+            del subs[sub]
 
     def _receive(self, sub: zmq.Socket[bytes], peer: str) -> None:
         for _ in range(1000):
@@ -259,7 +288,7 @@ class Transport:
             user = frame.get("User-Id")  # the Z85 public key the authenticator allowed
         except zmq.ZMQError:
             return "unknown"
-        return self.secrets.command_keys.get(str(user).encode(), "unknown")
+        return self.names.get(str(user).encode(), "unknown")
 
 
 def request(endpoint_: str, body: dict[str, Any], timeout_s: float = 1.0, secrets: ClusterSecrets | None = None,

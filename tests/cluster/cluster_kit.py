@@ -54,7 +54,7 @@ class ClusterFiles:
     (each unit a copy of node1 with its own ports, the plant one inverter and BMS per unit)."""
 
     def __init__(self, tmp: Path, plant_overrides: dict[str, str] | None = None, units: int = 3,
-                 voters: int | None = None):
+                 voters: int | None = None, listed: int | None = None):
         self.tmp = tmp
         self.nodes = tuple(f"node{k}" for k in range(1, units + 1))
         voting = set(self.nodes[: units if voters is None else voters])
@@ -64,15 +64,18 @@ class ClusterFiles:
         self.bms_port = {node: next(free) for node in self.nodes}
         ports = {node: (next(free), next(free), next(free)) for node in self.nodes}  # raft, pub, rep
         self.rep = {node: ports[node][2] for node in self.nodes}
-        members = "".join(f"[[cluster.nodes]]\nid = \"{node}\"\nraft_port = {raft}\npub_port = {pub}\n"
-                          f"rep_port = {rep}\n{'' if node in voting else 'voter = false'}\n"
-                          for node, (raft, pub, rep) in ports.items())
+        entries = {node: f"[[cluster.nodes]]\nid = \"{node}\"\nraft_port = {raft}\npub_port = {pub}\n"
+                         f"rep_port = {rep}\n{'' if node in voting else 'voter = false'}\n"
+                   for node, (raft, pub, rep) in ports.items()}
+        members = "".join(entries.values())
+        # the first `listed` units know only each other: the later ones join with `ems cluster add`
+        known = "".join(list(entries.values())[:listed]) if listed else members
         self.paths: dict[str, Path] = {"plant": self._write("plant", self._plant(members, plant_overrides or {}))}
-        for node in self.nodes:
-            self.paths[node] = self._write(node, self._node(node, members))
-        node1 = load_io_map(self.paths["node1"]).cluster
-        security.generate(node1, tmp)  # the secret and every node's and the tool's keys, under tmp/keys
-        self.cli = security.load(node1, tmp, client="cli")
+        for k, node in enumerate(self.nodes):
+            self.paths[node] = self._write(node, self._node(node, known if listed and k < listed else members))
+        everyone = load_io_map(self.paths[self.nodes[-1]]).cluster
+        security.generate(everyone, tmp)  # the secret and every node's and the tool's keys, under tmp/keys
+        self.cli = security.load(everyone, tmp, client="cli")
 
     def _write(self, name: str, text: str) -> Path:
         path = self.tmp / f"{name}.toml"
