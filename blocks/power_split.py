@@ -9,7 +9,9 @@
 * How much each runs: in proportion to its headroom (its available power in that direction),
   weighted by its energy fraction to the power `soc_weight_exponent`, so that the fullest
   node discharges most and the emptiest charges most and the SOCs converge. A node never gets
-  more than its headroom; what it cannot take goes to the others (water filling).
+  more than its headroom, nor more than its inverter can reach soon (`reach_*_w`: a node just
+  woken, or far below its share, ramps up while the others keep carrying the rest); what it
+  cannot take goes to the others (water filling).
 
 Pure functions of their arguments (the cluster master calls `split_power` each scan).
 """
@@ -34,9 +36,18 @@ class Candidate:
     limit_charge_w: float
     limit_discharge_w: float
     running: bool  # in Run (False: asleep, in Idle; it is woken before it gets power)
+    # what its inverter can reach soon in each direction (its power now plus its ramp): a share
+    # beyond it goes to the others for now; it does not weigh in the split (the headroom does)
+    reach_discharge_w: float = math.inf
+    reach_charge_w: float = math.inf
 
     def headroom(self, discharging: bool) -> float:
         return max(self.limit_discharge_w if discharging else self.limit_charge_w, 0.0)
+
+    def cap(self, discharging: bool) -> float:
+        """The most it may be given now: its headroom, or less while its inverter ramps."""
+        return max(min(self.headroom(discharging), self.reach_discharge_w if discharging else self.reach_charge_w),
+                   0.0)
 
 
 @attrs.frozen
@@ -88,7 +99,7 @@ def allocate(p_w: float, nodes: Iterable[Candidate], params: SplitParams) -> tup
     shares and what is left over."""
     discharging = p_w > 0
     sign = 1.0 if discharging else -1.0
-    open_nodes = {c.id: c for c in nodes if c.headroom(discharging) > 0}
+    open_nodes = {c.id: c for c in nodes if c.cap(discharging) > 0}
     shares = {c.id: 0.0 for c in nodes}
     remaining = abs(p_w)
     while remaining > 1e-6 and open_nodes:
@@ -96,16 +107,16 @@ def allocate(p_w: float, nodes: Iterable[Candidate], params: SplitParams) -> tup
                    ** params.soc_weight_exponent for i, c in open_nodes.items()}
         total = sum(weights.values())
         offer = {i: remaining * w / total for i, w in weights.items()}
-        capped = [i for i, amount in offer.items() if amount >= open_nodes[i].headroom(discharging)]
+        capped = [i for i, amount in offer.items() if amount >= open_nodes[i].cap(discharging)]
         if not capped:
             for i, amount in offer.items():
                 shares[i] += sign * amount
             remaining = 0.0
             break
         for i in capped:
-            headroom = open_nodes.pop(i).headroom(discharging)
-            shares[i] += sign * headroom
-            remaining -= headroom
+            cap = open_nodes.pop(i).cap(discharging)
+            shares[i] += sign * cap
+            remaining -= cap
     return shares, max(remaining, 0.0)
 
 

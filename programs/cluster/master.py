@@ -15,7 +15,7 @@ from plc.tags import DType, TagSpec
 from programs.cluster.aggregate import ELIGIBLE_STATES, outside_p_w
 from programs.cluster.follow import FollowWatch
 from programs.cluster.link import ClusterLink
-from programs.cluster.messages import Setpoints, Share
+from programs.cluster.messages import NodeState, Setpoints, Share
 from programs.cluster.view import NO_VIEW, RaftView, Role
 from programs.enums import SiteState, StateCommand
 from programs.tagdefs import Layout, status
@@ -39,6 +39,10 @@ class MasterParams:
     # needs from a new share to the power at its inverter (its scan, the Modbus write, the
     # inverter's lag): the survivors' power then rises as the dead inverter's falls
     takeover_lead_s: float = attrs.field(default=0.4, validator=v.ge(0))
+    # a unit is given at most its measured power plus its inverter's ramp over this long: a
+    # unit woken from sleep, or one far below its share, ramps up while the others carry the
+    # rest (instead of their share dropping at once to what it cannot deliver yet)
+    share_reach_s: float = attrs.field(default=0.5, validator=v.gt(0))
     modbus_input_base: int | None = 1980
 
 
@@ -105,6 +109,13 @@ class ClusterMaster(Program):
         self.out["cluster_master_active"].set(True)
         self.out["cluster_setpoint_seq_sent"].set(self.seq)
 
+    def _candidate(self, node: str, last: NodeState) -> Candidate:
+        """A member as the split sees it, with what its inverter can reach within share_reach_s."""
+        step = last.ramp_w_per_s * self.p.share_reach_s if last.ramp_w_per_s > 0.0 else math.inf
+        return Candidate(node, last.soc_pct, last.limit_charge_w, last.limit_discharge_w,
+                         last.site_state == SiteState.RUN, reach_discharge_w=max(last.p_w, 0.0) + step,
+                         reach_charge_w=max(-last.p_w, 0.0) + step)
+
     def _idle(self, link: ClusterLink | None) -> None:
         self.out["cluster_master_active"].set(False)
         self.out["cluster_nodes_awake"].set(0)
@@ -122,8 +133,7 @@ class ClusterMaster(Program):
         self.out["cluster_unit_alarm"].set(bool(excluded))
         members = [m for m in usable if m.reachable and m.last is not None and m.last.valid and m.id not in excluded
                    and SiteState(m.last.site_state) in ELIGIBLE_STATES]  # Raft-unreachable: it cannot follow
-        candidates = [Candidate(m.id, m.last.soc_pct, m.last.limit_charge_w, m.last.limit_discharge_w,
-                                m.last.site_state == SiteState.RUN) for m in members if m.last is not None]
+        candidates = [self._candidate(m.id, m.last) for m in members if m.last is not None]
         params = SplitParams(soc_min_pct=self.soc_min.value, soc_max_pct=self.soc_max.value,
                              soc_weight_exponent=self.p.soc_weight_exponent, node_min_p_w=self.p.node_min_p_w)
         p_w = self.baseline.value if self.baseline.good and not self.held else 0.0
@@ -164,4 +174,5 @@ def _why_not(view: RaftView) -> str:
     if not view.has_quorum:
         return "no quorum"
     return "lease lapsed"
+
 

@@ -176,3 +176,14 @@ def test_the_survivors_take_over_a_dead_units_ramp_down_ahead_by_the_takeover_le
     scan_with(node, link, 1.0)  # 1 s into the ramp: 1000 W left, the split already counts on 700 W
     assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(5000.0 - 700.0, abs=1.0)
     assert node["cluster_p_w"] == pytest.approx(1000.0 + node["inverter_p_w"], abs=1.0)
+
+
+def test_a_unit_at_0_w_is_given_what_its_inverter_reaches_in_share_reach_s_and_the_others_the_rest() -> None:
+    node, link = leader_node(6000.0, share_reach_s=0.5)
+    # node2 delivers 4500 W; node3, just woken, delivers nothing yet; both ramp 2500 W/s
+    with_peers(node, link, attrs.evolve(peer_state("node2", 50.0), p_w=4500.0, ramp_w_per_s=2500.0),
+               attrs.evolve(peer_state("node3", 90.0), p_w=0.0, ramp_w_per_s=2500.0))
+    node.scan(2)
+    shares = link.sent()[-1].shares
+    assert shares["node3"].p_w == pytest.approx(1250.0)  # 0 W + 2500 W/s x 0.5 s, though it is the fullest
+    assert sum(s.p_w for s in shares.values()) == pytest.approx(6000.0)

@@ -88,3 +88,17 @@ def test_no_running_node_is_left_below_the_minimum_by_the_soc_weighting() -> Non
     assert min(running.values()) >= 500.0
     assert set(running) == set(split.awake) and len(running) == 8
     assert sorted(running) == [f"n{k:02d}" for k in range(8)]  # the fullest
+
+
+def test_a_node_just_woken_gets_what_its_inverter_can_reach_and_the_others_keep_the_rest() -> None:
+    # node a carries 4500 W; b, woken at 0 W, ramps 2500 W/s: within 0.5 s it reaches 1250 W
+    running = node("a", 60.0, discharge=5000.0)
+    woken = Candidate("b", 70.0, 5000.0, 5000.0, True, reach_discharge_w=1250.0)
+    shares, left = allocate(6000.0, [running, woken], PARAMS)
+    assert shares == pytest.approx({"a": 4750.0, "b": 1250.0}) and left == 0.0
+
+
+def test_a_reach_that_does_not_bind_leaves_the_split_as_it_was() -> None:
+    reach = [Candidate(c.id, c.soc_pct, c.limit_charge_w, c.limit_discharge_w, True, reach_discharge_w=4900.0)
+             for c in THREE]
+    assert allocate(6000.0, reach, PARAMS)[0] == pytest.approx(allocate(6000.0, THREE, PARAMS)[0])
