@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Iterator
 
 import pytest
 from cluster_kit import free_ports
@@ -16,11 +17,11 @@ from runtime.config.schema import ClusterConfig, ClusterNodeConfig
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def engines():  # type: ignore[no-untyped-def]
-    ports = free_ports(9)
-    nodes = tuple(ClusterNodeConfig(id=f"n{i}", raft_port=ports[i], pub_port=ports[3 + i], rep_port=ports[6 + i])
-                  for i in range(3))
+def run_engines(units: int, voters: int) -> Iterator[dict[str, RaftEngine]]:
+    """`units` engines on free ports, the first `voters` of them Raft voters; stopped after."""
+    ports = free_ports(3 * units)
+    nodes = tuple(ClusterNodeConfig(id=f"n{i}", raft_port=ports[i], pub_port=ports[units + i],
+                                    rep_port=ports[2 * units + i], voter=i < voters) for i in range(units))
     password = "a-test-cluster-password-of-32-characters"
     running = {n.id: RaftEngine(ClusterConfig(enabled=True, node_id=n.id, nodes=nodes, insecure_lab=True), password)
                for n in nodes}
@@ -29,6 +30,11 @@ def engines():  # type: ignore[no-untyped-def]
     yield running
     for engine in running.values():
         engine.stop()
+
+
+@pytest.fixture
+def engines() -> Iterator[dict[str, RaftEngine]]:
+    yield from run_engines(3, 3)
 
 
 def commanding(engines: dict[str, RaftEngine]) -> list[str]:
@@ -102,19 +108,9 @@ def test_when_the_leader_dies_the_pre_vote_lets_one_election_through(engines: di
 
 
 @pytest.fixture
-def with_members():  # type: ignore[no-untyped-def]
+def with_members() -> Iterator[dict[str, RaftEngine]]:
     """Three voters and two members that do not vote (as 3 voters among the 16 units of a site)."""
-    ports = free_ports(15)
-    nodes = tuple(ClusterNodeConfig(id=f"n{i}", raft_port=ports[i], pub_port=ports[5 + i], rep_port=ports[10 + i],
-                                    voter=i < 3) for i in range(5))
-    password = "a-test-cluster-password-of-32-characters"
-    running = {n.id: RaftEngine(ClusterConfig(enabled=True, node_id=n.id, nodes=nodes, insecure_lab=True), password)
-               for n in nodes}
-    for engine in running.values():
-        engine.start()
-    yield running
-    for engine in running.values():
-        engine.stop()
+    yield from run_engines(5, 3)
 
 
 def test_a_member_that_does_not_vote_names_the_leader_and_term_the_voters_agree_on(
