@@ -92,7 +92,9 @@ class ClusterService:
         self._view: RaftView = NO_VIEW
         self.pid = os.getpid()  # records of a restarted node's new process are told apart by it
         self.roster_file = roster.RosterFile(data_dir / "cluster_roster.json")
-        self._roster: dict[str, Any] = {}  # as applied here (saved in roster_file)
+        self._roster: dict[str, Any] = {}  # as applied here (saved in roster_file); the scan thread's
+        self._roster_saving = threading.Lock()
+        self._roster_generation = self._roster_written = 0
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -156,7 +158,21 @@ class ClusterService:
                                 node)
                 continue
             self._admit(node, value) if value is not None else self._dismiss(node)
-        self.roster_file.save(self._roster)
+        self._roster_generation += 1
+        threading.Thread(target=self._save_roster, args=(self._roster_generation, dict(self._roster)),
+                         name="cluster-roster", daemon=True).start()  # the fsync stays off the scan thread
+
+    def _save_roster(self, generation: int, entries: dict[str, Any]) -> None:
+        """Write the roster of `generation`, unless a newer one was written first."""
+        with self._roster_saving:
+            if generation <= self._roster_written:
+                return
+            try:
+                self.roster_file.save(entries)
+            except OSError as exc:  # a full disk: the roster is still in Raft; the next change saves it
+                log.error("cluster: the roster could not be saved: %s", exc)
+                return
+            self._roster_written = generation
 
     def _admit(self, node: str, value: Any) -> None:
         try:
@@ -241,7 +257,8 @@ class ClusterService:
             return {"ok": False, "error": "node must be the member's id"}
         if node == self.node_id and request.get("cmd") == "remove":
             return {"ok": False, "error": f"{node} is the leader: stop it first, then remove it from the next"}
-        current = roster.members(self.cfg, self._roster)
+        entries = self.raft.roster_entries() if self.raft is not None else {}  # a copy: this is not the scan thread
+        current = roster.members(self.cfg, entries)
         if request.get("cmd") == "remove":
             if node not in current:
                 return {"ok": False, "error": f"{node} is not a member; members: {', '.join(sorted(current))}"}
@@ -257,7 +274,7 @@ class ClusterService:
                 joined = roster.parse(node, request.get("entry"), self.secrets.secure)
             except ValueError as exc:
                 return {"ok": False, "error": str(exc)}
-            why = roster.conflict(self.cfg, self._roster, joined.node)
+            why = roster.conflict(self.cfg, entries, joined.node)
             if why is not None:
                 return {"ok": False, "error": why}
             value = roster.entry(joined.node, joined.public_key)
