@@ -84,13 +84,17 @@ class Aggregate:
 
     @classmethod
     def of(cls, members: Iterable[Member], now_s: float) -> Aggregate:
+        """The totals. The limits are the eligible members' plus what the others deliver by
+        themselves (a dead unit's inverter until it reverts): the cluster's power counts that,
+        so its cap must too, or a unit's death would cut the survivors' shares by its power."""
         members = list(members)
         usable = [m.last for m in members if m.usable and m.last is not None and m.last.valid]  # usable: has a last
         eligible = [s for s in usable if SiteState(s.site_state) in ELIGIBLE_STATES]
         energy = sum(s.capacity_wh for s in usable)
         soc = sum(s.soc_pct * s.capacity_wh for s in usable) / energy if energy > 0 else 0.0
+        outside = outside_p_w(members, {s.node for s in eligible}, now_s)
         return cls(p_w=sum(modeled_p_w(m, now_s) for m in members), soc_pct=soc, capacity_wh=energy,
-                   limit_charge_w=sum(s.limit_charge_w for s in eligible),
-                   limit_discharge_w=sum(s.limit_discharge_w for s in eligible), usable=len(usable),
-                   eligible=len(eligible))
+                   limit_charge_w=sum(s.limit_charge_w for s in eligible) + max(-outside, 0.0),
+                   limit_discharge_w=sum(s.limit_discharge_w for s in eligible) + max(outside, 0.0),
+                   usable=len(usable), eligible=len(eligible))
 

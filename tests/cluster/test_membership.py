@@ -7,6 +7,7 @@ import logging
 import attrs
 import pytest
 
+from programs.cluster.aggregate import Aggregate
 from programs.cluster.membership import Membership, MemberState
 from programs.cluster.messages import NodeState
 
@@ -68,3 +69,17 @@ def test_a_discovered_node_becomes_a_member(members: Membership) -> None:
     members.receive(attrs.evolve(STATE, node="d"), 10.0)
     members.update(10.1, {})
     assert members.members["d"].source == "discovery" and members.members["d"].state is MemberState.DEGRADED
+
+
+def test_the_cluster_limits_count_what_a_silent_unit_still_delivers(members: Membership) -> None:
+    """A dead unit's inverter keeps its 1000 W until its revert timer runs out: the cluster's
+    power counts it, so its discharge limit must too (the survivors' 5000 W plus those 1000 W),
+    else the site control would cut the survivors by the dead unit's power."""
+    members.receive(attrs.evolve(STATE, node="a", p_w=4000.0), 10.0)
+    members.receive(attrs.evolve(STATE, node="b", p_w=1000.0, revert_s=5.0), 10.0)
+    members.receive(attrs.evolve(STATE, node="a", p_w=4000.0), 11.0)
+    members.update(11.0, {"b": True, "c": True})  # b silent for 1 s: stale; c never heard
+    totals = Aggregate.of(members.members.values(), 11.0)
+    assert (totals.p_w, totals.limit_discharge_w, totals.limit_charge_w) == (5000.0, 6000.0, 5000.0)
+    after_revert = Aggregate.of(members.members.values(), 20.0)  # b's inverter at 0 W by then
+    assert (after_revert.p_w, after_revert.limit_discharge_w) == (4000.0, 5000.0)
