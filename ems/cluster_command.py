@@ -33,13 +33,16 @@ def add_parser(sub: Any) -> None:
     _common(state)
     state.set_defaults(handler=cmd_state)
     add = commands.add_parser(
-        "add", help="add a unit to the running cluster as a member (through the leader, committed by Raft)",
+        "add", help="add a unit to the running cluster, as a member or a Raft voter (through the leader, committed "
+                    "by Raft)",
         description="Adds the unit whose io_map is given (its own [[cluster.nodes]] entry and its public key in "
                     "keys_dir, made with `ems cluster keys --io-map` on that io_map) to the running cluster, "
                     "without restarting the others; then start its controller. Example: ems cluster add --io-map "
                     "site/node4.toml")
     _common(add)
-    add.add_argument("--voter", action="store_true", help="as a Raft voter (not implemented: voters are the io_map's)")
+    add.add_argument("--voter", action="store_true",
+                     help="as a Raft voter (its io_map says voter = true): it counts toward the quorum from the "
+                          "commit on, so start it at once")
     add.set_defaults(handler=cmd_add)
     remove = commands.add_parser(
         "remove", help="remove a member from the running cluster (it leaves the split and the status table)",
@@ -150,7 +153,10 @@ def _change_members(args: argparse.Namespace, what: str, body: Any) -> int:
     except (LookupError, TimeoutError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
         return 1
-    if what == "add":
+    if what == "add" and reply.get("voter"):
+        print(f"{name}: {node} is a Raft voter (committed in term {term}, leader {leader}); the quorum counts it "
+              f"from now on: start its controller at once: ems run --io-map {args.io_map}")
+    elif what == "add":
         print(f"{name}: {node} is a member (committed in term {term}, leader {leader}); start its controller: "
               f"ems run --io-map {args.io_map}")
     else:

@@ -24,6 +24,8 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Iterable
+from concurrent.futures import Future
 from functools import partial
 from typing import Any
 
@@ -33,10 +35,11 @@ from pysyncobj.monotonic import monotonic as monotonicTime
 from pysyncobj.syncobj import _RAFT_STATE
 
 from programs.cluster.view import RaftView, Role
-from runtime.config.schema import ClusterConfig
+from runtime.config.schema import ClusterConfig, ClusterNodeConfig
 
 log = logging.getLogger(__name__)
 _FOLLOWER, _CANDIDATE, _LEADER = _RAFT_STATE.FOLLOWER, _RAFT_STATE.CANDIDATE, _RAFT_STATE.LEADER
+_FAILURES = {value: name.lower().replace("_", " ") for name, value in vars(FAIL_REASON).items() if name.isupper()}
 
 
 class _LeaseLog(SyncObj):
@@ -144,6 +147,7 @@ def sync_conf(cfg: ClusterConfig, password: str | None = None) -> SyncObjConf:
         logCompactionMinEntries=2000,
         logCompactionMinTime=30,
         commandsWaitLeader=False,
+        dynamicMembershipChange=True,  # `ems cluster add --voter` / `remove`: voters join and leave at run time
     )
 
 
@@ -165,11 +169,12 @@ class RaftEngine:
         self.cfg = cfg
         self.password = password
         self.node_id = cfg.node_id
-        voters = {n.id: f"{n.host}:{n.raft_port}" for n in cfg.voters}
-        self.voter = cfg.node_id in voters
-        self._address = voters.get(cfg.node_id)  # None: read-only
-        self._peers = {addr: node for node, addr in voters.items() if node != cfg.node_id}
-        self._ids = {addr: node for node, addr in voters.items()}
+        me = next(n for n in cfg.nodes if n.id == cfg.node_id)
+        self.voter = me.voter
+        self._address = f"{me.host}:{me.raft_port}" if me.voter else None  # None: read-only
+        self._peers: dict[str, str] = {}  # Raft address -> node id, the other voters
+        self._ids: dict[str, str] = {}  # and every voter
+        self.set_voters(cfg.voters)
         self._obj: _LeaseLog | None = None
         # Members added and removed at run time (`ems cluster add/remove`): node id -> its
         # [[cluster.nodes]] entry and public key, or None once removed. Replicated through the
@@ -224,22 +229,57 @@ class RaftEngine:
                         lease_ok, reachable, self.voter)
 
     # --- the roster --------------------------------------------------------------------------
+    def set_voters(self, voters: Iterable[ClusterNodeConfig]) -> None:
+        """The voters as the roster now has them (the io_map's and those added at run time):
+        whom `view()` names as leader and reports reachable, and, before `start()`, the
+        partners pysyncobj starts with. Once running, pysyncobj's own membership follows its
+        log; this only keeps the names. The maps are swapped whole: `view()` reads them on
+        other threads."""
+        addresses = {n.id: f"{n.host}:{n.raft_port}" for n in voters}
+        self._peers = {addr: node for node, addr in addresses.items() if node != self.node_id}
+        self._ids = {addr: node for node, addr in addresses.items()}
+
     def roster_entries(self) -> dict[str, Any]:
         """The roster as applied here so far (a copy; any thread)."""
         return dict(self.roster.rawData()) if self._obj is not None else {}
 
-    def propose_roster(self, node: str, entry: dict[str, Any] | None) -> bool:
-        """Propose a roster change through the log; only the commanding leader may. The change
-        is applied on every node once a quorum has it (`roster_entries` then shows it)."""
-        if self._obj is None or not self.view().commanding:
-            return False
-        self.roster.set(node, entry, callback=partial(self._on_roster_commit, node))
-        return True
+    def propose_roster(self, node: str, entry: dict[str, Any] | None,
+                       voter_address: str | None = None) -> Future[None] | None:
+        """Propose a roster change through the log; only the commanding leader may (None
+        otherwise). The change is applied on every node once a quorum has it; the future
+        says when (or why not). A voter joining or leaving (`voter_address`, its Raft
+        host:port) is first pysyncobj's membership change (after which it counts toward the
+        quorum, or no longer does), and only once that is committed its roster entry."""
+        obj = self._obj
+        if obj is None or not self.view().commanding:
+            return None
+        done: Future[None] = Future()
+        if voter_address is None:
+            self.roster.set(node, entry, callback=partial(self._on_roster_commit, node, done))
+        elif entry is not None:
+            obj.addNodeToCluster(voter_address, callback=partial(self._on_voters_commit, node, entry, done))
+        else:
+            obj.removeNodeFromCluster(voter_address, callback=partial(self._on_voters_commit, node, entry, done))
+        return done
+
+    def _on_voters_commit(self, node: str, entry: dict[str, Any] | None, done: Future[None], _result: Any,
+                          error: Any) -> None:
+        if error != FAIL_REASON.SUCCESS:
+            why = ("another membership change is not committed yet" if error == FAIL_REASON.REQUEST_DENIED
+                   else f"pysyncobj: {_FAILURES.get(error, error)}")
+            log.warning("raft: %s of voter %s not committed (%s)", "addition" if entry else "removal", node, why)
+            done.set_exception(RuntimeError(why))
+            return
+        log.info("raft: voter %s %s the cluster's membership", node, "joined" if entry else "left")
+        self.roster.set(node, entry, callback=partial(self._on_roster_commit, node, done))
 
     @staticmethod
-    def _on_roster_commit(node: str, _result: Any, error: Any) -> None:
+    def _on_roster_commit(node: str, done: Future[None], _result: Any, error: Any) -> None:
         if error != FAIL_REASON.SUCCESS:
             log.warning("raft: the roster change of %s was not committed (%s)", node, error)
+            done.set_exception(RuntimeError(f"the roster change was not committed ({_FAILURES.get(error, error)})"))
+        else:
+            done.set_result(None)
 
     # --- the lease ---------------------------------------------------------------------------
     def _renew_loop(self) -> None:

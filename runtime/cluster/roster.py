@@ -5,7 +5,9 @@ the member's `[[cluster.nodes]]` entry with its CURVE public key, or None once r
 leader proposes a change through the Raft log (runtime/cluster/raft.py); every node applies it
 when it is committed, and also keeps it in `data_dir/cluster_roster.json`, so that a node
 restarted with its old io_map still knows who joined and who left, even if the whole cluster
-restarted (the Raft log is in memory).
+restarted (the Raft log is in memory). A Raft voter's entry (`"voter": true`) is set only once
+pysyncobj's own membership change (which makes it count toward the quorum) is committed; a
+voter's removal likewise (runtime/cluster/raft.py).
 
 Keys are only ever set, never deleted: a removal is a None entry. So a roster that has not
 caught up yet (a node just started, before the leader's log reached it) removes nothing.
@@ -22,7 +24,7 @@ import attrs
 
 from runtime.config.schema import ClusterConfig, ClusterNodeConfig
 
-ENTRY_KEYS = ("host", "raft_port", "pub_port", "rep_port", "public_key")
+ENTRY_KEYS = ("host", "raft_port", "pub_port", "rep_port", "public_key", "voter")
 KEY_CHARS = 40  # a CURVE public key in Z85
 
 
@@ -38,9 +40,9 @@ class Joined:
 
 
 def entry(node: ClusterNodeConfig, public_key: bytes | None) -> dict[str, Any]:
-    """The roster entry of a member that joins (members join as non-voters)."""
+    """The roster entry of a member that joins (as a Raft voter if `node.voter`)."""
     return {"host": node.host, "raft_port": node.raft_port, "pub_port": node.pub_port, "rep_port": node.rep_port,
-            "public_key": public_key.decode() if public_key else ""}
+            "public_key": public_key.decode() if public_key else "", "voter": node.voter}
 
 
 def parse(node_id: str, value: Any, secure: bool) -> Joined:
@@ -63,8 +65,11 @@ def parse(node_id: str, value: Any, secure: bool) -> Joined:
     host = value.get("host", "127.0.0.1")
     if not isinstance(host, str) or not host:
         raise ValueError(f"{node_id}: host must be the node's address, got {host!r}")
+    voter = value.get("voter", False)  # entries saved before voters could join have no such key
+    if not isinstance(voter, bool):
+        raise ValueError(f"{node_id}: voter must be true or false, got {voter!r}")
     try:
-        node = ClusterNodeConfig(id=node_id, host=host, voter=False, raft_port=ports["raft_port"],
+        node = ClusterNodeConfig(id=node_id, host=host, voter=voter, raft_port=ports["raft_port"],
                                  pub_port=ports["pub_port"], rep_port=ports["rep_port"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{node_id}: {exc}") from None

@@ -15,6 +15,7 @@ import os
 import queue
 import threading
 import time
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +36,10 @@ from runtime.cluster.discovery import Beacon, Discovery
 from runtime.cluster.raft import RaftEngine
 from runtime.cluster.security import ClusterSecrets
 from runtime.cluster.transport import Transport, endpoint
-from runtime.config.schema import ClusterConfig
+from runtime.config.schema import ClusterConfig, ClusterNodeConfig
 
 log = logging.getLogger(__name__)
+COMMIT_WAIT_S = 1.0  # how long a member change's request waits for its commit (the tool waits longer)
 
 
 class Recorder:
@@ -158,6 +160,8 @@ class ClusterService:
                                 node)
                 continue
             self._admit(node, value) if value is not None else self._dismiss(node)
+        if self.raft is not None:
+            self.raft.set_voters(n for n in roster.members(self.cfg, self._roster).values() if n.voter)
         self._roster_generation += 1
         threading.Thread(target=self._save_roster, args=(self._roster_generation, dict(self._roster)),
                          name="cluster-roster", daemon=True).start()  # the fsync stays off the scan thread
@@ -262,26 +266,42 @@ class ClusterService:
         if request.get("cmd") == "remove":
             if node not in current:
                 return {"ok": False, "error": f"{node} is not a member; members: {', '.join(sorted(current))}"}
-            if current[node].voter:
-                return {"ok": False, "error": f"not implemented: {node} is a Raft voter; only members that do not "
-                                              "vote can be removed at run time (voters are the io_map's)"}
+            leaving = current[node]
+            if leaving.voter and sum(n.voter for n in current.values()) <= 1:
+                return {"ok": False, "error": f"{node} is the last Raft voter: a cluster needs one"}
             value = None
         else:
-            if request.get("voter"):
-                return {"ok": False, "error": "not implemented: a Raft voter cannot be added at run time (voters "
-                                              "are the io_map's); add the unit as a member"}
             try:
                 joined = roster.parse(node, request.get("entry"), self.secrets.secure)
             except ValueError as exc:
                 return {"ok": False, "error": str(exc)}
+            if bool(request.get("voter")) != joined.node.voter:
+                return {"ok": False, "error": f"{node}'s io_map says voter = {str(joined.node.voter).lower()}: add it "
+                                              f"{'with' if joined.node.voter else 'without'} --voter"}
             why = roster.conflict(self.cfg, entries, joined.node)
             if why is not None:
                 return {"ok": False, "error": why}
             value = roster.entry(joined.node, joined.public_key)
-        if self.raft is None or not self.raft.propose_roster(node, value):
+            leaving = joined.node
+        return self._propose(request, who, node, value, leaving)
+
+    def _propose(self, request: dict[str, Any], who: str, node: str, value: dict[str, Any] | None,
+                 unit: ClusterNodeConfig) -> dict[str, Any]:
+        """Propose the change and wait a little for its commit: a refusal (a voter change while
+        another is pending, a lost leadership) is answered; a slow commit the tool waits for."""
+        address = f"{unit.host}:{unit.raft_port}" if unit.voter else None
+        done = self.raft.propose_roster(node, value, address) if self.raft is not None else None
+        if done is None:
             return {"ok": False, "error": "not the leader", "leader": self._view.leader}
-        log.info("cluster: %s of %s proposed by %s", request.get("cmd"), node, who)
-        return {"ok": True, "proposed": request.get("cmd"), "node": node, "term": self._view.term}
+        log.info("cluster: %s of %s%s proposed by %s", request.get("cmd"), "voter " if address else "", node, who)
+        try:
+            done.result(timeout=COMMIT_WAIT_S)
+        except FutureTimeout:
+            pass
+        except RuntimeError as exc:
+            return {"ok": False, "error": f"{request.get('cmd')} of {node} not committed: {exc}"}
+        return {"ok": True, "proposed": request.get("cmd"), "node": node, "term": self._view.term,
+                "voter": unit.voter}
 
     def _found(self, beacon: Beacon) -> None:
         """A signed beacon of a node the io_map does not list: hear it (and let it hear us)."""

@@ -77,9 +77,10 @@ def test_adding_a_member_twice_is_refused_with_the_reason(site: Cluster) -> None
     assert again.returncode == 1 and "node4 is a member already" in again.stderr
 
 
-def test_adding_a_voter_at_run_time_answers_not_implemented(site: Cluster) -> None:
+def test_a_member_cannot_be_added_as_a_voter_its_io_map_does_not_make(site: Cluster) -> None:
     voter = ems_cluster("add", "--voter", "--io-map", str(site.files.paths["node4"]))
-    assert voter.returncode == 1 and "not implemented" in voter.stderr
+    assert voter.returncode == 1
+    assert "node4's io_map says voter = false: add it without --voter" in voter.stderr
 
 
 def test_a_member_may_not_change_the_members_only_a_command_key(site: Cluster) -> None:

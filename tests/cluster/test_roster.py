@@ -21,7 +21,12 @@ def test_an_entry_reads_back_as_a_member_that_does_not_vote() -> None:
     joined = parse("node4", NODE4, secure=True)
     assert joined.node.host == "10.0.0.4" and joined.node.pub_port == 15154 and not joined.node.voter
     assert joined.public_key == KEY.encode()
-    assert entry(joined.node, joined.public_key) == NODE4
+    assert entry(joined.node, joined.public_key) == {**NODE4, "voter": False}
+
+
+def test_an_entry_may_make_a_raft_voter() -> None:
+    joined = parse("node4", {**NODE4, "voter": True}, secure=True)
+    assert joined.node.voter and entry(joined.node, joined.public_key)["voter"] is True
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -30,6 +35,7 @@ def test_an_entry_reads_back_as_a_member_that_does_not_vote() -> None:
     ({"public_key": "short"}, "node4: public_key must be its 40-character CURVE key"),
     ({"colour": "red"}, "node4: unknown field(s) colour"),
     ({"host": ""}, "node4: host must be the node's address"),
+    ({"voter": "yes"}, "node4: voter must be true or false, got 'yes'"),
 ])
 def test_a_bad_entry_is_refused_naming_its_field(change: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match="^" + message.replace("(", r"\(").replace(")", r"\)")):
