@@ -78,7 +78,11 @@ class ProfileDevice:
         self.requests = 0
         self.reads: Counter[tuple[int, int]] = Counter()  # (function code, address) -> requests
         self.on_write: Callable[[str, Any], None] | None = None
-        self.sim_device = SimDevice(id=self.unit_id, simdata=self._simdata(), action=self._action)
+        # registers answered only to a read of exactly themselves (profile `alone`): their words
+        self._alone = {name: [0] * reg.words for name, reg in profile.registers.items() if reg.alone}
+        self.shared = profile.device.input_is_holding  # FC 04 reads the holding registers
+        simdata = self._simdata_shared() if self.shared else self._simdata()
+        self.sim_device = SimDevice(id=self.unit_id, simdata=simdata, action=self._action)
         self._runtime: Any = None  # pymodbus's live register store, known once served
 
     # --- building ------------------------------------------------------------------------------
@@ -100,6 +104,15 @@ class ProfileDevice:
         coils, discrete, holding, inputs = out  # _TABLE_ORDER
         return coils, discrete, holding, inputs
 
+    def _simdata_shared(self) -> list[SimData]:
+        """One register block for FC 03 and FC 04 alike (a device whose input registers are
+        its holding registers)."""
+        entries: dict[int, bool] = {}
+        for reg in self.profile.registers.values():
+            for address in range(reg.address, reg.address + reg.words):
+                entries[address] = entries.get(address, True) and reg.access == "r"
+        return [SimData(a, values=[0], datatype=DataType.REGISTERS, readonly=ro) for a, ro in sorted(entries.items())]
+
     def attach(self, server: ModbusTcpServer) -> None:
         """Bind to the server's live register store and load the profile's `sim_value`s."""
         context = server.context
@@ -115,7 +128,7 @@ class ProfileDevice:
     def _store(self, table: ModbusTable) -> tuple[int, list[int]]:
         if self._runtime is None:
             return 0, []
-        start, _count, registers, _flags = self._runtime.block[_BLOCK_KEY[table]]
+        start, _count, registers, _flags = self._runtime.block["x" if self.shared else _BLOCK_KEY[table]]
         return start, registers
 
     def poke(self, table: ModbusTable, address: int, words: list[Any]) -> None:
@@ -141,8 +154,8 @@ class ProfileDevice:
         if reg.is_bit:
             return [bool(value)]
         device = self.profile.device
-        if reg.dtype == "string":
-            return codec.encode(str(value), "string", device.byte_order, device.word_order, reg.length)
+        if reg.dtype in codec.STRING_DTYPES:
+            return codec.encode(str(value), reg.dtype, device.byte_order, device.word_order, reg.length)
         number = (float(value) - reg.offset) / reg.scale
         if reg.scale_register:
             number /= 10.0 ** self.get(reg.scale_register)
@@ -153,6 +166,9 @@ class ProfileDevice:
         reg = self.profile.registers[name]
         if reg.bits is not None:
             self._set_field(reg, int(value))
+            return
+        if reg.alone:
+            self._alone[name] = self.words_for(reg, value)
             return
         self.poke(reg.table, reg.address, self.words_for(reg, value))
 
@@ -168,7 +184,7 @@ class ProfileDevice:
     def get(self, name: str) -> Any:
         """The engineering value a register holds now (client writes included)."""
         reg = self.profile.registers[name]
-        words = self.peek(reg.table, reg.address, reg.words)
+        words = self._alone[name] if reg.alone else self.peek(reg.table, reg.address, reg.words)
         if reg.is_bit:
             return words[0]
         device = self.profile.device
@@ -195,11 +211,31 @@ class ProfileDevice:
         if faults.exception_code and (not faults.exception_addresses or
                                       any(a in faults.exception_addresses for a in touched)):
             return ExcCodes(faults.exception_code)
+        if set_values is None and fc in (3, 4):
+            self._answer_alone(fc, start, address, count, registers)
         if set_values is not None and fc in _FC_TABLE:
             if faults.ignore_writes:
                 self._keep_old(fc, start, address, registers, set_values)
             asyncio.get_running_loop().call_soon(self._applied_write, _FC_TABLE[fc], address, count)
         return None
+
+    def _answer_alone(self, fc: int, start: int, address: int, count: int, registers: list[int]) -> None:
+        """A read of exactly an `alone` register gets its own value: put it in the store for
+        this answer (pymodbus slices the store right after this action, with no await in
+        between) and put the block register's words back on the next turn of the loop."""
+        table = _FC_TABLE[fc]
+        for name, words in self._alone.items():
+            reg = self.profile.registers[name]
+            if (reg.address, reg.words) == (address, count) and (reg.table is table or self.shared):
+                span = slice(address - start, address - start + count)
+                underneath = registers[span]
+                registers[span] = words
+
+                def restore(span: slice = span, underneath: list[int] = underneath, words: list[int] = words) -> None:
+                    if registers[span] == words:  # unless the plant wrote it meanwhile
+                        registers[span] = underneath
+                asyncio.get_running_loop().call_soon(restore)
+                return
 
     def _keep_old(self, fc: int, start: int, address: int, registers: list[int], set_values: list[Any]) -> None:
         """Acknowledge a write but keep the stored values (a device that ignores setpoints)."""

@@ -40,6 +40,25 @@ log = logging.getLogger(__name__)
 REWRITES_PER_REVERT = 10  # a guarded output is rewritten this many times per revert period
 
 
+class WrongDevice(Exception):
+    """The device that answers is not the one its profile is for, or refuses its setup: its
+    tags stay BAD (the driver retries with backoff, in case the device is replaced)."""
+
+
+def _ranges(values: Sequence[int]) -> str:
+    """1648, 1649, 1650, 1653 -> "1648-1650, 1653"."""
+    ordered, out = sorted(set(values)), []
+    start = prev = ordered[0]
+    for value in [*ordered[1:], None]:
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        out.append(f"{start}-{prev}" if prev > start else f"{start}")
+        if value is not None:
+            start = prev = value
+    return ", ".join(out)
+
+
 @attrs.define
 class ModbusStats:
     timeouts: int = 0
@@ -103,10 +122,51 @@ class ModbusDriver(Driver):
 
     def open(self) -> None:
         self._client = aio.run(transport.connect(self.options), self._call_timeout)
+        try:
+            self._check_identity()
+            self._apply_setup()
+        except BaseException:
+            self.close()  # the base class closes only what opened
+            raise
         if self.restart_count or self.poll_count or self.fault_count:
             self.stats.reconnects += 1
         level = logging.DEBUG if self._quiet or self._last_error else logging.INFO  # recovery is logged by the base
         log.log(level, "device %s: connected to %s (%s)", self.name, transport.describe(self.options), self.profile.name)
+
+    def _read_value(self, name: str) -> Any:
+        """One register's engineering value, read now (at connect, before any poll)."""
+        reg = self.profile.registers[name]
+        words = self._call(transport.read(self._client, reg.table, reg.address, reg.words, self.unit))
+        device = self.profile.device
+        return float(codec.decode(list(words), reg.dtype, device.byte_order, device.word_order)) * reg.scale + reg.offset
+
+    def _check_identity(self) -> None:
+        """The device is the one the profile is for, by its identity register (profile [identity])."""
+        identity = self.profile.identity
+        if identity is None:
+            return
+        reg = self.profile.registers[identity.register]
+        value = int(self._read_value(identity.register))
+        if value in identity.accept:
+            return
+        other = next((model for model, values in identity.others.items() if value in values), None)
+        hint = f"; it is a device of profile {other!r}: use model = \"{other}\"" if other else ""
+        raise WrongDevice(f"identity register {identity.register} ({reg.table.value} {reg.address}, "
+                          f"0x{reg.address:04X}) reads {value}: not a {self.profile.device.model} (profile "
+                          f"{self.profile.name!r} accepts {_ranges(identity.accept)}){hint}")
+
+    def _apply_setup(self) -> None:
+        """Each [setup] register holds its value: read it; write it when it differs; read back."""
+        for name, wanted in self.profile.setup.items():
+            reg = self.profile.registers[name]
+            if abs(self._read_value(name) - wanted) < 1e-9:
+                continue
+            words = self._words_for(name, reg, wanted)
+            if words is None or not self._write(name, reg, words, self.clock.now()) or \
+                    abs(self._read_value(name) - wanted) >= 1e-9:
+                raise WrongDevice(f"setup register {name} ({reg.table.value} 0x{reg.address:04X}) does not take "
+                                  f"{wanted:g}: {reg.description or 'required by the profile'}")
+            log.info("device %s: %s set to %g (%s)", self.name, name, wanted, reg.description or "profile setup")
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -28,7 +28,10 @@ _FORMATS: dict[str, tuple[int, str]] = {
     "uint64": (4, ">Q"),
     "float64": (4, ">d"),
 }
-REGISTER_DTYPES = tuple(_FORMATS) + ("string",)
+# "string": two ASCII characters per register; "string_lo": one per register, in its low byte
+# (the high byte 0), as Carlo Gavazzi's EM3xx and ET1xx meters send their serial number
+STRING_DTYPES = ("string", "string_lo")
+REGISTER_DTYPES = tuple(_FORMATS) + STRING_DTYPES
 BIT_DTYPES = ("bool",)
 DTYPES = REGISTER_DTYPES + BIT_DTYPES
 INTEGER_DTYPES = ("int16", "uint16", "int32", "uint32", "acc32", "int64", "uint64", "sunssf")
@@ -49,7 +52,7 @@ SUNSPEC_NAN: dict[str, int] = {
 
 def register_count(dtype: str, length: int = 0) -> int:
     """Registers a value of this dtype takes (`length` is in registers for strings)."""
-    if dtype == "string":
+    if dtype in STRING_DTYPES:
         return length
     if dtype in BIT_DTYPES:
         return 1
@@ -88,6 +91,9 @@ def decode(words: Sequence[int], dtype: str, byte_order: Order = "big", word_ord
     if dtype == "string":
         data = _to_bytes(words, byte_order, "big")  # strings run in address order
         return data.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
+    if dtype == "string_lo":
+        low = bytes(w & 0xFF for w in (_swap_bytes(words) if byte_order == "little" else words))
+        return low.split(b"\x00", 1)[0].decode("ascii", errors="replace").strip()
     count, fmt = _FORMATS[dtype]
     if len(words) != count:
         raise ValueError(f"{dtype} takes {count} registers, got {len(words)}")
@@ -100,6 +106,9 @@ def encode(value: float | str, dtype: str, byte_order: Order = "big", word_order
     if dtype == "string":
         data = str(value).encode("ascii")[: length * 2].ljust(length * 2, b"\x00")
         return _from_bytes(data, byte_order, "big")
+    if dtype == "string_lo":
+        words = list(str(value).encode("ascii")[:length].ljust(length, b"\x00"))
+        return _swap_bytes(words) if byte_order == "little" else words
     _, fmt = _FORMATS[dtype]
     if dtype not in FLOAT_DTYPES:
         if isinstance(value, str):  # the TypeError round() would raise, with the dtype in it

@@ -24,6 +24,7 @@ from attrs import validators as v
 from plc.tags import Area
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, ConfigErrors, Errors, _suggest, structure
+from runtime.io.modbus import codec
 from runtime.io.modbus.profile import Profile, known_models, load_profile, resolve_profile_path
 
 META = ("online", "fault_count", "timeouts", "exceptions", "bad_responses", "write_errors",
@@ -149,7 +150,7 @@ def check_points(config: ModbusConfig, points: Sequence[tuple[Any, ModbusPoint, 
             problems.append((path + ("register",), f"profile {profile.name!r} has no register {point.register!r}"
                              f"{_suggest(point.register, profile.registers)}"))
             continue
-        if reg.dtype == "string":
+        if reg.dtype in codec.STRING_DTYPES:
             problems.append((path + ("register",), f"register {point.register!r} holds text; tags take numbers"))
             continue
         if point.bit is not None and (reg.is_bit or point.bit >= reg.words * 16 or reg.dtype.startswith("float")):

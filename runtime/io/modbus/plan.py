@@ -36,7 +36,8 @@ def served_addresses(profile: Profile) -> dict[ModbusTable, set[int]]:
     """Every address the device answers for, per table (from the whole profile)."""
     served: dict[ModbusTable, set[int]] = {t: set() for t in ModbusTable}
     for reg in profile.registers.values():
-        served[reg.table].update(range(reg.address, reg.address + reg.words))
+        if not reg.alone:
+            served[reg.table].update(range(reg.address, reg.address + reg.words))
     return served
 
 
@@ -70,6 +71,9 @@ def _merge(profile: Profile, group: str, table: ModbusTable, names: list[str], s
     for name in ordered:
         reg = regs[name]
         reg_end = reg.address + reg.words
+        if reg.alone:  # its own request, and nothing else joins it
+            blocks.append(Block(group, table, reg.address, reg.words, (name,)))
+            continue
         if members and _joinable(end, reg, served, profile.device.max_gap) and max(end, reg_end) - start <= limit:
             end = max(end, reg_end)
             members.append(name)

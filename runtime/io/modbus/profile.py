@@ -19,11 +19,11 @@ from plc.tags import ModbusTable
 from runtime.config.files import parse_toml, raise_errors, read_text
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
-from runtime.io.modbus.codec import BIT_DTYPES, DTYPES, INTEGER_DTYPES, register_count
+from runtime.io.modbus.codec import BIT_DTYPES, DTYPES, INTEGER_DTYPES, STRING_DTYPES, register_count
 from runtime.paths import IO_MAPS_DIR, PROFILE_DIR
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_SECTIONS = ("device", "poll_groups", "registers", "commands")
+_SECTIONS = ("device", "poll_groups", "registers", "commands", "identity", "setup")
 
 
 def _name_ok(_instance: Any, _attribute: Any, value: str) -> None:
@@ -57,6 +57,8 @@ class DeviceMeta:
     # for this long it falls back to every register's `revert_value` (0 = it has none).
     watchdog_s: float = attrs.field(default=0.0, validator=v.ge(0.0))
     default_group: str = attrs.field(default="normal", validator=_name_ok)
+    # FC 04 reads the same registers as FC 03 (Carlo Gavazzi meters; mbmd and evcc read with 04)
+    input_is_holding: bool = False
 
 
 @attrs.frozen
@@ -99,6 +101,10 @@ class Register:
     # seconds; SunSpec's *_RvrtTms), or, without a timer, when the device's watchdog expires.
     reverts_after: str = ""
     revert_value: float | None = None
+    # Answered only to a read of exactly this register: the device shares the address with a
+    # block register (the EM24's identification code at 0x000B, inside V L3-L1). Never merged
+    # into a block read, exempt from the overlap check.
+    alone: bool = False
 
     @property
     def words(self) -> int:
@@ -119,6 +125,18 @@ class Command:
 
 
 @attrs.frozen
+class Identity:
+    """`[identity]`: the register that says which device answers, read at every connect. A
+    value outside `accept` refuses the device (its tags stay BAD): a profile of the wrong
+    variant reads other quantities at the same addresses. `others` names the profile that
+    fits another value, for the error."""
+
+    register: str
+    accept: tuple[int, ...]
+    others: dict[str, tuple[int, ...]] = attrs.field(factory=dict)
+
+
+@attrs.frozen
 class Profile:
     path: str
     name: str
@@ -126,6 +144,10 @@ class Profile:
     poll_groups: dict[str, PollGroup]
     registers: dict[str, Register]
     commands: dict[str, Command] = attrs.field(factory=dict)
+    identity: Identity | None = None
+    # `[setup]`: register -> engineering value the device must hold (e.g. a meter's signed-power
+    # mode); at every connect each is read, written when it differs and read back
+    setup: dict[str, float] = attrs.field(factory=dict)
 
     def group_of(self, register: Register) -> str:
         return register.group or self.device.default_group
@@ -187,6 +209,8 @@ def _build(data: dict[str, Any], filename: str, errors: Errors) -> Profile | Non
     groups = _table_of(PollGroup, data.get("poll_groups", {}), "poll_groups", errors)
     registers = _table_of(Register, data.get("registers", {}), "registers", errors)
     commands = _table_of(Command, data.get("commands", {}), "commands", errors)
+    identity = structure(Identity, data["identity"], ("identity",), errors) if "identity" in data else None
+    setup = _setup_of(data.get("setup", {}), errors)
     if not registers and "registers" not in data:
         errors.add(("registers",), "missing required section")
     if device is MISSING:  # still check the registers, against default device settings
@@ -194,9 +218,48 @@ def _build(data: dict[str, Any], filename: str, errors: Errors) -> Profile | Non
         return None
     _check(device, groups, registers, errors)
     _check_commands(commands, registers, errors)
+    _check_identity(identity, registers, errors)
+    _check_setup(setup, registers, errors)
     if errors:
         return None
-    return Profile(filename, FsPath(filename).stem, device, groups, registers, commands)
+    return Profile(filename, FsPath(filename).stem, device, groups, registers, commands,
+                   identity if identity is not MISSING else None, setup)
+
+
+def _setup_of(data: Any, errors: Errors) -> dict[str, float]:
+    if not isinstance(data, dict):
+        errors.add(("setup",), f"expected a table of register = value, got {type(data).__name__}")
+        return {}
+    out = {}
+    for name, value in data.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.add(("setup", name), f"expected a number, got {value!r}")
+        else:
+            out[name] = float(value)
+    return out
+
+
+def _check_identity(identity: Identity | None, registers: dict[str, Register], errors: Errors) -> None:
+    if identity is None or identity is MISSING:
+        return
+    reg = registers.get(identity.register)
+    if reg is None or reg.dtype not in ("uint16", "int16", "uint32", "int32"):
+        errors.add(("identity", "register"), f"{identity.register!r} must name an integer register of this profile"
+                   f"{_suggest(identity.register, registers)}")
+    if not identity.accept:
+        errors.add(("identity", "accept"), "needs the identity values this profile is for")
+    for model, values in identity.others.items():
+        if set(values) & set(identity.accept):
+            errors.add(("identity", "others", model), f"shares values with accept: {sorted(set(values) & set(identity.accept))}")
+
+
+def _check_setup(setup: dict[str, float], registers: dict[str, Register], errors: Errors) -> None:
+    for name, value in setup.items():
+        reg = registers.get(name)
+        if reg is None or reg.access != "rw" or reg.is_bit:
+            errors.add(("setup", name), f"{name!r} is not a writable register of this profile{_suggest(name, registers)}")
+        elif (reg.min is not None and value < reg.min) or (reg.max is not None and value > reg.max):
+            errors.add(("setup", name), f"{value:g} is outside {reg.min}..{reg.max}")
 
 
 def _table_of(cls: type, data: Any, key: str, errors: Errors) -> dict[str, Any]:
@@ -239,7 +302,7 @@ def _check_register(name: str, reg: Register, device: DeviceMeta, groups: dict[s
         errors.add(path + ("dtype",), f"a {reg.table.value} entry needs {wanted}, not {reg.dtype!r}")
     if reg.access == "rw" and not reg.table.writable:
         errors.add(path + ("access",), f"a {reg.table.value} entry is read-only; only coil and holding are writable")
-    if reg.dtype == "string" and reg.length == 0:
+    if reg.dtype in STRING_DTYPES and reg.length == 0:
         errors.add(path + ("length",), "a string needs its length in registers")
     if reg.address + reg.words > 65536:
         errors.add(path + ("address",), f"{reg.words} registers from {reg.address} pass 65535")
@@ -293,8 +356,8 @@ def _check_commands(commands: dict[str, Command], registers: dict[str, Register]
 def _check_overlaps(registers: dict[str, Register], errors: Errors) -> None:
     used: dict[tuple[ModbusTable, int], str] = {}
     for name, reg in registers.items():
-        if reg.bits is not None:
-            continue  # fields of one register share its address
+        if reg.bits is not None or reg.alone:
+            continue  # fields of one register share its address; an alone register is read by itself
         for address in range(reg.address, reg.address + reg.words):
             other = used.get((reg.table, address))
             if other is not None:
