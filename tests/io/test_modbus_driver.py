@@ -71,6 +71,20 @@ def test_sunspec_scale_factors_are_applied(serve, run) -> None:  # type: ignore[
     assert value_of(driver, "soc") == pytest.approx(57.3)
 
 
+def test_a_scale_factor_out_of_range_makes_only_its_registers_bad_naming_it(serve, run, caplog) -> None:  # type: ignore[no-untyped-def]
+    inverter = serve("sunspec_inverter_storage")
+    inverter.device.poke(inverter.profile.registers["w_sf"].table, inverter.profile.registers["w_sf"].address,
+                         [5000])  # 10 ** 5000 overflows a float
+    inverter.device.set("soc", 57.3)
+    driver = run(modbus_driver("sunspec_inverter_storage", inverter.port, [
+        point("p", register="p_ac"), point("soc", register="soc")]))
+    wait_until(lambda: sample(driver, "soc")[1] is GOOD)
+    assert sample(driver, "p")[1] is BAD
+    assert value_of(driver, "soc") == pytest.approx(57.3)  # the rest of the device reads on
+    assert any("scale factor w_sf (holding 40085) reads 5000, outside -10..10" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_sunspec_not_implemented_value_turns_the_tag_bad(serve, run) -> None:  # type: ignore[no-untyped-def]
     inverter = serve("sunspec_inverter_storage")
     inverter.device.poke(inverter.profile.registers["temp_heatsink"].table, 40104, [0x8000])

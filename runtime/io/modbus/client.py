@@ -37,7 +37,8 @@ from runtime.io.registry import DriverKind
 
 log = logging.getLogger(__name__)
 
-REWRITES_PER_REVERT = 10  # a guarded output is rewritten this many times per revert period
+REWRITES_PER_REVERT = 10
+SF_RANGE = (-10, 10)  # SunSpec scale factors: "typically -10 .. 10"; beyond, a register is broken  # a guarded output is rewritten this many times per revert period
 
 
 class WrongDevice(Exception):
@@ -111,6 +112,7 @@ class ModbusDriver(Driver):
         self._quiet = False  # reconnecting without a fault: log at debug level
         self._last_reconnect = -math.inf
         self._silent = False
+        self._bad_sf: set[str] = set()  # scale factors out of range, logged once each
         self._heartbeat = 0
         self._next_heartbeat = -math.inf
         self._timers = config.profile.revert_timers({p.address.register for p in outputs if p.address.register})
@@ -314,11 +316,26 @@ class ModbusDriver(Driver):
             return (int(raw) >> bit) & 1 if raw >= 0 else ((int(raw) + (1 << (16 * reg.words))) >> bit) & 1
         value = raw * reg.scale
         if reg.scale_register:
-            sf = self._raw.get(reg.scale_register)
+            sf = self._checked_sf(reg.scale_register, self._raw.get(reg.scale_register))
             if sf is None:
                 return None
             value *= 10.0 ** sf
         return value + reg.offset
+
+    def _checked_sf(self, name: str, sf: Any) -> int | None:
+        """A SunSpec scale factor within -10..10 (SunSpec's range), else None: the registers it
+        scales read BAD, logged once naming the register (10 ** 5000 would overflow)."""
+        if sf is None:
+            return None
+        if SF_RANGE[0] <= sf <= SF_RANGE[1]:
+            self._bad_sf.discard(name)
+            return int(sf)
+        if name not in self._bad_sf:
+            reg = self.profile.registers[name]
+            log.error("device %s: scale factor %s (%s %d) reads %s, outside %d..%d: the registers it scales are BAD",
+                      self.name, name, reg.table.value, reg.address, sf, *SF_RANGE)
+            self._bad_sf.add(name)
+        return None
 
     def _meta(self, what: str) -> Any:
         if what == "online":  # connected, and no block waiting for an answer
@@ -421,7 +438,7 @@ class ModbusDriver(Driver):
             self._note_write(name, f"{value:g} {reg.unit} is outside {reg.min}..{reg.max}; sent {clamped:g}")
         number = (clamped - reg.offset) / reg.scale
         if reg.scale_register:
-            sf = self._scale_factor(reg.scale_register)
+            sf = self._checked_sf(reg.scale_register, self._scale_factor(reg.scale_register))
             if sf is None:
                 return None
             number /= 10.0 ** sf
