@@ -89,8 +89,9 @@ class ProfileDevice:
     def _simdata(self) -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
         tables: dict[ModbusTable, dict[int, tuple[int, bool]]] = {t: {} for t in _TABLE_ORDER}
         for reg in self.profile.registers.values():
-            for address in range(reg.address, reg.address + reg.words):
-                tables[reg.table][address] = (0, reg.access == "r" and reg.table is ModbusTable.HOLDING)
+            for address in range(reg.address, reg.address + reg.words):  # writable if any register there is
+                read_only = reg.access == "r" and reg.table is ModbusTable.HOLDING
+                tables[reg.table][address] = (0, tables[reg.table].get(address, (0, True))[1] and read_only)
         out = []
         for table in _TABLE_ORDER:
             entries = sorted(tables[table].items())

@@ -214,3 +214,18 @@ def test_rtu_on_a_serial_line(sim_loop, run) -> None:  # type: ignore[no-untyped
     finally:
         sim_loop.run(server.shutdown())
         line.close()
+
+
+def test_a_bit_field_output_changes_only_its_bits_of_the_word(serve, run) -> None:  # type: ignore[no-untyped-def]
+    """LuxPower hold 21 carries protection bits beside the forced-discharge bit: the driver reads
+    the word, changes its field and writes it back (lxp-bridge does the same)."""
+    inverter = serve("luxpower_lxp")
+    table = inverter.profile.registers["function_enable"].table
+    inverter.device.poke(table, 21, [0b1000_0010_0001_0001])  # feed-in, standby off, a protection bit, EPS
+    driver = run(modbus_driver("luxpower_lxp", inverter.port, [point("soc", register="soc")],
+                               [point("force", is_bool=True, register="forced_discharge_enable")]))
+    driver.stage((True,))
+    wait_until(lambda: inverter.device.peek(table, 21, 1) == [0b1000_0110_0001_0001], 5.0, "bit 10 set")
+    driver.stage((False,))
+    wait_until(lambda: inverter.device.peek(table, 21, 1) == [0b1000_0010_0001_0001], 5.0, "bit 10 cleared")
+    assert driver.stats.verify_failures == 0

@@ -26,21 +26,25 @@ def facts() -> list[dict[str, Any]]:
 
 
 def _id(fact: dict[str, Any]) -> str:
-    return f"{fact['profile']}@0x{fact['address']:04X}"
+    bits = f"[{fact['bits'][0]}]" if "bits" in fact else ""
+    return f"{fact['profile']}@{fact['table']}:0x{fact['address']:04X}{bits}"
 
 
-def register_at(prof: Profile, table: str, address: int, alone: bool) -> tuple[str, Register]:
-    """The register at that address (the one read alone, for an identity code)."""
+def register_at(prof: Profile, fact: dict[str, Any]) -> tuple[str, Register]:
+    """The register at the fact's address (the one read alone, for an identity code; the
+    field, for a fact about bits)."""
+    table, address, alone = fact["table"], fact["address"], "identity" in fact
+    bits = tuple(fact["bits"]) if "bits" in fact else None
     found = [(n, r) for n, r in prof.registers.items() if r.table.value == table and r.address == address
-             and r.bits is None and r.alone == alone]
-    assert found, f"{prof.name}: no {table} register at 0x{address:04X}"
+             and r.bits == bits and r.alone == alone]
+    assert found, f"{prof.name}: no {table} register at 0x{address:04X}{f' with bits {bits}' if bits else ''}"
     return found[0]
 
 
 @pytest.mark.parametrize("fact", facts(), ids=_id)
 def test_the_profile_agrees_with_the_public_fact(fact: dict[str, Any]) -> None:
     prof = profile(fact["profile"])
-    name, reg = register_at(prof, fact["table"], fact["address"], alone="identity" in fact)
+    name, reg = register_at(prof, fact)
     if "identity" in fact:
         assert prof.identity is not None and prof.identity.register == name, fact["source"]
         assert set(fact["identity"]) <= set(prof.identity.accept), fact["source"]

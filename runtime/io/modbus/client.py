@@ -429,6 +429,13 @@ class ModbusDriver(Driver):
     def _words_for(self, name: str, reg: Register, value: Any) -> list[Any] | None:
         if reg.is_bit:
             return [bool(value)]
+        if reg.bits is not None:  # a field: its value here; _write merges it into the register
+            width = reg.bits[1]
+            field = int(round(float(value)))
+            if not 0 <= field < (1 << width):
+                self._note_write(name, f"{value!r} does not fit in bits {reg.bits[0]}..{reg.bits[0] + width - 1}")
+                return None
+            return [field]
         clamped = value
         if reg.min is not None and clamped < reg.min:
             clamped = reg.min
@@ -460,9 +467,25 @@ class ModbusDriver(Driver):
             self._raw[name] = codec.decode(words, "sunssf", self.profile.device.byte_order)
         return self._raw[name]
 
+    def _merge_field(self, reg: Register, field: int) -> list[int]:
+        """Read-modify-write of a bit field: the register as the device holds it now, with only
+        this field changed (writing the whole word would clear the bits beside it, such as a
+        LuxPower's grid-protection bits in hold 21)."""
+        current = self._call(transport.read(self._client, reg.table, reg.address, reg.words, self.unit))
+        device = self.profile.device
+        whole = codec.raw_unsigned(current, device.byte_order, device.word_order)
+        lsb, width = reg.bits  # type: ignore[misc]
+        mask = ((1 << width) - 1) << lsb
+        whole = (whole & ~mask) | (field << lsb)
+        return list(codec.encode(whole, "uint16" if reg.words == 1 else "uint32", device.byte_order,
+                                 device.word_order))
+
     def _write(self, name: str, reg: Register, words: list[Any], now: float) -> bool | None:
         single = self.profile.device.write_single
+        remembered = words
         try:
+            if reg.bits is not None:
+                words = self._merge_field(reg, int(words[0]))
             self._call(transport.write(self._client, reg.table, reg.address, words, self.unit, single))
             self.stats.writes += 1
             if self.profile.verify(reg):
@@ -483,7 +506,7 @@ class ModbusDriver(Driver):
             self.fault_count += 1
             self._note_write(name, f"write refused: {exc}")
             return None
-        self._last_words[name] = Written(words, now)
+        self._last_words[name] = Written(remembered, now)
         if self._write_error.pop(name, None):
             log.info("device %s: write of %s works again", self.name, name)
         return True

@@ -164,7 +164,8 @@ def _check_output(point: ModbusPoint, reg: Any, path: Path, outputs: dict[str, s
     if reg.access != "rw":
         return [(path + ("register",), f"register {point.register!r} is read-only; an output needs a writable one")]
     if point.bit is not None:
-        return [(path + ("bit",), "an output writes a whole register; bits are for inputs")]
+        return [(path + ("bit",), "an output writes a whole register or a bit field of the profile (bits = [lsb, "
+                 "width], written read-modify-write); bit = N is for inputs")]
     if point.register in outputs:
         return [(path + ("register",), f"register {point.register!r} is already written by tag {outputs[point.register]!r}")]
     outputs[point.register] = tag
