@@ -9,7 +9,9 @@ others members that follow without voting), then:
   leader's record of each setpoint it sent);
 * `--runs` times: SIGKILL the leader and measure the time from the kill to the first setpoint of
   the new term applied by any node (from the nodes' records), and to the new leader's first
-  setpoint sent; then restart the killed node and wait until all three follow one leader again.
+  setpoint sent; then restart the killed node and wait until all three follow one leader again,
+  each online and running (or asleep, as the split lets it) for 3 s: a kill while the last
+  one killed is still starting would measure a second fault, not a failover.
 * the site meter through each failover, read by its own observer (a plain pymodbus client
   polling the simulated EM24 every 50 ms, nothing of the controller): the peak |error| from
   the target (also as a share of the lost unit's power), the time outside +-`--tolerance` W,
@@ -36,6 +38,7 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,7 +55,8 @@ from runtime.config.io_map import load_io_map
 SETTLE_S = 6.0
 BARE_SETTLE_S = 3.0
 WINDOW_S = 12.0  # after the kill: the election, the takeover, the lost inverter's revert (5 s), the pick-up
-STAYS_S = 1.0  # "back within the tolerance" once it stays there this long
+STAYS_S = 1.0
+STEADY_S = 3.0  # the cluster counts as settled once every unit has run (or slept) this long  # "back within the tolerance" once it stays there this long
 
 
 class MeterWatch(threading.Thread):
@@ -121,13 +125,32 @@ def deviation(samples: list[tuple[float, float]], target_w: float, tolerance_w: 
 
 
 def following(cluster: Cluster) -> str | None:
-    """The leader, once every node applies its setpoints (a node still starting has none)."""
+    """The leader, once every node applies its setpoints (a node still starting has none) and,
+    as the leader sees it, is online and runs or sleeps as the split lets it: a kill while the
+    last one killed is still starting would be a second fault (N-2), not a failover."""
     leader = cluster.leader()
     statuses = cluster.statuses()
     if leader is None or len(statuses) != len(cluster.files.nodes):
         return None
     term = statuses[leader]["term"]
-    return leader if all(_follows(s, term) for s in statuses.values()) else None
+    settled = all(m.get("state") == "online" and m.get("site_state") in ("run", "idle")
+                  for m in statuses[leader]["members"])
+    return leader if settled and all(_follows(s, term) for s in statuses.values()) else None
+
+
+def steadily(cluster: Cluster) -> Callable[[], str | None]:
+    """A condition: the leader once `following` has named it at every poll for STEADY_S (a unit
+    just switched to Run starts its inverter within about 1.5 s; then the meter must settle too)."""
+    since: dict[str, float] = {}
+
+    def check() -> str | None:
+        leader = following(cluster)
+        if leader is None:
+            since.clear()
+            return None
+        start = since.setdefault(leader, time.monotonic())
+        return leader if time.monotonic() - start >= STEADY_S else None
+    return check
 
 
 def _follows(status: dict, term: int) -> bool:
@@ -147,9 +170,9 @@ def steady_state(cluster: Cluster, seconds: float, tolerance_w: float) -> tuple[
     return len(sent), met / len(sent) if sent else 0.0, statistics.mean(errors) if errors else float("nan")
 
 
-def one_failover(cluster: Cluster, meter: MeterWatch, tolerance_w: float) -> Failover:
+def one_failover(cluster: Cluster, meter: MeterWatch, tolerance_w: float, trace: Path | None = None) -> Failover:
     """Once settled, SIGKILL the leader; measure on the records and the meter; restart it."""
-    old = wait_until(lambda: following(cluster), 60.0, "every node following one leader")
+    old = wait_until(steadily(cluster), 60.0, f"every node following one leader for {STEADY_S:.0f} s")
     target = cluster.records(old, "sent")[-1]["target_w"]
     wait_until(lambda: meter.settled(target, tolerance_w, 2.0), 60.0, "the meter settled at its target")
     old_term = cluster.status(old)["term"]
@@ -166,8 +189,36 @@ def one_failover(cluster: Cluster, meter: MeterWatch, tolerance_w: float) -> Fai
     new_term = min(r["term"] for n in survivors for r in cluster.records(n, "applied") if r["term"] > old_term)
     wait_until(lambda: time.time() > killed_at + WINDOW_S, WINDOW_S + 5.0, "the failover window")
     peak, outside, back = deviation(meter.between(killed_at, killed_at + WINDOW_S), target, tolerance_w, sent)
+    if trace is not None:
+        write_trace(trace, cluster, meter, killed_at, target, old)
     cluster.start_node(old)
     return Failover(applied - killed_at, sent - killed_at, lost_w, peak, outside, back, new_term - old_term)
+
+
+def write_trace(path: Path, cluster: Cluster, meter: MeterWatch, killed_at: float, target_w: float,
+                killed: str) -> None:
+    """One failover as a table every 0.1 s from the kill: the meter's error, each unit's share,
+    measured power and state (from its last "applied" record), the new leader's baseline."""
+    nodes = list(cluster.files.nodes)
+    applied = {n: [r for r in cluster.records(n, "applied") if r["t"] >= killed_at - 1.0] for n in nodes}
+    sent = sorted((r for n in nodes if n != killed for r in cluster.records(n, "sent") if r["t"] >= killed_at),
+                  key=lambda r: r["t"])
+    samples = meter.between(killed_at - 0.5, killed_at + WINDOW_S)
+    lines = [f"killed {killed}; target {target_w:.0f} W; columns: t_s error_w baseline_w, then per unit "
+             "share_w/measured_w/state"]
+    for step in range(-5, int(WINDOW_S * 10)):
+        t = killed_at + step / 10.0
+        meter_now = [w for ts, w in samples if ts <= t]
+        base = [r["baseline_w"] for r in sent if r["t"] <= t]
+        cells = [f"{step / 10.0:5.1f}", f"{meter_now[-1] - target_w:7.0f}" if meter_now else "      -",
+                 f"{base[-1]:7.0f}" if base else "      -"]
+        for n in nodes:
+            last = [r for r in applied[n] if r["t"] <= t]
+            cells.append(f"{n}:{last[-1]['p_w']:.0f}/{last[-1].get('inverter_w', 0):.0f}/{last[-1].get('state', '?')}"
+                         if last else f"{n}:-")
+        lines.append("  ".join(cells))
+    path.mkdir(parents=True, exist_ok=True)
+    (path / f"failover-{int(killed_at)}.txt").write_text("\n".join(lines) + "\n")
 
 
 BARE = textwrap.dedent("""
@@ -273,6 +324,8 @@ def main() -> int:
     parser.add_argument("--tolerance", type=float, default=100.0, help="W from the site target that counts as met")
     parser.add_argument("--units", type=int, default=3, help="battery units, one controller process each")
     parser.add_argument("--voters", type=int, default=None, help="of them Raft voters (default: all)")
+    parser.add_argument("--trace", type=Path, default=None, metavar="DIR",
+                        help="write each failover's timeline (meter error, shares, measured powers) into DIR")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
         files = ClusterFiles(Path(tmp), units=args.units, voters=args.voters)
@@ -282,7 +335,7 @@ def main() -> int:
             meter = MeterWatch(files.meter_port)
             meter.start()
             scans, share, mean_err = steady_state(cluster, args.steady, args.tolerance)
-            failovers = [one_failover(cluster, meter, args.tolerance) for _ in range(args.runs)]
+            failovers = [one_failover(cluster, meter, args.tolerance, args.trace) for _ in range(args.runs)]
             scans2, share2, mean_err2 = steady_state(cluster, 10.0, args.tolerance)
             meter.stopped.set()
         bare_dir = Path(tmp) / "bare"

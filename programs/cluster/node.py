@@ -207,7 +207,8 @@ class ClusterNode(Program):
             a.p_w, a.term, a.seq, a.leader, a.age_s, a.fallback = share.p_w, best.term, best.seq, best.leader, 0.0, False
             if self.link is not None:
                 self.link.record("applied", term=best.term, seq=best.seq, leader=best.leader, p_w=share.p_w,
-                                 scan=ctx.scan)
+                                 scan=ctx.scan, inverter_w=round(number(self.t["inverter_p_w"]), 1),
+                                 state=SiteState(self.t["site_state"].value).name.lower())
         else:
             share = NO_SHARE
             a.age_s += ctx.dt_s

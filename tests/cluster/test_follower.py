@@ -25,7 +25,8 @@ def test_a_follower_applies_its_share_from_the_leader_its_raft_view_names(link: 
     assert node["ext_p_setpoint_w"] == 1500.0
     assert (node["cluster_setpoint_term"], node["cluster_setpoint_seq"]) == (3, 1)
     assert node["cluster_fallback_active"] is False
-    assert link.records()[-1] == {"kind": "applied", "term": 3, "seq": 1, "leader": "node2", "p_w": 1500.0, "scan": 1}
+    assert link.records()[-1] == {"kind": "applied", "term": 3, "seq": 1, "leader": "node2", "p_w": 1500.0, "scan": 1,
+                                  "inverter_w": 0.0, "state": "run"}  # with what the unit did then
 
 
 def test_a_setpoint_of_a_term_below_the_highest_seen_is_dropped_and_counted(link: ScriptedLink) -> None:
