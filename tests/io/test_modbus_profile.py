@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from io_kit import modbus_driver
 
 from runtime.config.io_map import parse_io_map
 from runtime.config.structure import ConfigErrors
@@ -160,3 +161,23 @@ def test_broken_profile_is_reported_at_the_io_map_key_with_the_profile_line(tmp_
     found = messages(exc)
     assert any(m.startswith("site.toml:8: devices[0].modbus.profile: profile " + f"{broken}:14: registers.c.dtype")
                for m in found), found
+
+
+UNVERIFIED = SITE.split("[[tags]]")[0].replace('model = "carlo_gavazzi_em24"', 'model = "abb_esi"\nkind = "inverter"')
+
+
+def test_a_profile_from_no_published_map_is_refused_naming_the_way_out() -> None:
+    with pytest.raises(ConfigErrors) as exc:
+        parse_io_map(UNVERIFIED, "site.toml")
+    assert messages(exc) == [
+        "site.toml:8: devices[0].modbus.model: profile 'abb_esi' is not from a published register map (public_map = "
+        "false): its addresses are unverified and could write the wrong registers of a real device; set "
+        "allow_unverified_profile = true here to use it anyway (a bench or a confirmed map)"]
+
+
+def test_an_unverified_profile_loads_when_the_site_allows_it_and_warns_at_every_start(caplog) -> None:  # type: ignore[no-untyped-def]
+    text = UNVERIFIED.replace("port = 1502", "port = 1502\nallow_unverified_profile = true")
+    config = parse_io_map(text, "site.toml").device_options["meter"]
+    assert config.profile.name == "abb_esi"
+    modbus_driver("abb_esi", 1502, [])
+    assert any("profile abb_esi is NOT from a published register map" in r.getMessage() for r in caplog.records)

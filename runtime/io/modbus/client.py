@@ -116,6 +116,9 @@ class ModbusDriver(Driver):
         self._heartbeat = 0
         self._next_heartbeat = -math.inf
         self._timers = config.profile.revert_timers({p.address.register for p in outputs if p.address.register})
+        if not self.profile.device.public_map:
+            log.warning("device %s: profile %s is NOT from a published register map (allow_unverified_profile = "
+                        "true): its addresses are unverified", name, self.profile.name)
 
     # --- connection -------------------------------------------------------------------------
     @property

@@ -61,6 +61,9 @@ class ModbusOptions:
     # A cluster node rewrites every poll, so that its inverter's revert, counted from the last
     # write, comes when a new leader expects it (docs/cluster.md, "Bumpless failover").
     guard_rewrite_s: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))
+    # A profile with public_map = false (a template: addresses not from a published map) drives
+    # a device only with this set, and with a warning at every start.
+    allow_unverified_profile: bool = False
 
     def __attrs_post_init__(self) -> None:
         if self.guard_rewrite_s is not None and self.guard_rewrite_s > self.revert_s / 2:
@@ -111,6 +114,11 @@ def parse_options(data: dict[str, Any], path: Path, errors: Errors) -> Any:
     except ConfigErrors as exc:
         for error in exc.errors:
             errors.add(path + (key,), f"profile {error}")
+        return MISSING
+    if not profile.device.public_map and not options.allow_unverified_profile:
+        errors.add(path + (key,), f"profile {profile.name!r} is not from a published register map (public_map = "
+                   "false): its addresses are unverified and could write the wrong registers of a real device; "
+                   "set allow_unverified_profile = true here to use it anyway (a bench or a confirmed map)")
         return MISSING
     if options.kind and profile.device.kind != options.kind:
         errors.add(path + ("kind",), f"profile {profile.name!r} is of kind {profile.device.kind!r}, not {options.kind!r}")
