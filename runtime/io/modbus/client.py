@@ -26,10 +26,11 @@ from typing import Any
 
 import attrs
 
+from plc.tags import ModbusTable
 from runtime.clock import Clock
 from runtime.io import aio
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
-from runtime.io.modbus import codec, transport
+from runtime.io.modbus import codec, sunspec, transport
 from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint, check_points, parse_options
 from runtime.io.modbus.plan import Block, plan_reads
 from runtime.io.modbus.profile import Register
@@ -102,9 +103,9 @@ class ModbusDriver(Driver):
         names = {p.address.register for p in inputs if p.address.register}
         names |= {regs[p.address.register].scale_register for p in outputs
                   if p.address.register and regs[p.address.register].scale_register}
-        self.blocks: list[Block] = plan_reads(self.profile, names)
-        self._states = [BlockState() for _ in self.blocks]
-        self._block_of = {n: i for i, b in reversed(list(enumerate(self.blocks))) for n in b.registers}
+        self._read_names = names
+        self._bound = names | {p.address.register for p in outputs if p.address.register}
+        self._plan()
         self._raw: dict[str, Any] = {}
         self._last_words: dict[str, Written] = {}
         self._write_error: dict[str, str] = {}
@@ -120,6 +121,12 @@ class ModbusDriver(Driver):
             log.warning("device %s: profile %s is NOT from a published register map (allow_unverified_profile = "
                         "true): its addresses are unverified", name, self.profile.name)
 
+    def _plan(self) -> None:
+        """The block reads of the registers bound to tags, at the current profile's addresses."""
+        self.blocks: list[Block] = plan_reads(self.profile, self._read_names)
+        self._states = [BlockState() for _ in self.blocks]
+        self._block_of = {n: i for i, b in reversed(list(enumerate(self.blocks))) for n in b.registers}
+
     # --- connection -------------------------------------------------------------------------
     @property
     def _call_timeout(self) -> float:
@@ -128,6 +135,7 @@ class ModbusDriver(Driver):
     def open(self) -> None:
         self._client = aio.run(transport.connect(self.options), self._call_timeout)
         try:
+            self._follow_chain()
             self._check_identity()
             self._apply_setup()
         except BaseException:
@@ -144,6 +152,23 @@ class ModbusDriver(Driver):
         words = self._call(transport.read(self._client, reg.table, reg.address, reg.words, self.unit))
         device = self.profile.device
         return float(codec.decode(list(words), reg.dtype, device.byte_order, device.word_order)) * reg.scale + reg.offset
+
+    def _follow_chain(self) -> None:
+        """A SunSpec profile: find the device's models and read each where the device has it."""
+        if self.config.profile.sunspec is None:
+            return
+
+        def read(address: int, count: int) -> list[int]:
+            return list(self._call(transport.read(self._client, ModbusTable.HOLDING, address, count, self.unit)))
+        try:
+            chain = sunspec.discover(read)
+            profile = sunspec.rebase(self.config.profile, chain, self._bound)
+        except sunspec.ChainError as exc:
+            raise WrongDevice(str(exc)) from None
+        if profile != self.profile:  # a first connect, or a device replaced by one of another layout
+            log.info("device %s: SunSpec chain from %d: %s", self.name, chain.base, chain.describe())
+            self.profile = profile
+            self._plan()
 
     def _check_identity(self) -> None:
         """The device is the one the profile is for, by its identity register (profile [identity])."""

@@ -23,7 +23,7 @@ from runtime.io.modbus.codec import BIT_DTYPES, DTYPES, INTEGER_DTYPES, STRING_D
 from runtime.paths import IO_MAPS_DIR, PROFILE_DIR
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_SECTIONS = ("device", "poll_groups", "registers", "commands", "identity", "setup")
+_SECTIONS = ("device", "poll_groups", "registers", "commands", "identity", "setup", "sunspec")
 
 
 def _name_ok(_instance: Any, _attribute: Any, value: str) -> None:
@@ -137,6 +137,26 @@ class Identity:
 
 
 @attrs.frozen
+class SunSpecLayout:
+    """`[sunspec]`: where this profile's layout puts the "SunS" marker and each model it reads
+    (model id, address of its ID register, its length); the driver moves each model to where
+    the device's chain has it (runtime/io/modbus/sunspec.py)."""
+
+    base: int = 40000
+    models: tuple[tuple[int, int, int], ...] = ()
+
+    @property
+    def end(self) -> int:
+        """Where the end marker sits in this layout."""
+        return max((start + 2 + length for _, start, length in self.models), default=self.base + 2)
+
+    def model_of(self, address: int) -> tuple[int, int] | None:
+        """(model id, its start) of the model holding `address`; None for the marker and the end."""
+        return next(((model_id, start) for model_id, start, length in self.models
+                     if start <= address < start + 2 + length), None)
+
+
+@attrs.frozen
 class Profile:
     path: str
     name: str
@@ -148,6 +168,7 @@ class Profile:
     # `[setup]`: register -> engineering value the device must hold (e.g. a meter's signed-power
     # mode); at every connect each is read, written when it differs and read back
     setup: dict[str, float] = attrs.field(factory=dict)
+    sunspec: SunSpecLayout | None = None
 
     def group_of(self, register: Register) -> str:
         return register.group or self.device.default_group
@@ -211,6 +232,7 @@ def _build(data: dict[str, Any], filename: str, errors: Errors) -> Profile | Non
     commands = _table_of(Command, data.get("commands", {}), "commands", errors)
     identity = structure(Identity, data["identity"], ("identity",), errors) if "identity" in data else None
     setup = _setup_of(data.get("setup", {}), errors)
+    sunspec = structure(SunSpecLayout, data["sunspec"], ("sunspec",), errors) if "sunspec" in data else None
     if not registers and "registers" not in data:
         errors.add(("registers",), "missing required section")
     if device is MISSING:  # still check the registers, against default device settings
@@ -220,10 +242,23 @@ def _build(data: dict[str, Any], filename: str, errors: Errors) -> Profile | Non
     _check_commands(commands, registers, errors)
     _check_identity(identity, registers, errors)
     _check_setup(setup, registers, errors)
+    layout = sunspec if isinstance(sunspec, SunSpecLayout) else None
+    _check_sunspec(layout, registers, errors)
     if errors:
         return None
     return Profile(filename, FsPath(filename).stem, device, groups, registers, commands,
-                   identity if identity is not MISSING else None, setup)
+                   identity if identity is not MISSING else None, setup, layout)
+
+
+def _check_sunspec(layout: SunSpecLayout | None, registers: dict[str, Register], errors: Errors) -> None:
+    """Every register lies in the marker, a model of the layout, or the end marker."""
+    if layout is None:
+        return
+    for name, reg in registers.items():
+        placed = (layout.base <= reg.address < layout.base + 2 or layout.model_of(reg.address) is not None
+                  or layout.end <= reg.address < layout.end + 2)
+        if not placed:
+            errors.add(("registers", name, "address"), f"{reg.address} lies in no model of [sunspec] models")
 
 
 def _setup_of(data: Any, errors: Errors) -> dict[str, float]:
