@@ -273,8 +273,8 @@ class CanBmsDriver(Driver):
     def _frame_problem(self, problem: FrameProblem, frame_id: int, now: float) -> None:
         self.fault_count += 1
         if problem.kind == "unknown id":
-            self.stats.unknown_ids += 1
             self._note(("unknown", f"{frame_id:X}"), str(problem))
+            self.stats.unknown_ids += 1  # counted once it is logged: a reader of the count finds the line
             return
         self.stats.bad_frames += 1
         spec = problem.spec
