@@ -74,7 +74,15 @@ class PlantLink:
             return reg.plant_map[_key(value)]
         if isinstance(value, bool) or reg.is_bit:
             return bool(value) if reg.is_bit else float(value)
+        if reg.plant_percent_of:
+            return float(value) / self._percent_base(reg) * 100.0
         return float(value) / reg.plant_scale
+
+    def _percent_base(self, reg: Register) -> float:
+        base = float(self.device.get(reg.plant_percent_of))
+        if base <= 0:
+            raise ValueError(f"{reg.plant_percent_of} is {base:g}: no percentage of it")
+        return base
 
     def on_write(self, name: str, value: Any) -> None:
         """Register written by a client -> plant command."""
@@ -90,6 +98,8 @@ class PlantLink:
             plant_value = _parse(keys[0])
         elif reg.is_bit:
             plant_value = bool(value)
+        elif reg.plant_percent_of:
+            plant_value = float(value) / 100.0 * float(self.device.get(reg.plant_percent_of))
         else:
             plant_value = float(value) * reg.plant_scale
         with self.lock:

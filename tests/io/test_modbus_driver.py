@@ -229,3 +229,16 @@ def test_a_bit_field_output_changes_only_its_bits_of_the_word(serve, run) -> Non
     driver.stage((False,))
     wait_until(lambda: inverter.device.peek(table, 21, 1) == [0b1000_0010_0001_0001], 5.0, "bit 10 cleared")
     assert driver.stats.verify_failures == 0
+
+
+def test_a_setpoint_in_watts_is_written_as_a_percentage_of_the_rating_the_device_reports(serve, run) -> None:  # type: ignore[no-untyped-def]
+    """SunSpec OutWRte is a percentage of WChaMax: an 8 kW unit takes 2000 W as 25 %, not the 40 %
+    a fixed 5 kW scale would send."""
+    inverter = serve("sunspec_inverter_storage")
+    inverter.device.set("w_cha_max", 8000.0)
+    driver = run(modbus_driver("sunspec_inverter_storage", inverter.port, [point("p", register="p_ac")],
+                               [point("p_set", register="out_w_rate_pct", percent_of="w_cha_max")]))
+    driver.stage((2000.0,))
+    wait_until(lambda: ("out_w_rate_pct", pytest.approx(25.0)) in inverter.device.writes, 5.0, "25 % written")
+    driver.stage((-8000.0,))
+    wait_until(lambda: inverter.device.get("out_w_rate_pct") == pytest.approx(-100.0), 5.0, "-100 % written")

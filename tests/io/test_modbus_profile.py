@@ -181,3 +181,16 @@ def test_an_unverified_profile_loads_when_the_site_allows_it_and_warns_at_every_
     assert config.profile.name == "abb_esi"
     modbus_driver("abb_esi", 1502, [])
     assert any("profile abb_esi is NOT from a published register map" in r.getMessage() for r in caplog.records)
+
+
+def test_percent_of_must_name_a_numeric_register_and_an_output() -> None:
+    text = SITE.replace('io = { device = "meter", register = "p_totl" }',
+                        'io = { device = "meter", register = "p_total", percent_of = "p_total" }')
+    text = text.replace('io = { device = "meter", register = "p_total" }',
+                        'io = { device = "meter", register = "application", percent_of = "serial_number" }')
+    with pytest.raises(ConfigErrors) as exc:
+        parse_io_map(text, "site.toml")
+    found = messages(exc)
+    assert "site.toml:15: tags[0].io.percent_of: percent_of converts an output's value; inputs take scale" in found
+    assert ("site.toml:22: tags[1].io.percent_of: register 'serial_number' holds string, not a number to take a "
+            "percentage of") in found

@@ -114,6 +114,7 @@ class ModbusDriver(Driver):
         self._last_reconnect = -math.inf
         self._silent = False
         self._bad_sf: set[str] = set()  # scale factors out of range, logged once each
+        self._references: dict[str, float] = {}  # percent_of bases, read once per connection
         self._heartbeat = 0
         self._next_heartbeat = -math.inf
         self._timers = config.profile.revert_timers({p.address.register for p in outputs if p.address.register})
@@ -203,6 +204,7 @@ class ModbusDriver(Driver):
         if client is not None:
             aio.loop().call_soon_threadsafe(client.close)
         self._last_words.clear()  # a reconnected device gets every output again
+        self._references.clear()  # and its ratings are read again (it may have been replaced)
 
     def _call(self, coro: Any, requests: int = 1) -> Any:
         """Run one coroutine on the IO loop, bounded by the device timeout per request."""
@@ -386,6 +388,10 @@ class ModbusDriver(Driver):
                 continue
             name = point.address.register
             reg = self.profile.registers[name]
+            if point.address.percent_of:
+                value = self._as_percent(name, point.address.percent_of, value)
+                if value is None:
+                    continue
             words = self._words_for(name, reg, value)
             if words is None:
                 continue
@@ -494,6 +500,29 @@ class ModbusDriver(Driver):
                 return None
             self._raw[name] = codec.decode(words, "sunssf", self.profile.device.byte_order)
         return self._raw[name]
+
+    def _as_percent(self, name: str, of: str, value: float) -> float | None:
+        """`value` (in the unit of register `of`) as a percentage of what the device reports in
+        `of`, read once per connection (SunSpec's WChaMax); None while it cannot be read or is 0."""
+        base = self._references.get(of)
+        if base is None:
+            reg = self.profile.registers[of]
+            try:
+                if reg.scale_register and self._checked_sf(reg.scale_register, self._scale_factor(reg.scale_register)) \
+                        is None:
+                    return None
+                words = self._call(transport.read(self._client, reg.table, reg.address, reg.words, self.unit))
+                raw = codec.decode(list(words), reg.dtype, self.profile.device.byte_order, self.profile.device.word_order)
+            except (transport.NoReply, transport.ExceptionReply, transport.BadReply) as exc:
+                self._note_write(name, f"cannot read {of} to express it as %: {exc}")
+                return None
+            base = self._engineering(reg, raw, None)
+            if base is None or not base > 0:
+                self._note_write(name, f"{of} reads {base}: no percentage of it can be written")
+                return None
+            self._references[of] = base
+            log.info("device %s: %s is written as %% of %s = %g %s", self.name, name, of, base, reg.unit)
+        return float(value) / float(base) * 100.0
 
     def _merge_field(self, reg: Register, field: int) -> list[int]:
         """Read-modify-write of a bit field: the register as the device holds it now, with only

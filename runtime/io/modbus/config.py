@@ -80,6 +80,9 @@ class ModbusPoint:
     bit: int | None = attrs.field(default=None, validator=v.optional([v.ge(0), v.le(63)]))
     meta: str = ""
     command: str = ""
+    # an output in the unit of this register, written as a percentage of the value the device
+    # reports there (SunSpec OutWRte/InWRte: % of WChaMax), read once per connection
+    percent_of: str = ""
 
 
 @attrs.frozen
@@ -163,9 +166,24 @@ def check_points(config: ModbusConfig, points: Sequence[tuple[Any, ModbusPoint, 
             continue
         if point.bit is not None and (reg.is_bit or point.bit >= reg.words * 16 or reg.dtype.startswith("float")):
             problems.append((path + ("bit",), f"register {point.register!r} ({reg.dtype}) has no bit {point.bit}"))
+        if point.percent_of:
+            problems.extend(_check_percent_of(profile, point, path, is_output))
         if is_output:
             problems.extend(_check_output(point, reg, path, outputs, tag.name))
     return problems
+
+
+def _check_percent_of(profile: Profile, point: ModbusPoint, path: Path, is_output: bool) -> list[tuple[Path, str]]:
+    base = profile.registers.get(point.percent_of)
+    if not is_output:
+        return [(path + ("percent_of",), "percent_of converts an output's value; inputs take scale")]
+    if base is None:
+        return [(path + ("percent_of",), f"profile {profile.name!r} has no register {point.percent_of!r}"
+                 f"{_suggest(point.percent_of, profile.registers)}")]
+    if base.dtype in codec.STRING_DTYPES or base.is_bit:
+        return [(path + ("percent_of",), f"register {point.percent_of!r} holds {base.dtype}, not a number to take "
+                 "a percentage of")]
+    return []
 
 
 def _check_output(point: ModbusPoint, reg: Any, path: Path, outputs: dict[str, str], tag: str) -> list[tuple[Path, str]]:

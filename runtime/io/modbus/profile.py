@@ -93,6 +93,7 @@ class Register:
     verify: bool | None = None
     plant_var: str = ""
     plant_scale: float = attrs.field(default=1.0, validator=_nonzero)
+    plant_percent_of: str = ""  # simulator: the register holds % of this register's value (plant = % / 100 * it)
     sim_value: float | str | None = None
     plant_map: dict[str, float] = attrs.field(factory=dict)  # plant value -> register value (simulator)
     states: dict[str, str] = attrs.field(factory=dict)
@@ -359,6 +360,9 @@ def _check_register(name: str, reg: Register, device: DeviceMeta, groups: dict[s
     if reg.min is not None and reg.max is not None and reg.min > reg.max:
         errors.add(path + ("min",), f"min {reg.min} is above max {reg.max}")
     _check_revert(path, reg, registers, errors)
+    if reg.plant_percent_of and reg.plant_percent_of not in registers:
+        errors.add(path + ("plant_percent_of",), f"no register named {reg.plant_percent_of!r}"
+                   f"{_suggest(reg.plant_percent_of, registers)}")
 
 
 def _check_revert(path: Path, reg: Register, registers: dict[str, Register], errors: Errors) -> None:
