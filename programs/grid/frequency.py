@@ -1,7 +1,12 @@
 """The frequency the services act on: measured (meter, else inverter) or an applied test frequency.
 
 The measurement is taken as it is: never clamped (the reference forbids a saturated frequency
-input), only checked for quality and plausibility (an outage reads 0 Hz). During a test an
+input), only checked for quality and plausibility (an outage reads 0 Hz) and for glitches: a new
+sample that moves faster than `max_rate_hz_per_s` from the last accepted one (no synchronous grid
+changes its frequency by volts per scan: the Nordic system's steepest falls are about 1 Hz/s) is
+held back for one sample; the next sample that agrees with it confirms it, one that returns near
+the old value drops it. So a single bad sample (a 100 ms 45.5 Hz reading) never activates FFR or
+saturates FCR-D; a real change costs at most one sample of delay only when it is faster than that. During a test an
 *applied test frequency*, written to a tag, replaces the measurement before the filter, so a
 test exercises the whole chain; it is flagged in tags and logs and ends on its own when the
 writer stops refreshing it (a dead test client must not leave the unit on a fake frequency).
@@ -33,8 +38,14 @@ class FrequencyInput:
     """Picks the first GOOD, plausible measurement in order of preference, or the test frequency."""
 
     def __init__(self, measured: list[tuple[TagRef, FrequencySource]], applied: TagRef, active: TagRef,
-                 valid_hz: tuple[float, float], test_timeout_s: float):
+                 valid_hz: tuple[float, float], test_timeout_s: float, max_rate_hz_per_s: float = math.inf):
         self.measured = measured
+        self.max_rate = max_rate_hz_per_s
+        self._accepted = NAN  # the last sample let through, its time
+        self._accepted_t = -math.inf
+        self._held: float | None = None  # a sample held back as a possible glitch
+        self._last_stamp: float | None = None
+        self.glitches = 0  # samples dropped as glitches
         self.applied = applied
         self.active = active
         self.lo, self.hi = valid_hz
@@ -70,5 +81,24 @@ class FrequencyInput:
             if tag.good:
                 f = tag.value
                 if lo <= f <= hi:
-                    return f, source
+                    return self._deglitched(f, tag.stamp), source
+        self._accepted, self._held = NAN, None
         return NAN, FrequencySource.NONE
+
+    def _deglitched(self, f: float, stamp: float) -> float:
+        """`f`, unless it is a new sample that jumps faster than physics allows (see above)."""
+        new, self._last_stamp = stamp != self._last_stamp, stamp
+        if not new:
+            return self._accepted if self._held is not None else f
+        reach = self.max_rate * max(stamp - self._accepted_t, 0.0)
+        jumps = self._accepted == self._accepted and abs(f - self._accepted) > reach
+        if jumps and (self._held is None or abs(f - self._held) > reach):
+            self._held = f  # possibly a glitch: the next sample tells
+            return self._accepted
+        if not jumps and self._held is not None:
+            self.glitches += 1
+            log.warning("frequency: a sample of %.3f Hz between %.3f Hz and %.3f Hz was a glitch (faster than "
+                        "%.1f Hz/s): dropped", self._held, self._accepted, f, self.max_rate)
+        self._held = None
+        self._accepted, self._accepted_t = f, stamp
+        return f

@@ -51,6 +51,9 @@ class Params:
     soc_margin_pct: float = attrs.field(default=5.0, validator=[v.ge(0), v.le(20)])
     frequency_inputs: tuple[str, ...] = attrs.field(default=("grid_frequency_hz",), validator=_frequency_tags)
     frequency_valid_hz: tuple[float, float] = (45.0, 55.0)  # plausibility, never a clamp
+    # a new sample moving faster than this from the last one is held back as a possible glitch
+    # until the next sample confirms it (programs/grid/frequency.py)
+    frequency_max_rate_hz_per_s: float = attrs.field(default=5.0, validator=v.gt(0))
     filter_tau_s: float = attrs.field(default=1.0, validator=[v.ge(0), v.le(10)])
     ler: bool = True  # limited energy reservoir: NEM and AEM
     test_timeout_s: float = attrs.field(default=5.0, validator=v.gt(0))

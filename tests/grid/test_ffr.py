@@ -114,3 +114,34 @@ def test_the_program_reports_ffr_unavailable_until_re_armed():
     h.test_frequency(50.0, 60.0)
     assert h["ffr_maintained_w"] == 0.0
     assert not h["ffr_ready"]
+
+
+def test_a_single_glitch_sample_of_the_meter_activates_nothing():
+    """A 100 ms meter reading of 45.5 Hz between two of 50.0 Hz: no FFR, no FCR-D pulse."""
+    h = Harness(ffr_capacity_w=C, fcr_d_up_capacity_w=5000.0)
+    h.scan(50, grid_frequency_hz=50.0)
+    outputs = []
+    for f in (45.5, 50.0, 50.0, 50.0):
+        h.scan(1, grid_frequency_hz=f)
+        outputs.append(h["service_p_w"])
+    assert h["ffr_state"] == FfrState.ARMED
+    assert max(abs(p) for p in outputs) < 100.0
+
+
+def test_a_real_fall_through_the_level_activates_ffr_in_the_scan_it_gets_there():
+    h = Harness(ffr_capacity_w=C)
+    h.scan(50, grid_frequency_hz=50.0)
+    f = 50.0
+    while f > 49.5 + 1e-9:  # 1 Hz/s, as steep as the Nordic system falls
+        f = round(f - 0.1, 3)
+        h.scan(1, grid_frequency_hz=f)
+    assert h["ffr_p_w"] == C
+
+
+def test_a_step_faster_than_physics_is_believed_once_the_next_sample_confirms_it():
+    h = Harness(ffr_capacity_w=C)
+    h.scan(50, grid_frequency_hz=50.0)
+    h.scan(1, grid_frequency_hz=49.0)
+    assert h["ffr_p_w"] == 0.0  # held back one sample
+    h.scan(1, grid_frequency_hz=49.0)
+    assert h["ffr_p_w"] == C
