@@ -216,7 +216,7 @@ class GridServices(Program):
             for service in self.fcr:
                 service.p_w = 0.0
             self.nem_w = self.legacy_w = 0.0
-        if self.ffr.capacity_w > 0.0:
+        if self.ffr.state is not FfrState.DISABLED:  # a running activation finishes after its capacity is withdrawn
             trigger = self.trigger_filter.step(f_in, dt) if f_in == f_in else NAN
             ffr = self.ffr.step(trigger, dt, may_trigger)
             self.ffr_w = ffr * up if ffr > 0.0 else ffr
@@ -261,14 +261,19 @@ class GridServices(Program):
         self.settings = settings
         n, up, down, ffr, level, tau, ler = settings
         self.filter.tau_s = tau
+        before = {s.spec.key: s for s in self.fcr}
         self.fcr = [FcrService(spec, c, ler) for spec, c in zip(FCR_PRODUCTS, (n, up, down)) if c > 0.0]
         for service in self.fcr:
+            kept = before.get(service.spec.key)
+            if service.ler is not None and kept is not None and kept.ler is not None:
+                service.ler = kept.ler  # NEM and AEM carry on through a setting change
+                service.ler.retune(service.capacity_w)
             service.p_tag = self.product_p[service.spec.key]
             service.maintained_tag = self.maintained[service.spec.key]
         self.nem_total_w = self.ffr_w = 0.0
         self.trigger_filter.reset()
         if ffr != self.ffr.capacity_w or level != self.ffr.activation_hz:
-            self.ffr = Ffr(self.p.ffr, ffr, level)
+            self.ffr.retune(ffr, level)
         reserves = [s.reserve for s in self.fcr]
         if ffr > 0.0:
             reserves.append(ffr_reserve(ffr, self.p.ffr.support_s, self.p.ffr.recovery_pct))

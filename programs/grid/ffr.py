@@ -63,6 +63,7 @@ class Ffr:
         self.capacity_w = capacity_w
         self.activation_hz = params.activation_hz if activation_hz is None else activation_hz
         self.state = FfrState.ARMED if capacity_w > 0 else FfrState.DISABLED
+        self.cycle_w = capacity_w  # the capacity of the activation under way (a new setting waits for the next)
         self.p_w = 0.0
         self.since_activation_s = 0.0
         self.in_state_s = 0.0
@@ -73,6 +74,16 @@ class Ffr:
     @property
     def ready(self) -> bool:
         return self.state is FfrState.ARMED
+
+    def retune(self, capacity_w: float, activation_hz: float) -> None:
+        """A new capacity or level, from the next activation on: a setting change neither fires
+        a second activation nor drops the running one's support or recovery (it keeps the
+        capacity it started with); the 15 min re-arming time still counts from it."""
+        self.capacity_w, self.activation_hz = capacity_w, activation_hz
+        if self.state is FfrState.DISABLED and capacity_w > 0:
+            self._enter(FfrState.ARMED)
+        elif self.state is FfrState.ARMED and capacity_w <= 0:
+            self._enter(FfrState.DISABLED)
 
     def step(self, f_hz: float, dt: float, may_trigger: bool) -> float:
         """Advance one scan with the trigger frequency `f_hz` (NaN: no valid measurement)."""
@@ -95,10 +106,11 @@ class Ffr:
         self.since_activation_s = 0.0
         self.delivered_wh = self.recovered_wh = 0.0
         self._enter(FfrState.SUPPORT)
+        self.cycle_w = self.capacity_w
         self.p_w = self.capacity_w
 
     def _power(self, f_hz: float, dt: float) -> float:
-        state, p, c = self.state, self.p_w, self.capacity_w
+        state, p, c = self.state, self.p_w, self.cycle_w
         if state is FfrState.SUPPORT:
             if self.in_state_s >= self.p.support_s - 1e-9:
                 self._enter(FfrState.DEACTIVATING)
@@ -127,7 +139,7 @@ class Ffr:
             return -charge
         # WAITING
         if self.since_activation_s >= self.p.rearm_s - 1e-9:
-            self._enter(FfrState.ARMED)
+            self._enter(FfrState.ARMED if self.capacity_w > 0 else FfrState.DISABLED)
         return 0.0
 
     def _enter(self, state: FfrState) -> None:

@@ -56,6 +56,13 @@ class LerManager:
         self._nem = _filled(WINDOW_S, 0.0)
         self._ref = _filled(WINDOW_S, spec.edge_hz)
 
+    def retune(self, capacity_w: float) -> None:
+        """A new capacity: NEM's 300 s mean and AEM's reference carry on (a setting change does not
+        restart them); the powers they give scale with the capacity from now."""
+        self.capacity_w = capacity_w
+        self.nem_w = self.spec.nem_gain * capacity_w * self.nem_current
+        self.offset_w = capacity_w / self.spec.band_hz * (self.f_ref_hz - self.spec.edge_hz)
+
     def threshold_wh(self, minutes: float) -> float:
         return self.capacity_w * minutes / 60.0
 

@@ -145,3 +145,17 @@ def test_a_step_faster_than_physics_is_believed_once_the_next_sample_confirms_it
     assert h["ffr_p_w"] == 0.0  # held back one sample
     h.scan(1, grid_frequency_hz=49.0)
     assert h["ffr_p_w"] == C
+
+
+def test_a_capacity_change_after_an_activation_neither_fires_ffr_again_nor_drops_its_recovery():
+    h = Harness(ffr_capacity_w=C)
+    h.scan(50, grid_frequency_hz=50.0)
+    h.scan(2, grid_frequency_hz=49.4)  # the activation
+    h.scan(1400, grid_frequency_hz=50.0)  # 140 s on: recovering the energy delivered
+    ffr = h.program.ffr
+    assert ffr.state is FfrState.RECOVERY
+    h.scan(20, grid_frequency_hz=49.45, ffr_capacity_w=8000.0)  # a new capacity while the frequency is low again
+    assert (ffr.activations, h["ffr_state"]) == (1, FfrState.RECOVERY)  # no second full FFR
+    h.scan(3000, grid_frequency_hz=50.0, ffr_capacity_w=8000.0)
+    assert ffr.recovered_wh >= ffr.delivered_wh > 0.0  # the first activation's energy came back
+    assert ffr.state in (FfrState.WAITING, FfrState.ARMED)

@@ -148,3 +148,15 @@ def test_without_ler_there_is_neither_nem_nor_aem():
     assert not h["aem_active_fcr_d_up"]
     assert h["nem_allowed_fcr_d_up"] == 0
     assert h["service_reserve_down_w"] == 0.0
+
+
+def test_a_capacity_change_carries_nem_on_instead_of_restarting_it():
+    """NEM's 300 s mean carries on through a capacity write: 10 -> 11 kW scales its power by 1.1,
+    it does not drop to 0 and ramp again."""
+    h = Harness(fcr_n_capacity_w=10_000.0)
+    h.scan(1000, soc_pct=12.0, grid_frequency_hz=50.0)  # 100 s of NEM charging at a low SOC
+    before_current, before_w = h["nem_current_fcr_n"], h["service_p_w"]
+    assert before_current < -0.3
+    h.scan(1, soc_pct=12.0, grid_frequency_hz=50.0, fcr_n_capacity_w=11_000.0)
+    assert h["nem_current_fcr_n"] == pytest.approx(before_current, abs=0.01)
+    assert h["service_p_w"] == pytest.approx(before_w * 1.1, rel=0.02)
