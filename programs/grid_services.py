@@ -28,7 +28,7 @@ from programs.grid.frequency import FrequencyInput, FrequencySource
 from programs.grid.legacy import LegacyResponse, as_products
 from programs.grid.ler import Energy
 from programs.grid.params import Params
-from programs.grid.products import FCR_PRODUCTS, NEM_WINDOW_HZ, Product
+from programs.grid.products import FCR_PRODUCTS, Product
 from programs.grid.reserve import Reserve, endurance_min, ffr_reserve, share, total
 from programs.tagdefs import Layout, param, status, text
 
@@ -209,8 +209,8 @@ class GridServices(Program):
         if f == f:
             for service in self.fcr:
                 p += service.power(f, up, down)
-            lo, hi = NEM_WINDOW_HZ
-            self.nem_w = self.nem_total_w if lo < f < hi else 0.0  # never outside the window
+            # outside 49.9..50.1 Hz NEM_allowed is 0 and NEM ramps out through its 300 s mean (TR 3.5)
+            self.nem_w = self.nem_total_w
             self.legacy_w = self.legacy.step(f, dt) if self.legacy is not None else 0.0
         else:
             for service in self.fcr:

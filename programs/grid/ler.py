@@ -7,7 +7,8 @@ Stepped once per second (the reference's 1 s samples):
 * NEM: `NEM_allowed` is -1 below the lower threshold (charge), +1 above the upper one, 0
   otherwise, and 0 whenever the frequency is outside 49.9 < f < 50.1 Hz. `NEM_current` is the
   mean of the last 300 values (so it ramps over 5 minutes); NEM adds `gain x C x NEM_current`.
-  Outside the frequency window NEM adds nothing at all (`nem_w` is gated by the caller each scan).
+  When the frequency leaves the window, NEM_allowed is 0 and NEM ramps out through the same mean
+  (TR 3.5: never cut in one step, which would step several kW at every 49.9/50.1 Hz crossing).
 * AEM is switched by SOC alone (on below the AEM-on threshold, off above AEM-off). The
   reference `f_ref` is the 300 s mean of `f_AEM`: the band edge while AEM is off, the measured
   frequency saturated to the linear range while it is on. The response is

@@ -66,14 +66,19 @@ def test_fcr_d_up_never_uses_nem_at_the_top_of_the_battery():
     assert ler.nem_allowed == 0
 
 
-def test_the_program_adds_no_nem_power_while_the_frequency_is_outside_the_window():
+def test_nem_ramps_out_through_its_300_s_mean_when_the_frequency_leaves_the_window():
     h = Harness(fcr_d_up_capacity_w=C, filter_tau_s=0.0)
     h.set(soc_pct=14.0)  # 4 % of 80 kWh = 3.2 kWh = 9.6 min of 20 kW: NEM on (and AEM off)
-    h.test_frequency(49.95, 120.0)
-    assert h["nem_p_w"] < -0.05 * C
-    h.test_frequency(49.85)
+    h.test_frequency(49.95, 320.0)  # the 300 s mean full of NEM_allowed = -1
+    inside = h["nem_p_w"]
+    assert inside == pytest.approx(-0.2 * C)
+    h.test_frequency(49.85, 1.0)
+    assert h["nem_allowed_fcr_d_up"] == 0
+    assert h["nem_p_w"] == pytest.approx(inside, rel=0.02)  # no step at the crossing
+    h.test_frequency(49.85, 60.0)
+    assert inside < h["nem_p_w"] < 0.0  # on its way out, one 300th per second
+    h.test_frequency(49.85, 300.0)
     assert h["nem_p_w"] == 0.0
-    assert h["service_p_w"] == pytest.approx(C * 0.05 / 0.4)
 
 
 # --- AEM -------------------------------------------------------------------------------------------

@@ -67,10 +67,15 @@ def test_ffr_is_fully_active_in_under_half_its_time_at_every_level(level, limit)
     assert check("ffr", "ffr", "FFR first: full activation time", level).measured <= limit / 2
 
 
-def test_the_ler_test_sees_nem_switch_on_inside_its_window_only():
+def test_the_ler_test_sees_nem_allowed_inside_its_window_only_and_never_stepping():
     rec = played("fcr-d-up", "ler")[0]
-    outside = (rec["filtered_hz"] <= 49.9) | (rec["filtered_hz"] >= 50.1)
-    assert np.abs(rec["nem_w"][outside]).max() == 0.0
+    out = (rec["filtered_hz"] <= 49.9) | (rec["filtered_hz"] >= 50.1)
+    outside = out.copy()  # out for over 1 s (11 samples): NEM_allowed is a 1 s sample
+    for k in range(1, 12):
+        outside[k:] &= out[:-k]
+    outside[:11] = False
+    assert np.abs(rec["nem_allowed"][outside]).max() == 0
+    assert np.abs(np.diff(rec["nem_w"])).max() <= 0.2 * CAPACITY["fcr-d-up"] / 300.0 * 1.05  # ramps, no step
     assert rec["nem_w"].min() < -0.15 * CAPACITY["fcr-d-up"]
 
 
