@@ -18,6 +18,8 @@ import logging
 import math
 from operator import attrgetter
 
+import attrs
+
 from blocks import LowPass
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, TagSpec
@@ -39,6 +41,18 @@ GUARD_BAND_PCT = 1.0  # the baseline's drain on reserved energy fades out over t
 CAPACITY_TAGS = ("fcr_n_capacity_w", "fcr_d_up_capacity_w", "fcr_d_down_capacity_w", "ffr_capacity_w")
 PRODUCT_KEYS = tuple(spec.key for spec in FCR_PRODUCTS)
 NAN = math.nan
+NORMAL_BAND_HZ = (49.9, 50.1)
+ENDING_HOLD_S = 900.0  # TR 3.7: provision continues through a disturbance, at most 15 min,
+ENDING_RAMP_S = 300.0  # then may ramp down over 5 min
+
+
+@attrs.define
+class Ending:
+    """An FCR-D capacity cut held back by a disturbance."""
+
+    target_w: float
+    from_w: float
+    outside_s: float = 0.0
 RUN = int(SiteState.RUN)
 _VALUE = attrgetter("value")
 
@@ -58,6 +72,8 @@ class GridServices(Program):
         self.fcr: list[FcrService] = []
         self.ffr = Ffr(params.ffr, 0.0)
         self.settings: tuple = ()
+        self.built = False
+        self.ending: dict[str, Ending] = {}  # FCR-D cuts waiting for the end of a disturbance
         self.reserve = Reserve()
         self.up_share = self.down_share = 1.0
         self.guard_up = self.guard_down = 0.0  # 0..1: how much of the baseline's drain is cut
@@ -255,14 +271,34 @@ class GridServices(Program):
 
     # --- settings ---------------------------------------------------------------------------------
     def _apply_settings(self) -> None:
-        """(Re)build the products from the capacity and setting tags (at start and on a command)."""
+        """(Re)build the products from the capacity and setting tags (at start and on a command).
+        An FCR-D capacity cut while the frequency is disturbed waits (TR 3.7, see `_ending`)."""
         settings = tuple(map(_VALUE, self.setting_tags))
-        first = not self.settings
         self.settings = settings
         n, up, down, ffr, level, tau, ler = settings
+        now = {s.spec.key: s.capacity_w for s in self.fcr}
+        disturbed = self.f_hz == self.f_hz and not NORMAL_BAND_HZ[0] < self.f_hz < NORMAL_BAND_HZ[1]
+        effective = {"fcr_n": n, "fcr_d_up": up, "fcr_d_down": down}
+        for key in ("fcr_d_up", "fcr_d_down"):
+            if disturbed and effective[key] < now.get(key, 0.0):
+                self.ending[key] = Ending(effective[key], now[key])
+                effective[key] = now[key]
+                log.warning("grid services: %s capacity cut to %.0f W during a disturbance (%.3f Hz): provision "
+                            "continues until the frequency is back in 49.9..50.1 Hz (TR 3.7)", key,
+                            self.ending[key].target_w, self.f_hz)
+            else:
+                self.ending.pop(key, None)
+        self._build(effective, ffr, level, tau, bool(ler))
+
+    def _build(self, capacity: dict[str, float], ffr: float, level: float, tau: float, ler: bool,
+               refresh: bool = True) -> None:
+        """The products for these capacities; `refresh`: status and LER at once (a setting
+        change), not for a step of a ramp (which runs on the 1 s tick itself)."""
+        first = not self.built
+        self.built = True
         self.filter.tau_s = tau
         before = {s.spec.key: s for s in self.fcr}
-        self.fcr = [FcrService(spec, c, ler) for spec, c in zip(FCR_PRODUCTS, (n, up, down)) if c > 0.0]
+        self.fcr = [FcrService(spec, capacity[spec.key], ler) for spec in FCR_PRODUCTS if capacity[spec.key] > 0.0]
         for service in self.fcr:
             kept = before.get(service.spec.key)
             if service.ler is not None and kept is not None and kept.ler is not None:
@@ -282,6 +318,8 @@ class GridServices(Program):
             reserves.append(Reserve(cfg.p_up_w, cfg.p_down_w))
         self.reserve = total(reserves)
         self.sold = bool(self.fcr) or ffr > 0.0 or self.legacy is not None
+        if not refresh:
+            return
         for tag in (*self.product_p.values(), *self.maintained.values()):
             tag.set(0.0)
         for allowed, current, aem, f_ref in self.ler_tags.values():
@@ -292,10 +330,37 @@ class GridServices(Program):
         self.tick_s = 1.0  # LER and status at once
         log.log(logging.DEBUG if first else logging.INFO,
                 "grid services: FCR-N %.0f W, FCR-D up %.0f W, FCR-D down %.0f W, FFR %.0f W at %.2f Hz, "
-                "filter %.2f s, LER %s", n, up, down, ffr, level, tau, "on" if ler else "off")
+                "filter %.2f s, LER %s", capacity["fcr_n"], capacity["fcr_d_up"], capacity["fcr_d_down"], ffr,
+                level, tau, "on" if ler else "off")
+
+    def _ending(self, f: float) -> None:
+        """Once a second: an FCR-D provision cut during a disturbance ends when the frequency is
+        back in the normal band; after 15 min outside it it ramps down over 5 min (TR 3.7)."""
+        if not self.ending:
+            return
+        running = {s.spec.key: s.capacity_w for s in self.fcr}
+        current = {spec.key: running.get(spec.key, 0.0) for spec in FCR_PRODUCTS}
+        capacity = dict(current)
+        for key, end in list(self.ending.items()):
+            if f == f and NORMAL_BAND_HZ[0] < f < NORMAL_BAND_HZ[1]:
+                capacity[key] = end.target_w
+                del self.ending[key]
+                log.info("grid services: the frequency is back in the normal band: %s provision ends at %.0f W",
+                         key, end.target_w)
+                continue
+            end.outside_s += 1.0
+            if end.outside_s > ENDING_HOLD_S:
+                ramped = end.from_w - (end.from_w - end.target_w) * (end.outside_s - ENDING_HOLD_S) / ENDING_RAMP_S
+                capacity[key] = max(end.target_w, ramped)
+                if capacity[key] <= end.target_w:
+                    del self.ending[key]
+        if capacity != current:
+            _n, _up, _down, ffr, level, tau, ler = self.settings
+            self._build(capacity, ffr, level, tau, bool(ler), refresh=not self.ending)
 
     # --- once per second --------------------------------------------------------------------------
     def _second(self, f: float, ok: bool, running: bool) -> None:
+        self._ending(f)
         soc_ok = self.soc.good
         reason = ""
         if soc_ok:

@@ -233,3 +233,35 @@ def test_at_a_10_ms_scan_the_response_is_the_same_first_order_curve():
     h.test_frequency(49.9, 15.0)
     h.test_frequency(49.7, 1.0)
     assert h["service_p_w"] == pytest.approx(0.5 * C * (1 - math.exp(-1.0)), rel=1e-6)
+
+
+def test_fcr_d_provision_ended_during_a_disturbance_continues_until_the_frequency_is_back():
+    """TR 3.7: FCR-D scheduled to end while the frequency is outside 49.9..50.1 Hz continues
+    until it is back (today's bug: 7.5 kW dropped to 0 in a scan at 49.6 Hz)."""
+    h = Harness(fcr_d_up_capacity_w=10_000.0, filter_tau_s=0.0)
+    h.scan(20, grid_frequency_hz=50.0)
+    h.scan(20, grid_frequency_hz=49.6)
+    assert h["fcr_d_up_p_w"] == pytest.approx(7500.0)
+    h.scan(600, grid_frequency_hz=49.6, fcr_d_up_capacity_w=0.0)  # the schedule ends the provision: 60 s on
+    assert h["fcr_d_up_p_w"] == pytest.approx(7500.0)
+    h.scan(20, grid_frequency_hz=50.0, fcr_d_up_capacity_w=0.0)
+    assert h["fcr_d_up_p_w"] == 0.0 and h["service_reserve_up_w"] == 0.0
+
+
+def test_after_15_minutes_of_disturbance_an_ended_fcr_d_provision_ramps_down_over_5_minutes():
+    h = Harness(fcr_d_up_capacity_w=10_000.0, filter_tau_s=0.0)
+    h.scan(20, grid_frequency_hz=50.0)
+    h.scan(20, grid_frequency_hz=49.6)
+    h.scan(8990, grid_frequency_hz=49.6, fcr_d_up_capacity_w=0.0)  # 899 s since the end was asked
+    assert h["fcr_d_up_p_w"] == pytest.approx(7500.0)
+    h.scan(1500, grid_frequency_hz=49.6, fcr_d_up_capacity_w=0.0)  # half-way down the 5 min
+    assert h["fcr_d_up_p_w"] == pytest.approx(3750.0, rel=0.05)
+    h.scan(1600, grid_frequency_hz=49.6, fcr_d_up_capacity_w=0.0)
+    assert h["fcr_d_up_p_w"] == 0.0
+
+
+def test_a_capacity_cut_in_the_normal_band_applies_at_once():
+    h = Harness(fcr_d_up_capacity_w=10_000.0, filter_tau_s=0.0)
+    h.scan(20, grid_frequency_hz=49.95)
+    h.scan(1, grid_frequency_hz=49.95, fcr_d_up_capacity_w=0.0)
+    assert h["service_reserve_up_w"] == 0.0
