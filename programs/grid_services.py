@@ -152,7 +152,8 @@ class GridServices(Program):
         measured = [(tags[name], FrequencySource.INVERTER if name.startswith("inverter") else FrequencySource.METER)
                     for name in p.frequency_inputs]
         self.freq = FrequencyInput(measured, tags["applied_test_frequency_hz"], tags["test_frequency_active"],
-                                   p.frequency_valid_hz, p.test_timeout_s, p.frequency_max_rate_hz_per_s)
+                                   p.frequency_valid_hz, p.test_timeout_s, p.frequency_max_rate_hz_per_s,
+                                   p.frequency_stuck_s)
         self.t = {spec.name: tags[spec.name] for spec in self.declare()}  # own tags, looked up without the image
         self.ler_tags = {key: (tags[f"nem_allowed_{key}"], tags[f"nem_current_{key}"], tags[f"aem_active_{key}"],
                                tags[f"aem_f_ref_{key}_hz"]) for key in PRODUCT_KEYS}
@@ -380,7 +381,7 @@ class GridServices(Program):
             reason = "no SOC"
         self.available = soc_ok and ok and running
         if not ok:
-            reason = "frequency invalid"
+            reason = "frequency stuck" if self.freq.stuck else "frequency invalid"
         elif not running:
             reason = "site not running"
         reason = reason or self._reduction()

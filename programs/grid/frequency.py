@@ -6,7 +6,11 @@ sample that moves faster than `max_rate_hz_per_s` from the last accepted one (no
 changes its frequency by volts per scan: the Nordic system's steepest falls are about 1 Hz/s) is
 held back for one sample; the next sample that agrees with it confirms it, one that returns near
 the old value drops it. So a single bad sample (a 100 ms 45.5 Hz reading) never activates FFR or
-saturates FCR-D; a real change costs at most one sample of delay only when it is faster than that. During a test an
+saturates FCR-D; a real change costs at most one sample of delay only when it is faster than that.
+A measurement that repeats the very same value in every new sample for `stuck_s` (0: not checked)
+is stuck (a frozen meter or gateway): it reads as no frequency until it moves again. Only a meter
+with a fine resolution can be checked so: the grid's frequency moves by some mHz every second, but
+a 0.1 Hz display (an EM24) shows 50.0 Hz for minutes. During a test an
 *applied test frequency*, written to a tag, replaces the measurement before the filter, so a
 test exercises the whole chain; it is flagged in tags and logs and ends on its own when the
 writer stops refreshing it (a dead test client must not leave the unit on a fake frequency).
@@ -38,8 +42,12 @@ class FrequencyInput:
     """Picks the first GOOD, plausible measurement in order of preference, or the test frequency."""
 
     def __init__(self, measured: list[tuple[TagRef, FrequencySource]], applied: TagRef, active: TagRef,
-                 valid_hz: tuple[float, float], test_timeout_s: float, max_rate_hz_per_s: float = math.inf):
+                 valid_hz: tuple[float, float], test_timeout_s: float, max_rate_hz_per_s: float = math.inf,
+                 stuck_s: float = 0.0):
         self.measured = measured
+        self.stuck_s = stuck_s
+        self._same: dict[int, tuple[float, float]] = {}  # per input: the value its samples repeat, since when
+        self._stuck: set[int] = set()
         self.max_rate = max_rate_hz_per_s
         self._accepted = NAN  # the last sample let through, its time
         self._accepted_t = -math.inf
@@ -77,13 +85,36 @@ class FrequencyInput:
 
     def _measured(self) -> tuple[float, FrequencySource]:
         lo, hi = self.lo, self.hi
-        for tag, source in self.measured:
+        for index, (tag, source) in enumerate(self.measured):
             if tag.good:
                 f = tag.value
-                if lo <= f <= hi:
+                if lo <= f <= hi and not self._frozen(index, f, tag.stamp):
                     return self._deglitched(f, tag.stamp), source
         self._accepted, self._held = NAN, None
         return NAN, FrequencySource.NONE
+
+    @property
+    def stuck(self) -> bool:
+        """Some input is stuck (and none other stood in: the caller asks when there is no frequency)."""
+        return bool(self._stuck)
+
+    def _frozen(self, index: int, f: float, stamp: float) -> bool:
+        """Input `index` has shown the same value in every sample for `stuck_s`: it is frozen."""
+        if not self.stuck_s:
+            return False
+        value, since = self._same.get(index, (NAN, stamp))
+        if f != value:
+            self._same[index] = (f, stamp)
+        elif stamp - since >= self.stuck_s:
+            if index not in self._stuck:
+                log.warning("frequency: input %d shows %.4f Hz unchanged for %.0f s: it is stuck; not used until "
+                            "it moves", index + 1, f, stamp - since)
+            self._stuck.add(index)
+            return True
+        if index in self._stuck:
+            log.warning("frequency: input %d moves again (%.4f Hz)", index + 1, f)
+            self._stuck.discard(index)
+        return False
 
     def _deglitched(self, f: float, stamp: float) -> float:
         """`f`, unless it is a new sample that jumps faster than physics allows (see above)."""

@@ -54,6 +54,9 @@ class Params:
     # a new sample moving faster than this from the last one is held back as a possible glitch
     # until the next sample confirms it (programs/grid/frequency.py)
     frequency_max_rate_hz_per_s: float = attrs.field(default=5.0, validator=v.gt(0))
+    # the same value in every new sample this long is a stuck meter (0: not checked; only for a
+    # meter with mHz resolution: one showing 0.1 Hz steps holds 50.0 Hz for minutes)
+    frequency_stuck_s: float = attrs.field(default=0.0, validator=v.ge(0))
     filter_tau_s: float = attrs.field(default=1.0, validator=[v.ge(0), v.le(10)])
     ler: bool = True  # limited energy reservoir: NEM and AEM
     test_timeout_s: float = attrs.field(default=5.0, validator=v.gt(0))

@@ -265,3 +265,29 @@ def test_a_capacity_cut_in_the_normal_band_applies_at_once():
     h.scan(20, grid_frequency_hz=49.95)
     h.scan(1, grid_frequency_hz=49.95, fcr_d_up_capacity_w=0.0)
     assert h["service_reserve_up_w"] == 0.0
+
+
+def test_a_meter_frozen_on_one_value_is_stuck_and_the_inverter_frequency_stands_in():
+    h = Harness(fcr_d_up_capacity_w=C, filter_tau_s=0.0, frequency_stuck_s=10.0,
+                frequency_inputs=("grid_frequency_hz", "inverter_frequency_hz"))
+    for k in range(50):  # a live grid: the frequency moves by some mHz
+        h.scan(1, grid_frequency_hz=49.7 + 0.001 * (k % 3), inverter_frequency_hz=49.7)
+    assert h["frequency_source"] == FrequencySource.METER
+    h.run_s(10.5, grid_frequency_hz=49.8123, inverter_frequency_hz=49.7)  # the meter freezes
+    assert h["frequency_source"] == FrequencySource.INVERTER
+    assert h["service_p_w"] == pytest.approx(0.5 * C, rel=1e-6)
+    h.scan(1, grid_frequency_hz=49.8124, inverter_frequency_hz=49.7)  # it moves again
+    assert h["frequency_source"] == FrequencySource.METER
+
+
+def test_a_stuck_frequency_with_no_other_input_withdraws_the_services_and_says_so():
+    h = Harness(fcr_d_up_capacity_w=C, filter_tau_s=0.0, frequency_stuck_s=10.0)
+    h.run_s(12.0, grid_frequency_hz=49.8)
+    assert h["frequency_ok"] is False and h["service_p_w"] == 0.0
+    assert h["service_reason"] == "frequency stuck"
+
+
+def test_a_constant_frequency_is_not_stuck_unless_the_site_asks_for_the_check():
+    h = Harness(fcr_d_up_capacity_w=C, filter_tau_s=0.0)
+    h.run_s(60.0, grid_frequency_hz=49.8)
+    assert h["frequency_ok"] is True
