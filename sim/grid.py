@@ -17,14 +17,17 @@ voltage and frequency when islanded, zero when the site is dark.
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Protocol
 
 import numpy as np
 
 from sim.config import GridConfig
-from sim.profiles import Series, ar1, csv_series
+from sim.profiles import Series, ar1, bad_samples, csv_series
 from sim.variables import Var
+
+log = logging.getLogger(__name__)
 
 NAN = math.nan
 
@@ -50,7 +53,11 @@ class Grid:
         self.frequency_ramp_active = False
         self._ramp_target_hz = self._ramp_rate_hz_per_s = 0.0
         if cfg.frequency_source == "csv":
-            self._freq = csv_series(cfg.frequency_csv_path, "frequency_hz", cfg.frequency_csv_end)
+            self._freq = csv_series(cfg.frequency_csv_path, "frequency_hz", cfg.frequency_csv_end, own_resolution=True)
+            bad = bad_samples(cfg.frequency_csv_path, "frequency_hz")
+            if bad:
+                log.warning("%s: %d bad sample(s) (NaN, the meter reads no frequency there) at line(s) %s",
+                            cfg.frequency_csv_path, len(bad), ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else ""))
         elif cfg.frequency_source == "noise" and cfg.frequency_sigma_hz > 0:
             self._freq = Series(cfg.nominal_frequency_hz
                                 + ar1(horizon_s, cfg.frequency_tau_s, cfg.frequency_sigma_hz, rng))

@@ -4,7 +4,10 @@ Everything is precomputed once as a 1-second grid (numpy), then kept as a
 Python list so that a lookup in ``Plant.step`` is an index plus a linear
 interpolation. Generated series cover ``profile_horizon_s`` (48 h by
 default, two different days) and then repeat. CSV series are resampled onto
-the same 1 s grid (finer detail in the file is lost); past the last row
+the same 1 s grid (finer detail in the file is lost), except a grid frequency
+profile, which keeps its own resolution (its finest step, down to 10 ms: a
+10 Hz recording replays at 10 Hz) and may mark a bad sample with NaN (the
+meter reads no frequency there; each is reported with its line); past the last row
 they either loop (period = last ``t_s``; make the last row equal the first
 for a seamless loop) or hold the last value.
 
@@ -31,6 +34,7 @@ import numpy as np
 from sim.config import LoadConfig, PvConfig
 
 DAY_S = 86400
+MIN_STEP_S = 0.01  # the finest step a profile keeps (10 ms)
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 
 
@@ -41,12 +45,13 @@ class ProfileError(ValueError):
 class Series:
     """A 1 s grid of values with linear interpolation, looping or holding at the end."""
 
-    __slots__ = ("values", "n", "loop", "last")
+    __slots__ = ("values", "n", "loop", "last", "per_s")
 
-    def __init__(self, values: np.ndarray, loop: bool = True) -> None:
+    def __init__(self, values: np.ndarray, loop: bool = True, step_s: float = 1.0) -> None:
         v = np.asarray(values, dtype=float)
         if v.ndim != 1 or v.size < 1:
             raise ValueError("a series needs at least one value")
+        self.per_s = round(1.0 / step_s, 6)  # samples per second of the grid (10.0, not 10.000000000000002)
         self.n = v.size
         self.loop = loop
         self.last = float(v[-1])
@@ -59,6 +64,7 @@ class Series:
 
     def at(self, t_s: float) -> float:
         """Value at time t_s >= 0 (seconds on the series' own time base)."""
+        t_s *= self.per_s
         k = int(t_s)
         f = t_s - k
         if k >= self.n:
@@ -67,7 +73,7 @@ class Series:
             k %= self.n
         v = self.values
         a = v[k]
-        return a + (v[k + 1] - a) * f
+        return a if f == 0.0 else a + (v[k + 1] - a) * f  # on a sample: itself (a NaN next to it stays out)
 
     def array(self) -> np.ndarray:
         """The 1 s grid values (without the closing sample)."""
@@ -86,8 +92,9 @@ def resolve_path(path: str) -> Path:
     return bundled if bundled.exists() else p
 
 
-def read_csv_columns(path: str, columns: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """Read ``t_s`` and ``columns`` from a CSV file; errors name file and line."""
+def read_csv_columns(path: str, columns: tuple[str, ...], nan_ok: bool = False) -> dict[str, np.ndarray]:
+    """Read ``t_s`` and ``columns`` from a CSV file; errors name file and line. With `nan_ok`,
+    a column value of NaN is a bad sample (kept, reported by the caller), not an error."""
     p = resolve_path(path)
     try:
         text = p.read_text(encoding="utf-8").splitlines()
@@ -112,16 +119,18 @@ def read_csv_columns(path: str, columns: tuple[str, ...]) -> dict[str, np.ndarra
         if len(row) != len(names):
             raise ProfileError(f"{path}:{line}: expected {len(names)} fields, got {len(row)}")
         for col, j in index.items():
-            data[col][i] = _number(row[j], path, line, col)
+            data[col][i] = _number(row[j], path, line, col, nan_ok and col != "t_s")
     _check_times(data["t_s"], [line for line, _ in rows[1:]], path)
     return data
 
 
-def _number(text: str, path: str, line: int, col: str) -> float:
+def _number(text: str, path: str, line: int, col: str, nan_ok: bool = False) -> float:
     try:
         value = float(text)
     except ValueError:
         raise ProfileError(f"{path}:{line}: {col} is not a number: {text.strip()!r}") from None
+    if nan_ok and math.isnan(value):
+        return value
     if not math.isfinite(value):
         raise ProfileError(f"{path}:{line}: {col} is not finite: {text.strip()!r}")
     return value
@@ -137,17 +146,39 @@ def _check_times(t: np.ndarray, lines: list[int], path: str) -> None:
                            f"({t[k]} after {t[k - 1]})")
 
 
-def csv_series(path: str, column: str, end: str) -> Series:
-    """A CSV column resampled to 1 s; ``end`` is "loop" or "hold"."""
-    data = read_csv_columns(path, (column,))
+def csv_series(path: str, column: str, end: str, own_resolution: bool = False) -> Series:
+    """A CSV column resampled to 1 s (or, `own_resolution`, to the file's finest step, down to
+    10 ms, NaN marking bad samples); ``end`` is "loop" or "hold"."""
+    data = read_csv_columns(path, (column,), nan_ok=own_resolution)
     t, v = data["t_s"], data[column]
-    n = max(1, int(math.ceil(t[-1])))
-    grid = np.interp(np.arange(n, dtype=float), t, v)
-    series = Series(grid, loop=(end == "loop"))
-    series.values[-1] = float(np.interp(float(n), t, v))  # exact value at the period end
+    step = min(1.0, max(MIN_STEP_S, float(np.diff(t).min()))) if own_resolution and t.size > 1 else 1.0
+    step = 1.0 / round(1.0 / step, 6)  # 0.1 s, not 0.09999999999999998 (the difference of two rows)
+    n = max(1, int(math.ceil(t[-1] / step - 1e-9)))
+    grid = _resample(np.arange(n, dtype=float) / round(1.0 / step, 6), t, v)
+    series = Series(grid, loop=(end == "loop"), step_s=step)
+    series.values[-1] = float(_resample(np.array([n * step]), t, v)[0])  # exact value at the period end
     if end == "hold":
         series.last = float(v[-1])
     return series
+
+
+def bad_samples(path: str, column: str) -> list[int]:
+    """The lines of `path` whose `column` is NaN (a frequency profile's bad samples)."""
+    p = resolve_path(path)
+    rows = [(n, r) for n, r in enumerate(csv.reader(p.read_text(encoding="utf-8").splitlines()), start=1)
+            if r and not r[0].lstrip().startswith("#")]
+    j = [h.strip() for h in rows[0][1]].index(column)
+    return [n for n, r in rows[1:] if r[j].strip().lower() == "nan"]
+
+
+def _resample(at: np.ndarray, t: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Linear interpolation of (t, v) at `at`; a NaN sample stays NaN up to its neighbours."""
+    out = np.interp(at, t, np.nan_to_num(v, nan=0.0))
+    if np.isnan(v).any():
+        nearest = np.clip(np.searchsorted(t, at, side="right") - 1, 0, len(t) - 1)
+        following = np.clip(nearest + 1, 0, len(t) - 1)
+        out[np.isnan(v[nearest]) | (np.isnan(v[following]) & (at > t[nearest]))] = np.nan
+    return out
 
 
 # ---------------------------------------------------------------- noise

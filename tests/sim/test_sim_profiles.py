@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 from sim_helpers import run
 
 from sim import LoadConfig, Plant, PlantConfig, ProfileError, PvConfig
-from sim.profiles import csv_series, load_series, pv_series
+from sim.profiles import bad_samples, csv_series, load_series, pv_series
 
 
 def _csv(tmp_path: Path, text: str, name: str = "profile.csv") -> str:
@@ -124,3 +125,27 @@ def test_generated_profiles_repeat_after_the_horizon() -> None:
     series = load_series(LoadConfig(), 2 * 86400, np.random.default_rng(5))
     assert series.at(2 * 86400 + 1234.5) == series.at(1234.5)
     assert series.at(86400 + 1234.5) != series.at(1234.5)  # day 2 differs from day 1
+
+
+def test_a_frequency_profile_keeps_its_own_10_hz_resolution(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("t_s,frequency_hz\n" + "".join(f"{k / 10:.1f},{50.0 - 0.01 * (k % 2):.2f}\n" for k in range(21)))
+    series = csv_series(str(path), "frequency_hz", "hold", own_resolution=True)
+    assert [series.at(k / 10) for k in range(4)] == pytest.approx([50.0, 49.99, 50.0, 49.99])
+    assert csv_series(str(path), "frequency_hz", "hold").at(0.1) == pytest.approx(50.0)  # PV/load keep 1 s
+
+
+def test_a_nan_frequency_sample_is_a_bad_sample_reported_with_its_line(tmp_path):
+    path = tmp_path / "f.csv"
+    path.write_text("t_s,frequency_hz\n0.0,50.0\n0.1,nan\n0.2,49.9\n0.3,49.9\n")
+    series = csv_series(str(path), "frequency_hz", "hold", own_resolution=True)
+    assert series.at(0.0) == pytest.approx(50.0)
+    assert math.isnan(series.at(0.1))
+    assert series.at(0.2) == pytest.approx(49.9)
+    assert bad_samples(str(path), "frequency_hz") == [3]
+
+
+def test_a_nan_in_a_pv_profile_is_still_refused_naming_the_line(tmp_path):
+    path = _csv(tmp_path, "t_s,pv_power_w\n0,1\n1,nan\n")
+    with pytest.raises(ProfileError, match=r"profile.csv:3: pv_power_w is not finite: 'nan'"):
+        csv_series(path, "pv_power_w", "hold")
