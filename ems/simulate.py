@@ -254,7 +254,8 @@ def simulate(io_map_path: str, hours: float, out_csv: str, scenario: Scenario | 
     if plot is not None and recorder.rows is not None:
         from ems.plot import plot_run
 
-        plot_run(recorder.rows, plot, title=_title(io_map, scenario))
+        services = any(abs(p) > 1.0 for p in recorder.rows.get("service_p_w", []))
+        plot_run(recorder.rows, plot, title=_title(io_map, scenario), frequency=bool(frequency_csv) or services)
     return recorder.summary
 
 

@@ -31,7 +31,7 @@ RUNS: tuple[tuple[str, float | None], ...] = (
     ("self_consumption", None), ("self_consumption_fits", None), ("self_consumption_noisy", None),
     ("peak_shaving", 10.0), ("external_control", None), ("external_schedule", None), ("charge_only", None),
     ("local_control", None), ("cost_saving", None), ("load_matching", None), ("passive", None),
-    ("mode_switches", None),
+    ("mode_switches", None), ("grid_services", 10.0),
 )
 
 
@@ -252,3 +252,17 @@ def test_the_summary_reports_energy_self_consumption_and_limits():
                         rel_tol=0.01, abs_tol=50.0)
     assert s.cycles > 0.5
     assert s.limit_time_s
+
+
+def test_the_shipped_grid_services_scenario_delivers_fcr_d_and_ffr_through_its_disturbance():
+    """scenarios/grid_services.toml: at 49.45 Hz the commercial site gives FCR-N 5 kW + FCR-D up
+    10 kW + FFR 10 kW = 25 kW; FFR deactivates after its 32 s; once the frequency is back FFR
+    recovers its energy (charging)."""
+    s = run("grid_services", 10.0)
+    rows = list(zip(column(s, "t_s"), column(s, "service_p_w"), column(s, "battery_power_w")))
+
+    def between(start: float, end: float) -> list[tuple[float, float]]:
+        return [(p, b) for t, p, b in rows if start <= t <= end]
+    assert all(abs(p - 25000.0) < 250.0 and abs(b - 25000.0) < 500.0 for p, b in between(1203.0, 1231.0))
+    assert all(abs(p - 15000.0) < 150.0 for p, _ in between(1241.0, 1261.0))
+    assert max(p for p, _ in between(1276.0, 1400.0)) < -1000.0  # FFR recovers its energy
