@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -263,3 +264,21 @@ def _stopped(pid: int) -> bool:
 def _listening(port: int) -> bool:
     with socket.socket() as sock:
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def three_and_a_fourth(tmp: Path, fourth_votes: bool) -> Iterator[Cluster]:
+    """Three voters that list only each other, running with a leader; a fourth unit whose io_map
+    lists all four (voting or not) is left for `ems cluster add` to bring in."""
+    files = ClusterFiles(tmp, units=4, voters=4 if fourth_votes else 3, listed=3)
+    with Cluster(files) as running:
+        running.start_plant()
+        for node in files.nodes[:3]:
+            running.start_node(node)
+        running.wait_for_leader(40.0)
+        yield running
+
+
+def ems_cluster(*args: str) -> subprocess.CompletedProcess[str]:
+    """The real `ems cluster` tool, as an operator runs it."""
+    return subprocess.run([sys.executable, "-m", "ems.cli", "cluster", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)

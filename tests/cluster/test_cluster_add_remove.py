@@ -9,11 +9,9 @@ processes are shared by the tests of this module, in order.
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 
 import pytest
-from cluster_kit import ROOT, Cluster, ClusterFiles, wait_until
+from cluster_kit import Cluster, ems_cluster, three_and_a_fourth, wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -22,18 +20,7 @@ THREE = ("node1", "node2", "node3")
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    files = ClusterFiles(tmp_path_factory.mktemp("add_remove"), units=4, voters=3, listed=3)
-    with Cluster(files) as running:
-        running.start_plant()
-        for node in THREE:
-            running.start_node(node)
-        running.wait_for_leader(40.0)
-        yield running
-
-
-def ems_cluster(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "ems.cli", "cluster", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=60)
+    yield from three_and_a_fourth(tmp_path_factory.mktemp("add_remove"), fourth_votes=False)
 
 
 def listed_by(site: Cluster, node: str) -> set[str]:
