@@ -266,8 +266,8 @@ class ClusterService:
         if request.get("cmd") == "remove":
             if node not in current:
                 return {"ok": False, "error": f"{node} is not a member; members: {', '.join(sorted(current))}"}
-            leaving = current[node]
-            if leaving.voter and sum(n.voter for n in current.values()) <= 1:
+            unit = current[node]
+            if unit.voter and sum(n.voter for n in current.values()) <= 1:
                 return {"ok": False, "error": f"{node} is the last Raft voter: a cluster needs one"}
             value = None
         else:
@@ -282,8 +282,8 @@ class ClusterService:
             if why is not None:
                 return {"ok": False, "error": why}
             value = roster.entry(joined.node, joined.public_key)
-            leaving = joined.node
-        return self._propose(request, who, node, value, leaving)
+            unit = joined.node
+        return self._propose(request, who, node, value, unit)
 
     def _propose(self, request: dict[str, Any], who: str, node: str, value: dict[str, Any] | None,
                  unit: ClusterNodeConfig) -> dict[str, Any]:
