@@ -38,8 +38,8 @@ from runtime.io.registry import DriverKind
 
 log = logging.getLogger(__name__)
 
-REWRITES_PER_REVERT = 10
-SF_RANGE = (-10, 10)  # SunSpec scale factors: "typically -10 .. 10"; beyond, a register is broken  # a guarded output is rewritten this many times per revert period
+REWRITES_PER_REVERT = 10  # a guarded output is rewritten this many times per revert period
+SF_RANGE = (-10, 10)  # SunSpec scale factors: "typically -10 .. 10"; beyond, a register is broken
 
 
 class WrongDevice(Exception):
