@@ -148,11 +148,14 @@ class ModbusDriver(Driver):
         log.log(level, "device %s: connected to %s (%s)", self.name, transport.describe(self.options), self.profile.name)
 
     def _read_value(self, name: str) -> Any:
-        """One register's engineering value, read now (at connect, before any poll)."""
+        """One register's engineering value, read now (outside the polls: at connect, or a
+        rating once per connection), with its scale factor; None while that is unusable."""
         reg = self.profile.registers[name]
+        if reg.scale_register and self._checked_sf(reg.scale_register, self._scale_factor(reg.scale_register)) is None:
+            return None
         words = self._call(transport.read(self._client, reg.table, reg.address, reg.words, self.unit))
         device = self.profile.device
-        return float(codec.decode(list(words), reg.dtype, device.byte_order, device.word_order)) * reg.scale + reg.offset
+        return self._engineering(reg, codec.decode(list(words), reg.dtype, device.byte_order, device.word_order), None)
 
     def _follow_chain(self) -> None:
         """A SunSpec profile: find the device's models and read each where the device has it."""
@@ -506,22 +509,17 @@ class ModbusDriver(Driver):
         `of`, read once per connection (SunSpec's WChaMax); None while it cannot be read or is 0."""
         base = self._references.get(of)
         if base is None:
-            reg = self.profile.registers[of]
             try:
-                if reg.scale_register and self._checked_sf(reg.scale_register, self._scale_factor(reg.scale_register)) \
-                        is None:
-                    return None
-                words = self._call(transport.read(self._client, reg.table, reg.address, reg.words, self.unit))
-                raw = codec.decode(list(words), reg.dtype, self.profile.device.byte_order, self.profile.device.word_order)
+                base = self._read_value(of)
             except (transport.NoReply, transport.ExceptionReply, transport.BadReply) as exc:
                 self._note_write(name, f"cannot read {of} to express it as %: {exc}")
                 return None
-            base = self._engineering(reg, raw, None)
             if base is None or not base > 0:
                 self._note_write(name, f"{of} reads {base}: no percentage of it can be written")
                 return None
             self._references[of] = base
-            log.info("device %s: %s is written as %% of %s = %g %s", self.name, name, of, base, reg.unit)
+            log.info("device %s: %s is written as %% of %s = %g %s", self.name, name, of, base,
+                     self.profile.registers[of].unit)
         return float(value) / float(base) * 100.0
 
     def _merge_field(self, reg: Register, field: int) -> list[int]:
