@@ -30,7 +30,7 @@ from programs.grid.frequency import FrequencyInput, FrequencySource
 from programs.grid.legacy import LegacyResponse, as_products
 from programs.grid.ler import Energy
 from programs.grid.params import Params
-from programs.grid.products import FCR_PRODUCTS, Product
+from programs.grid.products import FCR_PRODUCTS, NORMAL_BAND_HZ, Product
 from programs.grid.reserve import Reserve, endurance_min, ffr_reserve, share, total
 from programs.tagdefs import Layout, param, status, text
 
@@ -41,7 +41,6 @@ GUARD_BAND_PCT = 1.0  # the baseline's drain on reserved energy fades out over t
 CAPACITY_TAGS = ("fcr_n_capacity_w", "fcr_d_up_capacity_w", "fcr_d_down_capacity_w", "ffr_capacity_w")
 PRODUCT_KEYS = tuple(spec.key for spec in FCR_PRODUCTS)
 NAN = math.nan
-NORMAL_BAND_HZ = (49.9, 50.1)
 ENDING_HOLD_S = 900.0  # TR 3.7: provision continues through a disturbance, at most 15 min,
 ENDING_RAMP_S = 300.0  # then may ramp down over 5 min
 

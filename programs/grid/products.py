@@ -16,7 +16,8 @@ import attrs
 from blocks import Droop
 
 F_NOMINAL_HZ = 50.0
-NEM_WINDOW_HZ = (49.9, 50.1)  # NEM only while 49.9 < f < 50.1 Hz
+NORMAL_BAND_HZ = (49.9, 50.1)  # the frequency's normal band (TR): outside it, a disturbance
+NEM_WINDOW_HZ = NORMAL_BAND_HZ  # NEM only while 49.9 < f < 50.1 Hz
 
 
 class Product(enum.IntEnum):
