@@ -86,33 +86,33 @@ class ProfileDevice:
         self._runtime: Any = None  # pymodbus's live register store, known once served
 
     # --- building ------------------------------------------------------------------------------
-    def _simdata(self) -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
-        tables: dict[ModbusTable, dict[int, tuple[int, bool]]] = {t: {} for t in _TABLE_ORDER}
+    def _read_only(self) -> dict[ModbusTable, dict[int, bool]]:
+        """Every served address per table, and whether clients may not write it (an address is
+        writable when any register there is)."""
+        tables: dict[ModbusTable, dict[int, bool]] = {t: {} for t in _TABLE_ORDER}
         for reg in self.profile.registers.values():
-            for address in range(reg.address, reg.address + reg.words):  # writable if any register there is
-                read_only = reg.access == "r" and reg.table is ModbusTable.HOLDING
-                tables[reg.table][address] = (0, tables[reg.table].get(address, (0, True))[1] and read_only)
-        out = []
-        for table in _TABLE_ORDER:
-            entries = sorted(tables[table].items())
-            if table.is_bits:
-                data = [SimData(a, values=[False], datatype=DataType.BITS) for a, _ in entries]
-                data = data or [SimData(65535, values=[False], datatype=DataType.BITS)]  # pymodbus needs one
-            else:
-                data = [SimData(a, values=[0], datatype=DataType.REGISTERS, readonly=ro) for a, (_, ro) in entries]
-                data = data or [SimData(65535, count=1, datatype=DataType.INVALID)]
-            out.append(data)
-        coils, discrete, holding, inputs = out  # _TABLE_ORDER
-        return coils, discrete, holding, inputs
+            read_only = reg.access == "r"
+            for address in range(reg.address, reg.address + reg.words):
+                tables[reg.table][address] = tables[reg.table].get(address, True) and read_only
+        return tables
+
+    @staticmethod
+    def _registers(entries: dict[int, bool]) -> list[SimData]:
+        data = [SimData(a, values=[0], datatype=DataType.REGISTERS, readonly=ro) for a, ro in sorted(entries.items())]
+        return data or [SimData(65535, count=1, datatype=DataType.INVALID)]  # pymodbus needs one
+
+    def _simdata(self) -> tuple[list[SimData], list[SimData], list[SimData], list[SimData]]:
+        tables = self._read_only()
+        coils, discrete = ([SimData(a, values=[False], datatype=DataType.BITS) for a in sorted(tables[t])]
+                           or [SimData(65535, values=[False], datatype=DataType.BITS)]  # pymodbus needs one
+                           for t in (ModbusTable.COIL, ModbusTable.DISCRETE))
+        return coils, discrete, self._registers(tables[ModbusTable.HOLDING]), self._registers(tables[ModbusTable.INPUT])
 
     def _simdata_shared(self) -> list[SimData]:
         """One register block for FC 03 and FC 04 alike (a device whose input registers are
         its holding registers)."""
-        entries: dict[int, bool] = {}
-        for reg in self.profile.registers.values():
-            for address in range(reg.address, reg.address + reg.words):
-                entries[address] = entries.get(address, True) and reg.access == "r"
-        return [SimData(a, values=[0], datatype=DataType.REGISTERS, readonly=ro) for a, ro in sorted(entries.items())]
+        tables = self._read_only()
+        return self._registers({**tables[ModbusTable.INPUT], **tables[ModbusTable.HOLDING]})
 
     def attach(self, server: ModbusTcpServer) -> None:
         """Bind to the server's live register store and load the profile's `sim_value`s."""
