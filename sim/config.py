@@ -146,6 +146,9 @@ class InverterConfig:
     rated_s_va: float = field(default=5000.0, validator=gt(0.0))
     ramp_w_per_s: float = field(default=2500.0, validator=gt(0.0))
     response_tau_s: float = field(default=0.2, validator=ge(0.0))
+    # dead time between a setpoint's arrival and the first change of power (the inverter's own
+    # processing, the gateway, the control loop's sampling): a FIFO of past setpoints
+    command_delay_s: float = field(default=0.0, validator=[ge(0.0), le(5.0)])
     efficiency_load_fraction: tuple[float, ...] = field(
         default=(0.0, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.2), validator=_table)
     efficiency: tuple[float, ...] = field(

@@ -17,7 +17,8 @@ Grid-connected P/Q: the setpoints are clamped to the rating (P to
 +-rated_p_w times the thermal derating, then P or Q reduced so that
 S <= rated_s_va, depending on ``q_priority``), P is rate-limited at
 ``ramp_w_per_s``, and both P and Q follow through a first-order lag of
-``response_tau_s``. Islanded (outage with grid_forming): the plant sets P
+``response_tau_s``, after a dead time of ``command_delay_s`` (a setpoint
+acts that long after it arrived). Islanded (outage with grid_forming): the plant sets P
 and Q directly to what the local load needs (``supply_island``).
 
 DC side: P_dc = P_ac / eta + idle when discharging, P_ac * eta + idle when
@@ -27,6 +28,7 @@ at 0.5 % steps so a step costs an index, not an interpolation.
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Protocol
 
@@ -118,6 +120,7 @@ class Inverter:
         self._loss_j = 0.0
         self._dt = -1.0
         self._ramp_step = self._alpha = 0.0
+        self._delayed: collections.deque[float] = collections.deque()  # setpoints in the dead time
         self._bus: AcBus | None = None  # the meter
         self._battery: DcSource | None = None
         self._dc_live = False
@@ -210,7 +213,7 @@ class Inverter:
             self._ramp_step = self.cfg.ramp_w_per_s * dt_s
             tau = self.cfg.response_tau_s
             self._alpha = 1.0 - math.exp(-dt_s / tau) if tau > 0 else 1.0
-        p, q = self._limit(self.p_setpoint_w, self.q_setpoint_var)
+        p, q = self._limit(self._after_dead_time(dt_s), self.q_setpoint_var)
         ramp, step = self._p_ramp, self._ramp_step
         if p > ramp + step:
             ramp += step
@@ -223,6 +226,19 @@ class Inverter:
         self.p_ac_w += (ramp - self.p_ac_w) * a
         self.q_ac_var += (q - self.q_ac_var) * a
         self._dc(RUNNING, dt_s)
+
+    def _after_dead_time(self, dt_s: float) -> float:
+        """The P setpoint that arrived `command_delay_s` ago (the present one without a dead time)."""
+        steps = int(round(self.cfg.command_delay_s / dt_s))
+        if steps <= 0:
+            return self.p_setpoint_w
+        queue = self._delayed
+        while len(queue) < steps:  # the first step (the past held the present value)
+            queue.append(self.p_setpoint_w)
+        while len(queue) > steps:  # a longer scan than before
+            queue.popleft()
+        queue.append(self.p_setpoint_w)
+        return queue.popleft()
 
     def _limit(self, p: float, q: float) -> tuple[float, float]:
         """Clamp P to the derated rating, then P or Q so that S <= rated_s_va."""

@@ -26,6 +26,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--log-dir", help="where the TSO log files go (default DIR/log)")
     p.add_argument("--ffr-level", choices=[*FFR_LEVELS, "all"], help="FFR activation level (default: the io_map's)")
     p.add_argument("--mode", default="passive", help="site_control mode during the test (simulation; default passive)")
+    p.add_argument("--t-fme-s", type=float, default=1.0,
+                   help="measurement-equipment time constant of the sine evaluation (default 1 s, the requirements'"
+                        " for a test frequency applied in software; 0 when it went through the real meter)")
+    p.add_argument("--inverter-delay-s", type=float,
+                   help="simulation: the inverter's dead time, to judge the chain with a real unit's delays")
+    p.add_argument("--inverter-tau-s", type=float, help="simulation: the inverter's response time constant")
     p.add_argument("--live", action="store_true", help="drive the applied test frequency of a running unit")
     p.add_argument("--host", help="tag server of the unit (default: the io_map's modbus_server host)")
     p.add_argument("--port", type=int, help="its port (default: the io_map's)")
@@ -36,6 +42,10 @@ def add_parser(sub: Any) -> None:
 
 def cmd_prequal(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    problem = _bad_args(args)
+    if problem:
+        print(f"ems prequal: {problem}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     plan = _plan(args)
@@ -52,6 +62,20 @@ def cmd_prequal(args: argparse.Namespace) -> int:
     failed = [r for r in results if not r["passed"]]
     print(f"{len(results) - len(failed)} of {len(results)} tests pass; report: {report}")
     return 1 if failed else 0
+
+
+def _bad_args(args: argparse.Namespace) -> str:
+    """What is wrong with the chain options, or ""."""
+    if not 0.0 <= args.t_fme_s <= 10.0:
+        return f"--t-fme-s must be 0..10 s, got {args.t_fme_s:g}"
+    for name, value in (("--inverter-delay-s", args.inverter_delay_s), ("--inverter-tau-s", args.inverter_tau_s)):
+        if value is None:
+            continue
+        if args.live:
+            return f"{name} sets the simulated inverter; a --live test has the unit's own"
+        if not 0.0 <= value <= 5.0:
+            return f"{name} must be 0..5 s, got {value:g}"
+    return ""
 
 
 def _plan(args: argparse.Namespace) -> list[tuple[str, str, float | None]]:
@@ -89,7 +113,7 @@ def run_one(args: argparse.Namespace, product: str, test: str, level: float | No
     from ems.prequal.runner import TestRun, prepare, simulate_test
 
     run = TestRun(args.io_map, product, test, capacity, level, args.mode, Path(args.log_dir) if args.log_dir else
-                  out / "log")
+                  out / "log", args.t_fme_s, args.inverter_delay_s, args.inverter_tau_s)
     name = f"{LABELS[product]} {test}" + (f" at {level:.1f} Hz" if level else "")
     progress = None if args.quiet else _progress(name)
     if args.live:

@@ -157,7 +157,7 @@ def live_test(run: TestRun, seq: Sequence, host: str, port: int, unit_id: int = 
     recording = Recording(run.product, run.test, run.capacity_w, period_s, f"live {host}:{port}")
     rows.into(recording)
     recording.meta.update(unit_meta(io_map))
-    recording.meta.update(io_map=run.io_map, program=grid_program(io_map))
+    recording.meta.update(io_map=run.io_map, program=grid_program(io_map), t_fme_s=run.t_fme_s)
     return recording
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ems.prequal.evaluate import Context, sine_points
-from ems.prequal.stability import STABILITY_RADIUS
+from ems.prequal.stability import ACCEPTED_RADIUS, STABILITY_RADIUS
 
 if TYPE_CHECKING:  # matplotlib is imported when a plot is drawn
     from matplotlib.axes import Axes
@@ -98,11 +98,13 @@ def _nyquist(ax: Axes, ctx: Context) -> None:
     ax.plot([z.real for z in ol], [z.imag for z in ol], "o-", label="F(jw) G(jw) at the test periods")
     for p, z in zip(points, ol):
         ax.annotate(f"{p.period_s:.0f} s", (z.real, z.imag), fontsize=7)
-    ax.add_patch(patches.Circle((-1, 0), STABILITY_RADIUS, fill=False, color="r", label="|1 + FG| = 0.43"))
+    ax.add_patch(patches.Circle((-1, 0), STABILITY_RADIUS, fill=False, color="r", label="|1 + FG| = 0.43 (required)"))
+    ax.add_patch(patches.Circle((-1, 0), ACCEPTED_RADIUS, fill=False, color="r", ls=":",
+                                label="0.4085 (accepted, 95 % margin)"))
     ax.plot([-1], [0], "r+")
     ax.set_aspect("equal", adjustable="datalim")
     ax.axhline(0, color="k", lw=0.5)
     ax.axvline(0, color="k", lw=0.5)
-    ax.set_title("Nyquist: unit x grid model", fontsize=9)
+    ax.set_title("Nyquist: unit x F_FME x stability grid model", fontsize=9)
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)

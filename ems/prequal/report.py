@@ -32,6 +32,7 @@ def write_result(out_dir: Path, rec: Recording, seq: Sequence, checks: list[Chec
         "checks": [_clean(c.as_dict()) for c in checks], "plot": plot,
         "log_files": [Path(p).name for p in rec.meta.get("log_files", [])], "notes": seq.notes,
         "filter_tau_s": rec.meta.get("filter_tau_s"),
+        "chain": {k: rec.meta[k] for k in ("t_fme_s", "inverter_delay_s", "inverter_tau_s") if k in rec.meta},
     }
     (out_dir / f"{name}.json").write_text(json.dumps(result, indent=1), encoding="utf-8")
     return result
@@ -74,24 +75,64 @@ def render(results: list[dict[str, Any]]) -> str:
                      f"{' ' + format(r['ffr_level_hz'], '.1f') + ' Hz' if r.get('ffr_level_hz') else ''} | "
                      f"{r['capacity_w'] / 1000:g} kW | {r['source']} | {r['duration_s'] / 60:.1f} min | "
                      f"{ok}/{len(r['checks'])} | {'PASS' if r['passed'] else 'FAIL'} |")
+    lines += _margins(results)
     for r in results:
         lines += ["", f"## {_title(r)}", "",
                   f"C = {r['capacity_w'] / 1000:g} kW, {r['source']}, {r['io_map']}, "
                   f"scan {r['scan_period_s'] * 1000:g} ms, "
-                  f"frequency filter {r.get('filter_tau_s')} s, {r['rows']} rows over {r['duration_s']:.0f} s.", ""]
+                  f"frequency filter {r.get('filter_tau_s')} s{_chain(r)}, {r['rows']} rows over "
+                  f"{r['duration_s']:.0f} s.", ""]
         if r.get("notes"):
             lines += [f"Note: {r['notes']}", ""]
         lines += ["| requirement | measured | limit | margin | result |", "|---|---|---|---|---|"]
         for c in r["checks"]:
             measured = "nan" if c["measured"] is None else f"{c['measured']:.4g} {c['unit']}".rstrip()
             note = f" ({c['note']})" if c.get("note") else ""
-            lines.append(f"| {c['requirement']}{note} | {measured} | {c['limit']} {c['unit']} | {c['margin']} | "
+            cell = f"{c['requirement']}{note}".replace("|", "\\|")  # a literal | inside a table cell
+            lines.append(f"| {cell} | {measured} | {c['limit']} {c['unit']} | {c['margin']} | "
                          f"{'pass' if c['passed'] else '**FAIL**'} |")
         if r.get("plot"):
             lines += ["", f"![{_title(r)}]({r['plot']})"]
         if r.get("log_files"):
             lines += ["", "Log files: " + ", ".join(f"`{name}`" for name in r["log_files"])]
     return "\n".join(lines) + "\n"
+
+
+def _chain(r: dict[str, Any]) -> str:
+    chain = r.get("chain") or {}
+    parts = []
+    if "inverter_delay_s" in chain:
+        parts.append(f"inverter dead time {chain['inverter_delay_s']:g} s and lag {chain['inverter_tau_s']:g} s")
+    if "t_fme_s" in chain and r["test"] == "sine":
+        parts.append(f"T_FME {chain['t_fme_s']:g} s in the evaluation")
+    return "".join(f", {p}" for p in parts)
+
+
+def _margins(results: list[dict[str, Any]]) -> list[str]:
+    """The stability margins of the sine tests against the requirement itself (0.43), not only the
+    acceptance limit, and FCR-N's performance ratio."""
+    rows = []
+    for r in results:
+        if r["test"] != "sine":
+            continue
+        stab = [c for c in r["checks"] if c["requirement"].startswith("requirement 8") and c["measured"] is not None]
+        perf = [c for c in r["checks"] if c["requirement"].startswith("requirement 9") and c["measured"] is not None]
+        if not stab:
+            continue
+        worst = min(stab, key=lambda c: c["measured"])
+        at = worst["requirement"].split(" at ")[1].split(" ")[0]
+        perf_text = "-"
+        if perf:
+            top = max(perf, key=lambda c: c["measured"])
+            perf_text = f"{top['measured']:.3f} at {top['requirement'].split(' at ')[1].split(' ')[0]} s (<= 1)"
+        rows.append(f"| {LABELS.get(r['product'], r['product'])} | {worst['measured']:.3f} at {at} s | "
+                    f"{worst['measured'] - 0.43:+.3f} | {perf_text} | filter {r.get('filter_tau_s')} s{_chain(r)} |")
+    if not rows:
+        return []
+    return ["", "Stability margins of the sine tests (requirement 8: |1 + F G| >= 0.43, 0.4085 accepted with the "
+            "95 % margin; F includes the 1 s measurement equipment F_FME), and FCR-N's frequency-domain "
+            "performance (requirement 9):", "",
+            "| product | smallest \\|1 + F G\\| | beyond 0.43 | performance | chain |", "|---|---|---|---|---|", *rows]
 
 
 def write_report(out_dir: Path) -> Path:

@@ -53,6 +53,9 @@ class TestRun:
     ffr_level_hz: float | None = None  # None: the io_map's
     mode: str = "passive"
     log_dir: Path | None = None  # where the grid log's files go (None: no files)
+    t_fme_s: float = 1.0  # measurement equipment of the evaluation (0: the test frequency went through the meter)
+    inverter_delay_s: float | None = None  # simulation: the inverter's dead time (None: the io_map's)
+    inverter_tau_s: float | None = None  # simulation: its response time constant (None: the io_map's)
 
 
 def grid_program(io_map: IoMap) -> str:
@@ -78,7 +81,33 @@ def prepare(run: TestRun) -> tuple[IoMap, Sequence]:
     seq = sequence(run.product, run.test, ffr.activation_hz)
     if run.test == "ler":
         io_map = _with_start_soc(io_map, params, run)
-    return io_map, seq
+    return _with_inverter(io_map, run), seq
+
+
+def _with_inverter(io_map: IoMap, run: TestRun) -> IoMap:
+    """The simulated inverter with the dead time and time constant asked for (a real unit's delays)."""
+    changes = {k: v for k, v in (("command_delay_s", run.inverter_delay_s), ("response_tau_s", run.inverter_tau_s))
+               if v is not None}
+    plant = _plant(io_map)
+    if not changes or plant is None:
+        return io_map
+    options = io_map.device_options[plant]
+    options = attrs.evolve(options, inverter=attrs.evolve(options.inverter, **changes))
+    return attrs.evolve(io_map, device_options={**io_map.device_options, plant: options})
+
+
+def _plant(io_map: IoMap) -> str | None:
+    return next((d.name for d in io_map.devices if d.driver == "sim"), None)
+
+
+def chain_meta(io_map: IoMap, run: TestRun) -> dict[str, float]:
+    """The delays of the chain under test, for the report."""
+    meta: dict[str, float] = {"t_fme_s": run.t_fme_s}
+    plant = _plant(io_map)
+    if plant is not None:
+        inverter = io_map.device_options[plant].inverter
+        meta.update(inverter_delay_s=inverter.command_delay_s, inverter_tau_s=inverter.response_tau_s)
+    return meta
 
 
 def _with_start_soc(io_map: IoMap, params: object, run: TestRun) -> IoMap:
@@ -90,7 +119,8 @@ def _with_start_soc(io_map: IoMap, params: object, run: TestRun) -> IoMap:
         soc = control.soc_max_pct - margin - minutes_pct
     else:
         soc = control.soc_min_pct + margin + minutes_pct
-    plant = next(d.name for d in io_map.devices if d.driver == "sim")
+    plant = _plant(io_map)
+    assert plant is not None, "the LER start SOC is set on the simulated plant"
     options = io_map.device_options[plant]
     options = attrs.evolve(options, battery=attrs.evolve(options.battery, initial_soc_pct=round(soc, 3)))
     return attrs.evolve(io_map, device_options={**io_map.device_options, plant: options})
@@ -176,6 +206,7 @@ def simulate_test(run: TestRun, progress: Callable[[float, float], None] | None 
     recording = Recording(run.product, run.test, run.capacity_w, site.period_s, "simulation")
     rows.into(recording)
     recording.meta.update(unit_meta(io_map))
+    recording.meta.update(chain_meta(io_map, run))
     recording.meta.update(io_map=run.io_map, mode=run.mode,
                           log_session=log_session(run.product, run.test, _ffr_level(io_map)),
                           log_files=[str(p) for p in (grid_log.files if grid_log else [])],

@@ -1,21 +1,34 @@
-"""Sine tests: the unit's frequency response and the Nyquist stability margin.
+"""Sine tests: the unit's frequency response, its stability margin and its performance.
 
 Gain and phase of power against frequency at each test period come from least-squares fits
 of a sine at the test frequency (`a sin wt + b cos wt + c`) to the measured power change and
 to the applied frequency over whole periods. The unit's normalised transfer function is
 
-    F(jw) = -(P(jw) / f(jw)) * band / C       (F = 1 for an ideal, instantaneous droop)
+    F(jw) = -(P(jw) / f(jw)) * band / C * F_FME(jw)      (F = F_FME for an ideal droop)
 
-and the open loop with the grid model of the Nordic FCR technical requirements (section 3.2,
-equation 11; parameters of its table for stability):
+F_FME = 1 / (T_FME s + 1), T_FME = 1 s, is the measurement equipment the requirements assume
+(TR 3.2, 4.4, 5): the test frequency is applied in software, after the real meter, so the
+meter's own delay is missing from the measured response and the evaluation puts it back. It
+is not a filter to add in the unit (T_FME = 0 when the test signal goes through the real meter).
+
+The grid model of the Nordic FCR technical requirements (TR 3.2, equation 11):
 
     G(s) = (dP_FCR / df_FCR) * (f0 / S_n) / (2 H s + K_f f0),   H = E_k / S_n
 
-FCR-N: dP = 600 MW over 0.1 Hz, S_n = 42 000 MW, E_k = 190 000 MWs; FCR-D: dP = 1450 MW over
-0.4 Hz, S_n = 23 000 MW, E_k = 120 000 MWs; K_f = 0.01, f0 = 50 Hz. The requirement: the
-Nyquist curve F G stays outside the circle of radius 0.43 around -1, i.e. |1 + F G| >= 0.43 at
-every test period. The applied test frequency enters before the unit's frequency filter, so the
-measured F already contains the measurement's time constant (no separate F_FME factor).
+with the *stability* parameters of TR Table 7 for both products (S_n = 23 000 MW,
+E_k = 120 000 MWs; FCR-N 600 MW over 0.1 Hz, FCR-D 1450 MW over 0.4 Hz) and the *performance*
+parameters (S_n = 42 000 MW, E_k = 190 000 MWs) for the FCR-N performance requirement only;
+K_f = 0.01, f0 = 50 Hz.
+
+- Requirement 8, stability: the Nyquist curve F G stays outside the circle of radius 0.43
+  around -1, |1 + F G| >= 0.43 at every test period; with the 95 % acceptance margin a result
+  down to 0.95 x 0.43 = 0.4085 is accepted.
+- Requirement 9, FCR-N frequency-domain performance: the closed loop from a disturbance to the
+  frequency stays below the inverse of the disturbance profile D(s) = 1 / (70 s + 1):
+  |G(jw) / (1 + F(jw) G(jw))| <= 1 / |D(jw)|, accepted with the 95 % margin as
+  0.95 |G / (1 + F G)| <= 1 / |D| (the same form as an open FCR evaluation script,
+  "Generate plots proving stability of the FCR system given sine test results").
+  Reported as the ratio |D G / (1 + F G)| against 1 / 0.95.
 """
 
 from __future__ import annotations
@@ -26,7 +39,12 @@ import math
 import attrs
 import numpy as np
 
-STABILITY_RADIUS = 0.43
+STABILITY_RADIUS = 0.43  # requirement 8
+ACCEPTANCE = 0.95  # the 95 % acceptance margin of the requirements
+ACCEPTED_RADIUS = STABILITY_RADIUS * ACCEPTANCE  # 0.4085
+PERFORMANCE_LIMIT = 1.0 / ACCEPTANCE  # requirement 9: |D G / (1 + F G)| <= 1, accepted to 1/0.95
+DISTURBANCE_TAU_S = 70.0  # D(s) = 1 / (70 s + 1)
+T_FME_S = 1.0  # measurement equipment of the requirements
 F0_HZ = 50.0
 
 
@@ -44,20 +62,43 @@ class GridModel:
         return (self.dp_mw / self.df_hz) * (F0_HZ / self.s_n_mw) / (2.0 * h * s + self.k_f * F0_HZ)
 
 
-GRID_FCR_N = GridModel(600.0, 0.1, 42_000.0, 190_000.0)
-GRID_FCR_D = GridModel(1450.0, 0.4, 23_000.0, 120_000.0)
+STABILITY_FCR_N = GridModel(600.0, 0.1, 23_000.0, 120_000.0)
+STABILITY_FCR_D = GridModel(1450.0, 0.4, 23_000.0, 120_000.0)
+PERFORMANCE_FCR_N = GridModel(600.0, 0.1, 42_000.0, 190_000.0)
 
 
-def grid_model(product: str) -> GridModel:
-    return GRID_FCR_N if product == "fcr-n" else GRID_FCR_D
+def stability_model(product: str) -> GridModel:
+    return STABILITY_FCR_N if product == "fcr-n" else STABILITY_FCR_D
+
+
+def performance_model(product: str) -> GridModel | None:
+    """The model of the frequency-domain performance requirement (FCR-N only)."""
+    return PERFORMANCE_FCR_N if product == "fcr-n" else None
+
+
+def f_fme(w_rad_s: float, t_fme_s: float = T_FME_S) -> complex:
+    return 1.0 / (1.0 + 1j * w_rad_s * t_fme_s)
+
+
+def disturbance(w_rad_s: float) -> complex:
+    return 1.0 / (1.0 + 1j * w_rad_s * DISTURBANCE_TAU_S)
 
 
 def fit_sine(t: np.ndarray, x: np.ndarray, period_s: float) -> complex:
     """Phasor X with x(t) ~ c + Re(X e^{jwt}), by least squares."""
+    return fit_sine_detail(t, x, period_s)[0]
+
+
+def fit_sine_detail(t: np.ndarray, x: np.ndarray, period_s: float) -> tuple[complex, float]:
+    """The phasor and the share of x's variance the fitted sine explains (1 = a pure sine)."""
     w = 2.0 * math.pi / period_s
     basis = np.column_stack([np.sin(w * t), np.cos(w * t), np.ones_like(t)])
-    (a, b, _), *_ = np.linalg.lstsq(basis, x, rcond=None)
-    return complex(b, -a)
+    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
+    a, b, _ = coef
+    residual = x - basis @ coef
+    var = float(np.var(x))
+    explained = 1.0 - float(np.var(residual)) / var if var > 0 else 0.0
+    return complex(b, -a), explained
 
 
 @attrs.frozen
@@ -67,8 +108,21 @@ class SinePoint:
     period_s: float
     f_amplitude_hz: float
     p_amplitude_w: float
-    f_norm: complex  # F(jw), normalised
-    g: complex  # grid model G(jw)
+    f_unit: complex  # the measured response, normalised (1 for an ideal droop)
+    g: complex  # stability grid model G(jw)
+    t_fme_s: float = T_FME_S
+    g_performance: complex | None = None  # performance grid model (FCR-N), None: not judged
+    sine_share: float = 1.0  # share of the power's variance the fitted sine explains
+    cycle_gains: tuple[float, ...] = ()  # |F| of each measured cycle alone
+
+    @property
+    def w(self) -> float:
+        return 2.0 * math.pi / self.period_s
+
+    @property
+    def f_norm(self) -> complex:
+        """F(jw): the unit with the measurement equipment of the requirements."""
+        return self.f_unit * f_fme(self.w, self.t_fme_s)
 
     @property
     def gain(self) -> float:
@@ -84,14 +138,50 @@ class SinePoint:
 
     @property
     def margin(self) -> float:
-        """Distance of F G from -1."""
+        """Distance of F G from -1 (requirement 8)."""
         return abs(1.0 + self.open_loop)
+
+    @property
+    def performance(self) -> float:
+        """|D G / (1 + F G)| with the performance model (requirement 9; <= 1 required)."""
+        if self.g_performance is None:
+            return math.nan
+        g = self.g_performance
+        return abs(disturbance(self.w) * g / (1.0 + self.f_norm * g))
+
+    @property
+    def cycle_spread(self) -> float:
+        """Largest deviation of one cycle's gain from the whole fit's, as a share of it."""
+        whole = abs(self.f_unit)
+        if not self.cycle_gains or whole == 0:
+            return math.nan
+        return max(abs(c - whole) for c in self.cycle_gains) / whole
 
 
 def sine_point(t: np.ndarray, f_hz: np.ndarray, dp_w: np.ndarray, period_s: float, band_hz: float,
-               capacity_w: float, model: GridModel) -> SinePoint:
-    """Fit one period's response and place it against the grid model."""
+               capacity_w: float, product: str, t_fme_s: float = T_FME_S) -> SinePoint:
+    """Fit one period's response and place it against the product's grid models."""
     f_ph = fit_sine(t, f_hz, period_s)
-    p_ph = fit_sine(t, dp_w, period_s)
-    f_norm = -(p_ph / f_ph) * band_hz / capacity_w
-    return SinePoint(period_s, abs(f_ph), abs(p_ph), f_norm, model.g(2.0 * math.pi / period_s))
+    p_ph, share = fit_sine_detail(t, dp_w, period_s)
+    f_unit = -(p_ph / f_ph) * band_hz / capacity_w
+    w = 2.0 * math.pi / period_s
+    perf = performance_model(product)
+    return SinePoint(period_s, abs(f_ph), abs(p_ph), f_unit, stability_model(product).g(w), t_fme_s,
+                     perf.g(w) if perf else None, share,
+                     _cycle_gains(t, f_hz, dp_w, period_s, band_hz, capacity_w))
+
+
+def _cycle_gains(t: np.ndarray, f_hz: np.ndarray, dp_w: np.ndarray, period_s: float, band_hz: float,
+                 capacity_w: float) -> tuple[float, ...]:
+    """|F| fitted on each whole cycle alone (a stationary, linear response repeats itself)."""
+    gains = []
+    start = float(t[0]) if len(t) else 0.0
+    n = int((float(t[-1]) - start + 1e-6) // period_s) if len(t) else 0
+    for k in range(n):
+        mask = (t >= start + k * period_s) & (t < start + (k + 1) * period_s)
+        if mask.sum() < 8:
+            continue
+        f_ph = fit_sine(t[mask], f_hz[mask], period_s)
+        p_ph = fit_sine(t[mask], dp_w[mask], period_s)
+        gains.append(abs(p_ph / f_ph) * band_hz / capacity_w)
+    return tuple(gains)

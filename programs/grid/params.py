@@ -57,7 +57,11 @@ class Params:
     # the same value in every new sample this long is a stuck meter (0: not checked; only for a
     # meter with mHz resolution: one showing 0.1 Hz steps holds 50.0 Hz for minutes)
     frequency_stuck_s: float = attrs.field(default=0.0, validator=v.ge(0))
-    filter_tau_s: float = attrs.field(default=1.0, validator=[v.ge(0), v.le(10)])
+    # first-order filter on the frequency the FCR products act on. Small: the requirements' 1 s
+    # (T_FME) is the meter's measurement, which the sine evaluation already adds; every 0.1 s here
+    # costs about 3.6 deg of phase at the 10 s sine, where FCR-D's stability margin is decided
+    # (docs/grid_services.md, "Stability and the chain's delays")
+    filter_tau_s: float = attrs.field(default=0.2, validator=[v.ge(0), v.le(10)])
     ler: bool = True  # limited energy reservoir: NEM and AEM
     test_timeout_s: float = attrs.field(default=5.0, validator=v.gt(0))
     keep_awake: bool = True  # no sleep (Idle) while a product is sold

@@ -39,11 +39,8 @@ def test_prequal_writes_report_plot_result_and_tso_log_and_exits_0_when_all_pass
 
 
 def test_prequal_exits_1_when_a_requirement_fails(tmp_path):
-    slow = tmp_path / "slow.toml"
-    slow.write_text(Path(COMMERCIAL).read_text().replace("[programs.params.log]",
-                                                         "filter_tau_s = 6.0\n[programs.params.log]"))
-    code = ems(["prequal", "--io-map", str(slow), "--product", "fcr-d-up", "--test", "ramp", "--capacity-w", "27000",
-                "--out", str(tmp_path / "out"), "--quiet"])
+    code = ems(["prequal", "--product", "fcr-d-up", "--test", "ramp", "--capacity-w", "27000",
+                "--inverter-delay-s", "3", "--out", str(tmp_path / "out"), "--quiet"])
     assert code == 1
     assert "**FAIL**" in (tmp_path / "out" / "report.md").read_text()
 
@@ -99,3 +96,10 @@ def test_sim_replays_a_frequency_profile_at_10_rows_per_second(tmp_path):
     assert float(at[75.0]["frequency_hz"]) == pytest.approx(49.76, abs=1e-3)
     assert float(at[75.0]["service_p_w"]) == pytest.approx(20_000.0 * (49.9 - 49.76) / 0.4, rel=0.05)
     assert float(at[75.0]["filtered_frequency_hz"]) == pytest.approx(49.76, abs=0.01)
+
+
+def test_prequal_refuses_a_negative_inverter_delay_in_one_line(tmp_path, capsys):
+    code = ems(["prequal", "--product", "fcr-d-up", "--test", "sine", "--inverter-delay-s", "-1", "--out",
+                str(tmp_path), "--quiet"])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == "ems prequal: --inverter-delay-s must be 0..5 s, got -1"
