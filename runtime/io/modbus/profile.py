@@ -19,6 +19,7 @@ from plc.tags import ModbusTable
 from runtime.config.files import parse_toml, raise_errors, read_text
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, _suggest, structure
+from runtime.io.modbus import window
 from runtime.io.modbus.codec import BIT_DTYPES, DTYPES, INTEGER_DTYPES, STRING_DTYPES, register_count
 from runtime.paths import IO_MAPS_DIR, PROFILE_DIR
 
@@ -102,6 +103,18 @@ class Register:
     # seconds; SunSpec's *_RvrtTms), or, without a timer, when the device's watchdog expires.
     reverts_after: str = ""
     revert_value: float | None = None
+    # A charge/discharge window (SunSpec model 124, runtime/io/modbus/window.py): a write of x
+    # here also writes -x into `mirror` and sets both `mode_bits` (this register's limit, the
+    # mirror's) of `mode_register`: the device confines its power to [-mirror, +this] = [x, x].
+    mirror: str = ""
+    mode_register: str = ""
+    mode_bits: tuple[int, int] | None = None
+    # Simulator: values derived from other registers of the image (ems/devsim/derived.py): the
+    # line-to-line voltage of two phase voltages, the energy delivered at a power register (+
+    # side), the SunSpec charge status (a `states` name) of a power (+ = discharge) and an SOC
+    sim_line_voltage: tuple[str, str] | None = None
+    sim_energy_of: str = ""
+    sim_charge_status: tuple[str, str] | None = None
     # Answered only to a read of exactly this register: the device shares the address with a
     # block register (the EM24's identification code at 0x000B, inside V L3-L1). Never merged
     # into a block read, exempt from the overlap check.
@@ -178,8 +191,10 @@ class Profile:
         return self.device.verify_writes if register.verify is None else register.verify
 
     def revert_timers(self, outputs: set[str]) -> list[str]:
-        """The revert-timer registers that guard any of these output registers."""
-        return sorted({self.registers[n].reverts_after for n in outputs if self.registers[n].reverts_after})
+        """The revert-timer registers that guard any of these output registers (or the registers
+        a write of them also writes: a window's mirror and mode register)."""
+        written = set(outputs) | {c for n in outputs for c in window.companions(self.registers[n])}
+        return sorted({self.registers[n].reverts_after for n in written if self.registers[n].reverts_after})
 
 
 def resolve_profile_path(profile: str = "", model: str = "") -> FsPath:
@@ -360,9 +375,22 @@ def _check_register(name: str, reg: Register, device: DeviceMeta, groups: dict[s
     if reg.min is not None and reg.max is not None and reg.min > reg.max:
         errors.add(path + ("min",), f"min {reg.min} is above max {reg.max}")
     _check_revert(path, reg, registers, errors)
-    if reg.plant_percent_of and reg.plant_percent_of not in registers:
-        errors.add(path + ("plant_percent_of",), f"no register named {reg.plant_percent_of!r}"
-                   f"{_suggest(reg.plant_percent_of, registers)}")
+    window.check(name, reg, registers, errors)
+    _check_simulated(path, reg, registers, errors)
+
+
+def _check_simulated(path: Path, reg: Register, registers: dict[str, Register], errors: Errors) -> None:
+    """The simulator keys name registers of this profile."""
+    named = {"plant_percent_of": (reg.plant_percent_of,) if reg.plant_percent_of else (),
+             "sim_energy_of": (reg.sim_energy_of,) if reg.sim_energy_of else (),
+             "sim_line_voltage": reg.sim_line_voltage or (), "sim_charge_status": reg.sim_charge_status or ()}
+    for key, names in named.items():
+        for other in names:
+            if other not in registers:
+                errors.add(path + (key,), f"no register named {other!r}{_suggest(other, registers)}")
+    if reg.sim_charge_status and not {"charging", "discharging", "holding", "full", "empty"} <= set(reg.states.values()):
+        errors.add(path + ("sim_charge_status",), "the register's states must name charging, discharging, holding, "
+                   "full and empty (the codes the simulator serves)")
 
 
 def _check_revert(path: Path, reg: Register, registers: dict[str, Register], errors: Errors) -> None:
