@@ -9,11 +9,14 @@ period. Failures are per block, so the right tags suffer:
   * a lost connection raises: the base class marks every tag BAD and reconnects with backoff.
 Each fault is counted and logged once per change; recovery is logged once too.
 Writes go out when a value changes (or every `rewrite_period_s`), are clamped to the
-register's min/max and read back when the profile allows verification.
+register's min/max and read back when the profile allows verification. A register declared as a
+charge/discharge window (SunSpec OutWRte with InWRte as its mirror and StorCtl_Mod as its mode
+register) is written with its mirror and mode register together (runtime/io/modbus/window.py).
 Communication loss: at every connect the driver first writes `revert_s` into the revert
 timers guarding its outputs (profile `reverts_after`), then rewrites those outputs every
 `revert_s / REWRITES_PER_REVERT`: while the controller lives they never lapse, and when it
-dies the device itself drops them back to their `revert_value` (0 W) within `revert_s`.
+dies the device itself drops them back to their `revert_value` (0 W; a SunSpec storage window:
+its limits released) within `revert_s`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from plc.tags import ModbusTable
 from runtime.clock import Clock
 from runtime.io import aio
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
-from runtime.io.modbus import codec, sunspec, transport
+from runtime.io.modbus import codec, sunspec, transport, window
 from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint, check_points, parse_options
 from runtime.io.modbus.plan import Block, plan_reads
 from runtime.io.modbus.profile import Register
@@ -104,7 +107,8 @@ class ModbusDriver(Driver):
         names |= {regs[p.address.register].scale_register for p in outputs
                   if p.address.register and regs[p.address.register].scale_register}
         self._read_names = names
-        self._bound = names | {p.address.register for p in outputs if p.address.register}
+        written = {p.address.register for p in outputs if p.address.register}
+        self._bound = names | written | {c for n in written for c in window.companions(regs[n])}
         self._plan()
         self._raw: dict[str, Any] = {}
         self._last_words: dict[str, Written] = {}
@@ -115,6 +119,7 @@ class ModbusDriver(Driver):
         self._silent = False
         self._bad_sf: set[str] = set()  # scale factors out of range, logged once each
         self._references: dict[str, float] = {}  # percent_of bases, read once per connection
+        self._windows: dict[str, float] = {}  # window register -> the value its window was last closed on
         self._heartbeat = 0
         self._next_heartbeat = -math.inf
         self._timers = config.profile.revert_timers({p.address.register for p in outputs if p.address.register})
@@ -395,15 +400,34 @@ class ModbusDriver(Driver):
                 value = self._as_percent(name, point.address.percent_of, value)
                 if value is None:
                     continue
-            words = self._words_for(name, reg, value)
-            if words is None:
-                continue
-            last = self._last_words.get(name)
-            rewrite = self._rewrite_period(reg)
-            if last is not None and last.words == words and not (rewrite and now - last.at >= rewrite):
-                continue
-            if self._write(name, reg, words, now) is False:
+            if self._write_output(name, reg, value, now) is False:
                 return  # the device is silent: the rest waits for the next poll
+
+    def _write_output(self, name: str, reg: Register, value: Any, now: float) -> bool | None:
+        """One output register (a window: with its mirror and mode register), written when its
+        value changed or its rewrite is due; False when the device is silent."""
+        if reg.mirror:
+            value = self._clamp(name, reg, value)
+        plan = window.steps(name, reg, value, self._windows.get(name)) if reg.mirror else [(name, value)]
+        writes = []
+        for register, number in plan:
+            target = self.profile.registers[register]
+            words = self._words_for(register, target, number)
+            if words is None:
+                return None
+            writes.append((register, target, words))
+        last = self._last_words.get(name)
+        rewrite = self._rewrite_period(reg)
+        unchanged = all(self._last_words.get(r, Written([], 0.0)).words == words for r, _, words in writes)
+        if last is not None and unchanged and not (rewrite and now - last.at >= rewrite):
+            return True
+        for register, target, words in writes:
+            result = self._write(register, target, words, now)
+            if not result:
+                return result  # the rest of a window waits: its mode goes out only after both rates
+        if reg.mirror:
+            self._windows[name] = value
+        return True
 
     def _rewrite_period(self, reg: Register) -> float:
         """How often an unchanged output is written again (0: only on change)."""
@@ -473,14 +497,7 @@ class ModbusDriver(Driver):
                 self._note_write(name, f"{value!r} does not fit in bits {reg.bits[0]}..{reg.bits[0] + width - 1}")
                 return None
             return [field]
-        clamped = value
-        if reg.min is not None and clamped < reg.min:
-            clamped = reg.min
-        if reg.max is not None and clamped > reg.max:
-            clamped = reg.max
-        if clamped != value:
-            self._note_write(name, f"{value:g} {reg.unit} is outside {reg.min}..{reg.max}; sent {clamped:g}")
-        number = (clamped - reg.offset) / reg.scale
+        number = (self._clamp(name, reg, value) - reg.offset) / reg.scale
         if reg.scale_register:
             sf = self._checked_sf(reg.scale_register, self._scale_factor(reg.scale_register))
             if sf is None:
@@ -493,6 +510,17 @@ class ModbusDriver(Driver):
             self.stats.write_errors += 1
             self._note_write(name, str(exc))
             return None
+
+    def _clamp(self, name: str, reg: Register, value: Any) -> Any:
+        """`value` within the register's min/max (a clamp is logged once)."""
+        clamped = value
+        if reg.min is not None and clamped < reg.min:
+            clamped = reg.min
+        if reg.max is not None and clamped > reg.max:
+            clamped = reg.max
+        if clamped != value:
+            self._note_write(name, f"{value:g} {reg.unit} is outside {reg.min}..{reg.max}; sent {clamped:g}")
+        return clamped
 
     def _scale_factor(self, name: str) -> Any:
         if name not in self._raw:  # not read yet (the first write comes before the first read)

@@ -24,7 +24,7 @@ from attrs import validators as v
 from plc.tags import Area
 from runtime.config.lines import Path
 from runtime.config.structure import MISSING, ConfigErrors, Errors, _suggest, structure
-from runtime.io.modbus import codec
+from runtime.io.modbus import codec, window
 from runtime.io.modbus.profile import Profile, known_models, load_profile, resolve_profile_path
 
 META = ("online", "fault_count", "timeouts", "exceptions", "bad_responses", "write_errors",
@@ -192,7 +192,9 @@ def _check_output(point: ModbusPoint, reg: Any, path: Path, outputs: dict[str, s
     if point.bit is not None:
         return [(path + ("bit",), "an output writes a whole register or a bit field of the profile (bits = [lsb, "
                  "width], written read-modify-write); bit = N is for inputs")]
-    if point.register in outputs:
-        return [(path + ("register",), f"register {point.register!r} is already written by tag {outputs[point.register]!r}")]
-    outputs[point.register] = tag
+    claimed = (point.register, *window.companions(reg))  # a window's write also writes its mirror and mode
+    taken = next((name for name in claimed if name in outputs), None)
+    if taken is not None:
+        return [(path + ("register",), f"register {taken!r} is already written by tag {outputs[taken]!r}")]
+    outputs.update(dict.fromkeys(claimed, tag))
     return []
