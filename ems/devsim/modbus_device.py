@@ -5,7 +5,9 @@ address" exception, as a real device would), keeps engineering values in the pro
 byte/word order and scaling, applies client writes, and optionally follows a plant
 simulator through each register's `plant_var`. Like the real device it falls back by itself:
 `expire()` returns a register to its `revert_value` when no client has written it for the
-time in its revert timer (or, for a fixed watchdog, since the heartbeat last changed).
+time in its revert timer (or, for a fixed watchdog, since the heartbeat last changed); the
+registers one timer guards (SunSpec InOutWRte_RvrtTms: OutWRte, InWRte, StorCtl_Mod) count one
+silence, from the last write of any of them, and revert together.
 `Faults` switches on the bad behaviour the driver must survive: exception replies, silence,
 short or garbled replies, disconnects.
 """
@@ -84,6 +86,7 @@ class ProfileDevice:
         simdata = self._simdata_shared() if self.shared else self._simdata()
         self.sim_device = SimDevice(id=self.unit_id, simdata=simdata, action=self._action)
         self._runtime: Any = None  # pymodbus's live register store, known once served
+        self._guarded = self._guard_groups(profile)
 
     # --- building ------------------------------------------------------------------------------
     def _read_only(self) -> dict[ModbusTable, dict[int, bool]]:
@@ -263,33 +266,48 @@ class ProfileDevice:
             self._last_beat = value
         self.written_at[name] = self.clock()
 
+    @staticmethod
+    def _guard_groups(profile: Profile) -> list[tuple[str, ...]]:
+        """The registers that fall back together: those one revert timer guards; each register
+        under the device's watchdog alone."""
+        groups: dict[str, list[str]] = {}
+        for name, reg in profile.registers.items():
+            if reg.revert_value is not None:
+                groups.setdefault(reg.reverts_after or f"watchdog:{name}", []).append(name)
+        return [tuple(names) for names in groups.values()]
+
     def expire(self) -> list[str]:
-        """Revert every guarded register whose timer ran out; return their names."""
+        """Revert every guarded register whose timer ran out; return their names. The clients
+        hear of the new values only once the whole group has reverted."""
         now = self.clock()
-        expired = []
-        for name, reg in self.profile.registers.items():
-            timeout, since = self._guard(name, reg)
+        expired: list[str] = []
+        for group in self._guarded:
+            timeout, since = self._guard(group)
             if timeout > 0 and since is not None and now - since >= timeout:
-                expired.append(name)
+                expired.extend(group)
+        changed = []
         for name in expired:
             self.written_at.pop(name, None)  # disarmed until the next client write
             value = self.profile.registers[name].revert_value
             if self.get(name) != value:
                 log.info("simulated %s: %s reverts to %g (no write for its revert time)", self.profile.name, name, value)
                 self.set(name, value)
-                if self.on_write is not None:
-                    self.on_write(name, self.get(name))
+                changed.append(name)
+        for name in changed:
+            if self.on_write is not None:
+                self.on_write(name, self.get(name))
         return expired
 
-    def _guard(self, name: str, reg: Register) -> tuple[float, float | None]:
-        """(timeout, start of the silence) of one register; timeout 0 = not guarded."""
-        if reg.revert_value is None:
-            return 0.0, None
+    def _guard(self, group: tuple[str, ...]) -> tuple[float, float | None]:
+        """(timeout, start of the silence) of a group of guarded registers; timeout 0 = not
+        guarded. A revert timer counts from the last write of any register it guards."""
+        reg = self.profile.registers[group[0]]
         if reg.reverts_after:
-            return float(self.get(reg.reverts_after)), self.written_at.get(name)
+            writes = [self.written_at[n] for n in group if n in self.written_at]
+            return float(self.get(reg.reverts_after)), max(writes, default=None)
         device = self.profile.device
         beat = self.written_at.get(device.heartbeat_register)
-        if not device.watchdog_s or beat is None or name not in self.written_at:
+        if not device.watchdog_s or beat is None or group[0] not in self.written_at:
             return 0.0, None
         return device.watchdog_s, beat
 

@@ -4,6 +4,11 @@ Reading: `refresh()` copies each bound plant variable into its read-only registe
 by `plant_scale`, or translated through `plant_map`). Writing: a client's write to a bound
 writable register sets the plant variable (the inverse). The binding is data: the profile's
 `plant_var` / `plant_scale` / `plant_map`, overridden per device by the io_map's `sim_vars`.
+A bound rate register declared as a charge/discharge window (`mirror`, `mode_register`: SunSpec
+OutWRte, InWRte, StorCtl_Mod) drives its plant variable with the window's point nearest to 0
+(ems/devsim/window.py) whenever any of the three changes. Registers derived from others of the
+image (`sim_line_voltage`, `sim_energy_of`, `sim_charge_status`) follow every refresh
+(ems/devsim/derived.py).
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import logging
 import threading
 from typing import Any
 
+from ems.devsim.derived import Derived
 from ems.devsim.modbus_device import ProfileDevice
+from ems.devsim.window import window_point
 from runtime.io.modbus.profile import Register
 
 log = logging.getLogger(__name__)
@@ -53,6 +60,10 @@ class PlantLink:
             if name not in self.bindings:
                 log.warning("simulated %s: register %s: the plant has no variable %r", device.profile.name, name, var)
         self._errors: dict[str, str] = {}
+        # every register of a bound window -> its rate register (the one bound to the plant)
+        self._window_of = {member: name for name in self.bindings if regs[name].mirror
+                           for member in (name, regs[name].mirror, regs[name].mode_register) if member}
+        self.derived = Derived(device)
         device.on_write = self.on_write
 
     def refresh(self) -> None:
@@ -68,6 +79,7 @@ class PlantLink:
                 self.device.set(name, self._to_register(reg, value))
             except (KeyError, ValueError, TypeError, OverflowError) as exc:
                 self._once(name, f"cannot show {value!r}: {exc}")
+        self.derived.update()
 
     def _to_register(self, reg: Register, value: Any) -> Any:
         if reg.plant_map:
@@ -86,6 +98,9 @@ class PlantLink:
 
     def on_write(self, name: str, value: Any) -> None:
         """Register written by a client -> plant command."""
+        if name in self._window_of:
+            self._follow_window(self._window_of[name])
+            return
         var = self.bindings.get(name)
         if var is None:
             return
@@ -104,6 +119,22 @@ class PlantLink:
             plant_value = float(value) * reg.plant_scale
         with self.lock:
             self.plant.set(var, plant_value)
+
+    def _follow_window(self, name: str) -> None:
+        """The plant follows the window of rate register `name`: its point nearest to 0."""
+        reg = self.device.profile.registers[name]
+        mode = int(self.device.get(reg.mode_register)) if reg.mode_register else None
+        pct = window_point(float(self.device.get(name)), float(self.device.get(reg.mirror)), mode, reg.mode_bits)
+        if pct is None:
+            self._once(name, f"empty window: {reg.mirror} {self.device.get(reg.mirror):g} forbids what {name} "
+                       f"{self.device.get(name):g} allows; 0 W")
+            pct = 0.0
+        if reg.plant_percent_of:
+            plant_value = pct / 100.0 * float(self.device.get(reg.plant_percent_of))
+        else:
+            plant_value = pct * reg.plant_scale
+        with self.lock:
+            self.plant.set(self.bindings[name], plant_value)
 
     def _once(self, name: str, message: str) -> None:
         if self._errors.get(name) != message:
