@@ -60,18 +60,21 @@ def test_an_unguarded_setpoint_is_still_written_only_on_change(serve, run) -> No
     holds_for(lambda: scan() or names(inverter.device).count("charge_from_grid") == 1, 0.5, "no rewrites")
 
 
-def test_the_device_reverts_to_zero_within_revert_s_of_the_controllers_death(serve, run) -> None:  # type: ignore[no-untyped-def]
+def test_the_device_releases_the_window_within_revert_s_of_the_controllers_death(serve, run) -> None:  # type: ignore[no-untyped-def]
+    """SunSpec InOutWRte_RvrtTms: both rates back to their default 100 % and StorCtl_Mod to 0 (the
+    limits released: the inverter's own mode; 0 W in the simulator, tests/io/test_storage_window.py)."""
     inverter = serve("sunspec_inverter_storage")
     driver = run(modbus_driver("sunspec_inverter_storage", inverter.port, [],
                                [point("rate", register="out_w_rate_pct")], revert_s=1.0))
     scan = lambda: driver.stage(tuple([80.0]))  # noqa: C409
-    wait_until(lambda: scan() or inverter.device.get("out_w_rate_pct") == pytest.approx(80.0))
+    wait_until(lambda: scan() or inverter.device.get("storage_control_mode") == 3)
     driver.stop()  # the controller dies
     died = time.monotonic()
-    last_write = inverter.device.written_at["out_w_rate_pct"]
-    wait_until(lambda: "out_w_rate_pct" in inverter.device.expire(), 3.0, "the setpoint reverts")
+    window = ("out_w_rate_pct", "in_w_rate_pct", "storage_control_mode")
+    last_write = max(inverter.device.written_at[name] for name in window)
+    wait_until(lambda: set(window) <= set(inverter.device.expire()), 3.0, "the window reverts")
     reverted = time.monotonic()
-    assert inverter.device.get("out_w_rate_pct") == 0.0
+    assert [inverter.device.get(name) for name in window] == [100.0, 100.0, 0]
     assert 1.0 <= reverted - last_write < 1.5
     assert reverted - died < 1.5
 

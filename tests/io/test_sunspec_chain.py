@@ -6,7 +6,7 @@ scans the simulated inverter and finds the chain and sensible values."""
 from __future__ import annotations
 
 import pytest
-from io_kit import GOOD, point, profile, value_of, wait_until
+from io_kit import GOOD, modbus_driver, point, profile, value_of, wait_until
 from sunspec2.modbus.client import SunSpecModbusClientDeviceTCP
 
 from ems.devsim.modbus_device import DeviceServer
@@ -117,5 +117,34 @@ def test_pysunspec2_scans_the_simulated_inverter_and_finds_the_chain_and_sensibl
         inverter_model.read()
         assert inverter_model.W.cvalue == pytest.approx(2500.0)
         assert inverter_model.Hz.cvalue == pytest.approx(50.02)
+    finally:
+        client.close()
+
+
+def test_pysunspec2_reads_the_window_charge_status_energy_and_line_voltages_of_a_discharging_inverter(  # type: ignore[no-untyped-def]
+        serve_plant, run) -> None:
+    inverter = serve_plant("sunspec_inverter_storage")
+    driver = run(modbus_driver("sunspec_inverter_storage", inverter.server.port, [],
+                               [point("p_set", register="out_w_rate_pct", percent_of="w_cha_max")]))
+    scan = lambda: driver.stage(tuple([2000.0]))  # noqa: C409 - a new tuple each scan, as the scan stages them
+    wait_until(lambda: scan() or inverter.server.device.get("energy_ac") >= 2_500_001, 8.0, "energy counted")
+    client = SunSpecModbusClientDeviceTCP(slave_id=1, ipaddr="127.0.0.1", ipport=inverter.server.port, timeout=2)
+    try:
+        client.scan()
+        storage = client.models[124][0]
+        storage.read()
+        assert storage.StorCtl_Mod.value == 3
+        assert storage.OutWRte.cvalue == pytest.approx(40.0) and storage.InWRte.cvalue == pytest.approx(-40.0)
+        assert storage.ChaSt.value == 3  # DISCHARGING
+        assert 45.0 < storage.ChaState.cvalue < 55.0  # the home plant starts at 50 %
+        inverter_model = client.models[103][0]
+        inverter_model.read()
+        assert inverter_model.W.cvalue == pytest.approx(2000.0, abs=20.0)
+        assert 2_500_001 <= inverter_model.WH.cvalue < 2_500_010  # from the 2.5 MWh it started at
+        phase = inverter_model.PhVphA.cvalue
+        assert 220.0 < phase < 240.0
+        assert inverter_model.PPVphAB.cvalue == pytest.approx(3 ** 0.5 * phase, rel=0.01)
+        assert inverter_model.PPVphBC.cvalue == pytest.approx(3 ** 0.5 * inverter_model.PhVphB.cvalue, rel=0.01)
+        assert inverter_model.PPVphCA.cvalue == pytest.approx(3 ** 0.5 * inverter_model.PhVphC.cvalue, rel=0.01)
     finally:
         client.close()
