@@ -2,17 +2,35 @@
 
 A hook after each scan samples the image at 10 Hz while a test frequency drives the services
 and at 1 Hz in operation (every n-th scan, so at most the scan rate; `[programs.params.log]` of
-the grid_services program), and drops the row into a bounded deque: it never waits, never does IO. A writer thread drains the deque
-into files and deletes files older than `keep_days` (at least 14).
+the grid_services program), and drops the row into a bounded deque: it never waits, never does
+IO. A writer thread drains the deque into files and deletes files older than `keep_days` (at
+least 14). Nothing is logged while no product is sold and no test runs.
 
-Nothing is logged while no product is sold and no test runs.
+The format is the Nordic TSOs' (TR v1.1 section 6.2.1 and Table 18; the text at hand is the
+companion "Test Program for Prequalification of FCR in the Nordic Synchronous Area", 28 March
+2025, section 11.1 and its Table 19 "Data exchange", which both name):
 
-Files: `[Resource]_[Service]_[TestType]_[Area]_[TZ]_[Interval]_[SamplingRate].csv`, e.g.
-`SIMCOMMERCIAL_FCR-D-UP_RAMP_SE3_UTC_20260101T000010-20260101T001741_10Hz.csv`; the interval is
-`start-end` in `YYYYMMDDThhmmss` local time. Operation is logged in one file per day
-(TestType `OPERATION`); a test gets its own file from its first to its last row (written as
-`.part` until it ends). Rows: timestamp `YYYYMMDDThhmmss.nnn`, comma separated, decimal point,
-at least 3 decimals.
+* ASCII, comma separated, decimal point, every line ended by CRLF; a header row, then one row
+  per sample: `DateTime` (`YYYYMMDDThhmmss.nnn`, the site's time zone) and the signals.
+* File name `[Resource]_[Service]_[TestType]_[Area]_[Timezone]_[Interval]_[SamplingRate].csv`:
+  Service `Fcrn`, `FcrdUp`, `FcrdDo`; Interval `YYYYMMDDThhmm-YYYYMMDDThhmm` (the minutes of the
+  first and the last row; a day file `...T0000-...T2359`); SamplingRate the nominal interval
+  between rows, in milliseconds below 1 s (`100ms`), else in seconds (`1s`); TestType `Operation`
+  for operation. E.g. `SIMCOMMERCIAL_FcrdUp_Ramp_SE3_UTC_20260101T0000-20260101T0017_100ms.csv`.
+* A sine test gives one file per sine period, the period in the TestType (`Sine40`) and after
+  every column header (`DateTime40,InsAcPow40,GridFreq40,...`), as the Test Program asks.
+
+Ours, not the TSOs': the Service `Ffr` (FFR is not in the FCR documents) and, when several
+products are sold, their tokens joined by `-` (`Fcrn-FcrdUp`); the TestType tokens of the tests
+(the TR's Appendix 2 test ids were not at hand): `Step`, `Sine<period>`, `Ramp`, `Linearity`,
+`Ler`, `Ffr<level>` (`Ffr49.5`), `Test` for a test frequency written by another client; the
+Timezone `UTC` or `UTC+hhmm` (the offset of the file's first row).
+
+SIGNALS declares every column once: its header, the tags it is made of, the conversion to the
+logged unit (W -> MW with 7 decimals: 0.1 W is visible), which files carry it (Table 18/19 has
+columns for tests, for operation or both) and whether the header is the table's or ours
+(`ours=True`, named in the table's style). Operation is logged in one file per day; a test gets
+its own file from its first to its last row, written as `.part` until it ends.
 """
 
 from __future__ import annotations
@@ -30,35 +48,130 @@ from zoneinfo import ZoneInfo
 import attrs
 
 from plc.program import ScanContext
+from programs.enums import SiteState
+from programs.grid.products import FCR_D_DOWN, FCR_D_UP, FCR_N, ProductSpec
 
 log = logging.getLogger(__name__)
 
-PRODUCT_LABELS = (("fcr_n", "FCR-N"), ("fcr_d_up", "FCR-D-UP"), ("fcr_d_down", "FCR-D-DOWN"), ("ffr", "FFR"))
-# column, tag, decimals (None: a flag or a state written as an integer)
-SIGNALS: tuple[tuple[str, str, int | None], ...] = (
-    ("active_power_w", "inverter_p_w", 3),
-    ("grid_frequency_hz", "frequency_measured_hz", 4),
-    ("applied_frequency_hz", "frequency_input_hz", 4),
-    ("filtered_frequency_hz", "frequency_filtered_hz", 4),
-    ("baseline_w", "baseline_effective_w", 3),
-    ("service_power_w", "service_response_w", 3),
-    ("setpoint_w", "inverter_p_setpoint_w", 3),
-    ("test_mode", "test_frequency_in_use", None),
-    ("frequency_ok", "frequency_ok", None),
-    ("site_state", "site_state", None),
-    *((f"{key}_capacity_w", f"{key}_capacity_w", 3) for key, _ in PRODUCT_LABELS),
-    *((f"{key}_maintained_w", f"{key}_maintained_w", 3) for key, _ in PRODUCT_LABELS),
-    ("ffr_state", "ffr_state", None),
-    ("soc_pct", "soc_pct", 3),
-    ("endurance_up_min", "endurance_up_min", 3),
-    ("endurance_down_min", "endurance_down_min", 3),
-    *(item for key, _ in PRODUCT_LABELS[:3] for item in (
-        (f"nem_allowed_{key}", f"nem_allowed_{key}", None), (f"nem_current_{key}", f"nem_current_{key}", 4),
-        (f"aem_active_{key}", f"aem_active_{key}", None), (f"aem_f_ref_{key}_hz", f"aem_f_ref_{key}_hz", 4))),
-    ("nem_power_w", "nem_p_w", 3),
+SERVICES = (("fcr_n", "Fcrn"), ("fcr_d_up", "FcrdUp"), ("fcr_d_down", "FcrdDo"), ("ffr", "Ffr"))  # Ffr: ours
+SERVICE_TOKENS = dict(SERVICES)
+FCR_SPECS: tuple[tuple[str, ProductSpec], ...] = (("Fcrn", FCR_N), ("FcrdUp", FCR_D_UP), ("FcrdDo", FCR_D_DOWN))
+CONT_MODES = {"Fcrn": "FCRN1", "FcrdUp": "FCRDUP1", "FcrdDo": "FCRDDOWN1"}  # ours: one parameter set a product
+OPERATION = "Operation"
+RUN = int(SiteState.RUN)
+
+MW = ".7f"  # 0.1 W visible
+NAN = float("nan")  # an empty cell
+HZ = ".4f"
+INT = "d"  # a flag (0/1) or a state
+TEXT = "s"
+
+
+@attrs.frozen
+class Signal:
+    """One column: `value(*tag values)` in the unit, written with format `fmt`."""
+
+    header: str
+    tags: tuple[str, ...]
+    value: Callable[..., Any]
+    fmt: str
+    files: str = "both"  # "test", "operation" or "both"
+    ours: bool = False  # True: not a Table 18/19 header (named in its style)
+
+
+def _mw(w: float) -> float:
+    return w / 1e6
+
+
+def _same(x: Any) -> Any:
+    return x
+
+
+def _flag(x: Any) -> int:
+    return int(bool(x))
+
+
+def _fcr_signals() -> list[Signal]:
+    """The per-product columns of the table, in its order."""
+    out: list[Signal] = []
+    for token, spec in FCR_SPECS:
+        out.append(Signal(f"ContMode_{token}", (f"{spec.key}_capacity_w",),
+                          lambda c, mode=CONT_MODES[token]: mode if c > 0 else "", TEXT))
+    for token, spec in FCR_SPECS:  # maintained capacity
+        out.append(Signal(f"Cap_{token}", (f"{spec.key}_maintained_w",), _mw, MW))
+    for token, spec in FCR_SPECS:  # the product's controller responds: sold, site running, frequency there
+        out.append(Signal(f"ContStatus_{token}", (f"{spec.key}_capacity_w", "site_state", "frequency_ok"),
+                          lambda c, state, ok: int(c > 0 and state == RUN and bool(ok)), INT))
+    for token, spec in FCR_SPECS:  # MW/Hz: the maintained capacity over the product's band
+        out.append(Signal(f"RegStr_{token}", (f"{spec.key}_maintained_w",),
+                          lambda w, band=spec.band_hz: w / band / 1e6, MW, files="operation"))
+    return out
+
+
+def _ler_signals() -> list[Signal]:
+    """Remaining endurance and NEM/AEM per product (LER entities)."""
+    out = [Signal("ResSize_Fcrn", ("fcr_n_capacity_w", "endurance_up_min", "endurance_down_min"),
+                  lambda c, up, down: min(up, down) if c > 0 else NAN, ".3f"),  # empty: not sold
+           Signal("ResSize_FcrdUp", ("fcr_d_up_capacity_w", "endurance_up_min"),
+                  lambda c, up: up if c > 0 else NAN, ".3f"),
+           Signal("ResSize_FcrdDo", ("fcr_d_down_capacity_w", "endurance_down_min"),
+                  lambda c, down: down if c > 0 else NAN, ".3f")]
+    for token, spec in FCR_SPECS:  # the product's NEM power, as programs/grid/ler.py makes it
+        out.append(Signal(f"NEM_MW_{token}", (f"{spec.key}_capacity_w", f"nem_current_{spec.key}"),
+                          lambda c, current, gain=spec.nem_gain: gain * c * current / 1e6, MW))
+    for token, spec in FCR_SPECS:
+        out.append(Signal(f"NEM_{token}", (f"nem_allowed_{spec.key}",), _flag, INT))
+    for token, spec in FCR_SPECS:
+        out.append(Signal(f"AEM_{token}", (f"aem_active_{spec.key}",), _flag, INT))
+    return out
+
+
+def _our_signals() -> list[Signal]:
+    out = [Signal("FiltFreq", ("frequency_filtered_hz",), _same, HZ, ours=True),
+           Signal("InvSetP", ("inverter_p_setpoint_w",), _mw, MW, ours=True),
+           Signal("TestMode", ("test_frequency_in_use",), _flag, INT, ours=True),
+           Signal("FreqOk", ("frequency_ok",), _flag, INT, ours=True),
+           Signal("SiteState", ("site_state",), int, INT, ours=True)]
+    out += [Signal(f"SoldCap_{token}", (f"{key}_capacity_w",), _mw, MW, ours=True) for key, token in SERVICES]
+    out += [Signal("Cap_Ffr", ("ffr_maintained_w",), _mw, MW, ours=True),
+            Signal("Activated_Ffr", ("ffr_p_w",), _mw, MW, ours=True),
+            Signal("FfrState", ("ffr_state",), int, INT, ours=True)]
+    for token, spec in FCR_SPECS:
+        out += [Signal(f"NEMAllowed_{token}", (f"nem_allowed_{spec.key}",), int, INT, ours=True),
+                Signal(f"NEMCurrent_{token}", (f"nem_current_{spec.key}",), _same, ".4f", ours=True),
+                Signal(f"AEMFref_{token}", (f"aem_f_ref_{spec.key}_hz",), _same, HZ, ours=True)]
+    out.append(Signal("NEM_MW", ("nem_p_w",), _mw, MW, ours=True))
+    return out
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal("InsAcPow", ("inverter_p_w",), _mw, MW),  # injection +, absorption -
+    Signal("GridFreq", ("frequency_measured_hz",), _same, HZ),
+    Signal("ApplFreqSig", ("frequency_input_hz",), _same, HZ, files="test"),  # the frequency the control took
+    *_fcr_signals(),
+    Signal("Pmin", ("limit_charge_w",), lambda w: -w / 1e6, MW),  # the limits now: variable, so every row
+    Signal("Pmax", ("limit_discharge_w",), _mw, MW),
+    Signal("CalcBaseline", ("baseline_effective_w",), _mw, MW),
+    Signal("ContOutSig", ("service_response_w",), _mw, MW),  # the services' response (MW)
+    *(Signal(f"Activated_{token}", (f"{spec.key}_p_w",), _mw, MW, files="operation") for token, spec in FCR_SPECS),
+    *_ler_signals(),
+    Signal("SOC", ("soc_pct",), _same, ".3f"),
+    *_our_signals(),
 )
-NAME = re.compile(r"^(?P<head>.+)_(?P<start>\d{8}T\d{6})-(?P<end>\d{8}T\d{6})_(?P<rate>[0-9.]+Hz)\.csv$")
+NAME = re.compile(r"^(?P<head>.+)_(?P<start>\d{8}T\d{4}(?:\d{2})?)-(?P<end>\d{8}T\d{4}(?:\d{2})?)_"
+                  r"(?P<rate>\d+(?:ms|s)|[0-9.]+Hz)\.csv$")  # also the seconds and Hz of files written before
 QUEUE_ROWS = 200_000  # about 5 h at 10 Hz if the disk stalls; older rows are dropped and counted
+
+
+@attrs.frozen
+class TestSession:
+    """What `ems prequal` names a test's file after; `suffix` goes after every column header."""
+
+    __test__ = False  # not a pytest test class
+
+    service: str  # Fcrn, FcrdUp, FcrdDo, Ffr
+    test_type: str  # Step, Ramp, Sine40, ...
+    suffix: str = ""  # a sine sweep's period (TP 11.1)
 
 
 @attrs.frozen
@@ -69,7 +182,8 @@ class Session:
     service: str
     test_type: str
     area: str
-    rate_hz: float
+    interval_ms: int  # nominal time between rows
+    suffix: str = ""
 
 
 def stamp(dt: datetime) -> str:
@@ -87,24 +201,34 @@ def tz_token(dt: datetime) -> str:
     return f"UTC{sign}{abs(minutes) // 60:02d}{abs(minutes) % 60:02d}"
 
 
+def rate_token(interval_ms: int) -> str:
+    """The nominal time between samples: `100ms` below 1 s, else in seconds (`1s`, `2.5s`)."""
+    return f"{interval_ms}ms" if interval_ms < 1000 else f"{interval_ms / 1000:g}s"
+
+
 def file_name(session: Session, start: datetime, end: datetime) -> str:
-    rate = f"{session.rate_hz:g}Hz"
     return (f"{session.resource}_{session.service}_{session.test_type}_{session.area}_{tz_token(start)}_"
-            f"{start.strftime('%Y%m%dT%H%M%S')}-{end.strftime('%Y%m%dT%H%M%S')}_{rate}.csv")
+            f"{start.strftime('%Y%m%dT%H%M')}-{end.strftime('%Y%m%dT%H%M')}_{rate_token(session.interval_ms)}.csv")
 
 
 class GridLog:
     """Sampling hook (scan thread) plus writer thread for the grid operator's log."""
 
     def __init__(self, image: Any, directory: Path, resource: str, area: str, tz: tzinfo, rate_hz: float = 1.0,
-                 test_rate_hz: float = 10.0, keep_days: float = 14.0, test_session: tuple[str, str] | None = None):
+                 test_rate_hz: float = 10.0, keep_days: float = 14.0, test_session: TestSession | None = None):
         self.directory = Path(directory)
         self.resource, self.area, self.tz = resource, area, tz
         self.rate_hz, self.test_rate_hz, self.keep_days = rate_hz, test_rate_hz, keep_days
-        self.test_session = test_session  # (service, test type) named by `ems prequal`
-        self.columns = [(c, image[t], d) for c, t, d in SIGNALS if t in image]
+        self.test_session = test_session  # named by `ems prequal` (None: `Test`, the products sold)
+        signals = [s for s in SIGNALS if all(t in image for t in s.tags)]
+        names = list(dict.fromkeys(t for s in signals for t in s.tags))
+        self.tags = [image[n] for n in names]
+        where = {n: i for i, n in enumerate(names)}
+        columns = [(s, tuple(where[t] for t in s.tags)) for s in signals]
+        self.columns = {True: [c for c in columns if c[0].files != "operation"],  # testing -> its columns
+                        False: [c for c in columns if c[0].files != "test"]}
         self.testing = image.get("test_frequency_in_use")
-        self.capacities = [(label, image[f"{key}_capacity_w"]) for key, label in PRODUCT_LABELS
+        self.capacities = [(token, image[f"{key}_capacity_w"]) for key, token in SERVICES
                            if f"{key}_capacity_w" in image]
         self.rows: collections.deque = collections.deque(maxlen=QUEUE_ROWS)
         self.dropped = 0
@@ -117,6 +241,7 @@ class GridLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._out: TextIO | None = None
+        self._cols: list[tuple[Signal, tuple[int, ...]]] = []
         self._path: Path | None = None
         self._final: Callable[[datetime], Path] | None = None
         self._first: datetime | None = None
@@ -124,6 +249,10 @@ class GridLog:
         self._day: tuple[int, int, int] | None = None
 
     # --- scan thread --------------------------------------------------------------------------------
+    def name_test(self, session: TestSession) -> None:
+        """From the next row on, the test's rows go into a file named for `session` (a new sine period)."""
+        self.test_session = session
+
     def __call__(self, ctx: ScanContext) -> None:
         testing = bool(self.testing is not None and self.testing.value)
         if not testing and not any(tag.value for _, tag in self.capacities):
@@ -140,11 +269,11 @@ class GridLog:
         self._count = count + 1
         if count % every:
             return
-        wall = ctx.wall_s
         if len(self.rows) == self.rows.maxlen:
             self.dropped += 1
-        self.rows.append((wall, testing, rate, tuple(tag.value for _, tag, _ in self.columns),
-                          tuple(tag.value > 0 for _, tag in self.capacities)))
+        self.rows.append((ctx.wall_s, testing, int(round(every * ctx.period_s * 1000.0)),
+                          tuple(tag.value for tag in self.tags), tuple(tag.value > 0 for _, tag in self.capacities),
+                          self.test_session))
 
     # --- writer thread ------------------------------------------------------------------------------
     def start(self) -> None:
@@ -176,9 +305,9 @@ class GridLog:
                 self._close()
                 self._session = None
                 continue
-            wall, testing, rate, values, sold = row
+            wall, testing, interval_ms, values, sold, test_session = row
             when = datetime.fromtimestamp(round(wall, 3), self.tz)  # to the ms: no float residue
-            self._route(when, testing, rate, sold)
+            self._route(when, testing, interval_ms, sold, test_session)
             assert self._out is not None
             self._out.write(self._format(when, values))
             self._last = when
@@ -188,28 +317,33 @@ class GridLog:
 
     def _format(self, when: datetime, values: tuple) -> str:
         cells = [stamp(when)]
-        for (_, _, decimals), value in zip(self.columns, values):
-            if value is None or (isinstance(value, float) and value != value):
+        for signal, where in self._cols:
+            raw = [values[i] for i in where]
+            if any(v is None or (isinstance(v, float) and v != v) for v in raw):
                 cells.append("")
-            elif decimals is None:
-                cells.append(str(int(value)))
+                continue
+            value = signal.value(*raw)
+            if isinstance(value, float) and value != value:
+                cells.append("")
             else:
-                cells.append(f"{value:.{decimals}f}")
-        return ",".join(cells) + "\n"
+                cells.append(format(int(value) if signal.fmt == INT else value, signal.fmt))
+        return ",".join(cells) + "\r\n"
 
-    def _route(self, when: datetime, testing: bool, rate: float, sold: tuple[bool, ...]) -> None:
-        """Open the file this row belongs in: a new test, the end of a test, a new day."""
-        service = "-".join(label for (label, _), on in zip(self.capacities, sold) if on) or "NONE"
+    def _route(self, when: datetime, testing: bool, interval_ms: int, sold: tuple[bool, ...],
+               test_session: TestSession | None) -> None:
+        """Open the file this row belongs in: a new test or sine period, the end of a test, a new day."""
+        service = "-".join(token for (token, _), on in zip(self.capacities, sold) if on) or "None"
         if testing:
-            name, kind = self.test_session or (service, "TEST")
-            session = Session(self.resource, name, kind, self.area, rate)
+            named = test_session or TestSession(service, "Test")
+            session = Session(self.resource, named.service, named.test_type, self.area, interval_ms, named.suffix)
         else:
-            session = Session(self.resource, service, "OPERATION", self.area, rate)
+            session = Session(self.resource, service, OPERATION, self.area, interval_ms)
         day = (when.year, when.month, when.day)
         if session == self._session and (testing or day == self._day):
             return
         self._close()
         self._session, self._day = session, day
+        self._cols = self.columns[testing]
         if testing:
             self._open_test(session, when)
         else:
@@ -218,18 +352,18 @@ class GridLog:
 
     def _open_day(self, session: Session, when: datetime) -> None:
         start = when.replace(hour=0, minute=0, second=0, microsecond=0)
-        path = self.directory / file_name(session, start, start + timedelta(days=1))
+        path = self.directory / file_name(session, start, start.replace(hour=23, minute=59))
         new = not path.exists()
-        self._out = path.open("a", encoding="utf-8", newline="")
+        self._out = path.open("a", encoding="ascii", newline="")
         self._path, self._final = path, None
         if new:
-            self._out.write(self._header())
+            self._out.write(self._header(session))
             self.files.append(path)
 
     def _open_test(self, session: Session, when: datetime) -> None:
         path = self.directory / (file_name(session, when, when) + ".part")
-        self._out = path.open("w", encoding="utf-8", newline="")
-        self._out.write(self._header())
+        self._out = path.open("w", encoding="ascii", newline="")
+        self._out.write(self._header(session))
         self._path, self._first = path, when
         self._final = lambda end: self.directory / file_name(session, when, end)
 
@@ -244,8 +378,8 @@ class GridLog:
             self.files.append(final)
         self._final = None
 
-    def _header(self) -> str:
-        return ",".join(["timestamp"] + [c for c, _, _ in self.columns]) + "\n"
+    def _header(self, session: Session) -> str:
+        return ",".join(h + session.suffix for h in ["DateTime", *(s.header for s, _ in self._cols)]) + "\r\n"
 
     def _purge(self, now: datetime) -> None:
         """Delete files whose interval ended more than keep_days ago."""
@@ -254,8 +388,9 @@ class GridLog:
             match = NAME.match(path.name)
             if not match:
                 continue
-            end = datetime.strptime(match["end"], "%Y%m%dT%H%M%S").replace(tzinfo=now.tzinfo)
-            if end < horizon:
+            text = match["end"]
+            end = datetime.strptime(text, "%Y%m%dT%H%M%S" if len(text) == 15 else "%Y%m%dT%H%M")
+            if end.replace(tzinfo=now.tzinfo) < horizon:
                 try:
                     path.unlink()
                     log.info("grid log: deleted %s (older than %g days)", path.name, self.keep_days)
@@ -263,7 +398,7 @@ class GridLog:
                     log.error("grid log: cannot delete %s: %s", path.name, exc)
 
 
-def attach(site: Any, data_dir: Path, test_session: tuple[str, str] | None = None) -> GridLog | None:
+def attach(site: Any, data_dir: Path, test_session: TestSession | None = None) -> GridLog | None:
     """Hook the grid log of the site's grid_services program (if any, and enabled) to its scan."""
     program = next((p for p in site.programs if getattr(p, "kind", "") == "grid_services"), None)
     if program is None or not program.p.log.enabled:
@@ -275,4 +410,3 @@ def attach(site: Any, data_dir: Path, test_session: tuple[str, str] | None = Non
     site.engine.after_scan.append(grid_log)
     site.mirrors.append(grid_log)
     return grid_log
-

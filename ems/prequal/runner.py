@@ -24,7 +24,7 @@ from programs.enums import Mode
 from runtime.config.io_map import load_io_map
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigError, ConfigErrors
-from runtime.grid_log import GridLog
+from runtime.grid_log import SERVICE_TOKENS, GridLog, TestSession
 from runtime.site import Site, build_site
 
 if TYPE_CHECKING:
@@ -37,7 +37,8 @@ LER_TAIL_S = 60.0  # recorded after NEM and AEM are both off
 CAPACITY_PARAMS = {"fcr-n": "fcr_n_capacity_w", "fcr-d-up": "fcr_d_up_capacity_w",
                    "fcr-d-down": "fcr_d_down_capacity_w", "ffr": "ffr_capacity_w"}
 PRODUCT_KEYS = {"fcr-n": "fcr_n", "fcr-d-up": "fcr_d_up", "fcr-d-down": "fcr_d_down", "ffr": "ffr"}
-LABELS = {"fcr-n": "FCR-N", "fcr-d-up": "FCR-D-UP", "fcr-d-down": "FCR-D-DOWN", "ffr": "FFR"}
+# TestType tokens of the grid log's file names (ours: the TR's Appendix 2 test ids were not at hand)
+TEST_TYPES = {"step": "Step", "sine": "Sine", "ramp": "Ramp", "linearity": "Linearity", "ler": "Ler", "ffr": "Ffr"}
 
 
 @attrs.frozen
@@ -189,8 +190,11 @@ def simulate_test(run: TestRun, progress: Callable[[float, float], None] | None 
     if run.log_dir is not None:
         program = next(p for p in site.programs if p.kind == "grid_services")
         cfg = program.p.log  # type: ignore[attr-defined]
+        plan = log_plan(run.product, seq, _ffr_level(io_map))
         grid_log = GridLog(image, run.log_dir, cfg.resource, cfg.area, _tz(io_map), cfg.rate_hz, cfg.test_rate_hz,
-                           cfg.keep_days, log_session(run.product, run.test, _ffr_level(io_map)))
+                           cfg.keep_days, plan[0][1])
+        if len(plan) > 1:
+            site.engine.after_scan.append(_log_namer(player, plan, grid_log))  # after the player, before the log
         site.engine.after_scan.append(grid_log)
         site.mirrors.append(grid_log)
     if progress is not None:
@@ -208,16 +212,37 @@ def simulate_test(run: TestRun, progress: Callable[[float, float], None] | None 
     recording.meta.update(unit_meta(io_map))
     recording.meta.update(chain_meta(io_map, run))
     recording.meta.update(io_map=run.io_map, mode=run.mode,
-                          log_session=log_session(run.product, run.test, _ffr_level(io_map)),
+                          log_sessions=[[s.service, s.test_type] for _, s in log_plan(run.product, seq,
+                                                                                      _ffr_level(io_map))],
                           log_files=[str(p) for p in (grid_log.files if grid_log else [])],
                           start_wall_s=site.clock.wall() - recording.t[-1] if len(recording.t) else 0.0)
     return recording, seq
 
 
-def log_session(product: str, test: str, ffr_level_hz: float) -> tuple[str, str]:
-    """(Service, TestType) of the grid log's file name; FFR names its activation level."""
-    kind = test.upper() + (f"-{ffr_level_hz:.1f}" if product == "ffr" else "")
-    return LABELS[product], kind
+def log_plan(product: str, seq: Sequence, ffr_level_hz: float) -> list[tuple[float, TestSession]]:
+    """(sequence time, file naming) of the grid log: one file per test, FFR naming its activation level
+    (`Ffr49.5`); a sine test gets one file per period (TP 11.1), split at the start of each sine
+    segment (the first file also holds what precedes the first sine), the period in the TestType
+    (`Sine40`) and after every column header."""
+    service = SERVICE_TOKENS[PRODUCT_KEYS[product]]
+    if seq.test == "sine":
+        sines = [s for s in seq.segments if s.sine_period_s > 0]
+        return [(0.0 if i == 0 else s.start_s, TestSession(service, f"Sine{s.sine_period_s:g}", f"{s.sine_period_s:g}"))
+                for i, s in enumerate(sines)]
+    return [(0.0, TestSession(service, TEST_TYPES[seq.test] + (f"{ffr_level_hz:.1f}" if product == "ffr" else "")))]
+
+
+def _log_namer(player: Player, plan: list[tuple[float, TestSession]],
+               grid_log: GridLog) -> Callable[[ScanContext], None]:
+    """Name the grid log's next file when the sequence reaches the start of the next entry of the plan
+    (the row of this scan is the sequence's at the player's time)."""
+    pending = list(plan[1:])
+
+    def hook(ctx: ScanContext) -> None:
+        if pending and player.t0 is not None and ctx.t_s - player.t0 >= pending[0][0] - 1e-9:
+            grid_log.name_test(pending.pop(0)[1])
+
+    return hook
 
 
 def _ffr_level(io_map: IoMap) -> float:

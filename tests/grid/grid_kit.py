@@ -20,12 +20,13 @@ INPUTS: dict[str, Any] = {
 
 
 class Harness(ProgramHarness):
-    """One GridServices program (an 80 kWh battery, a 1 s frequency filter unless told)."""
+    """One GridServices program (an 80 kWh battery, a 1 s frequency filter unless told); `inputs`: more
+    tags the test sets (the inverter's power, ...)."""
 
-    def __init__(self, period_s: float = 0.1, **params: Any):
+    def __init__(self, period_s: float = 0.1, inputs: dict[str, Any] | None = None, **params: Any):
         defaults = {"battery_capacity_wh": 80000.0, "filter_tau_s": 1.0}
         self.program = GridServices("grid", Params(**{**defaults, **params}))
-        super().__init__([self.program], inputs=INPUTS, period_s=period_s)
+        super().__init__([self.program], inputs={**INPUTS, **(inputs or {})}, period_s=period_s)
 
     def test_frequency(self, f_hz: float, seconds: float = 0.0) -> Harness:
         """Drive the applied test frequency (refreshed every scan, as a test client does)."""

@@ -34,7 +34,7 @@ def test_prequal_writes_report_plot_result_and_tso_log_and_exits_0_when_all_pass
     assert (tmp_path / "ffr_ffr_49.5.png").stat().st_size > 10_000
     report = (tmp_path / "report.md").read_text()
     assert "| FFR first: full activation time at 49.50 Hz | 0.3 s | <= 0.7 s |" in report
-    (log,) = (tmp_path / "log").glob("SIMCOMMERCIAL_FFR_FFR-49.5_SE3_UTC_*_10Hz.csv")
+    (log,) = (tmp_path / "log").glob("SIMCOMMERCIAL_Ffr_Ffr49.5_SE3_UTC_*_100ms.csv")
     assert len(log.read_text().splitlines()) > 12_000
 
 
