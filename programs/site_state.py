@@ -31,10 +31,21 @@ BY_NAME = {name: state for state, name in S.items()}
 @attrs.frozen
 class Params:
     required_inputs: tuple[str, ...] = ("soc_pct", "grid_power_w", "inverter_p_w")
+    # required to start, but whose loss does not take a running site back to Init: without the
+    # meter site_control holds the baseline at 0 W (NO_METER) while the grid services, on the
+    # inverter's frequency, go on; a 1.5 s meter dropout during a frequency event must not
+    # withdraw the reserve for the Init -> Run restart
+    run_without: tuple[str, ...] = ("grid_power_w",)
     inputs_valid_for_s: float = attrs.field(default=1.0, validator=v.ge(0))
     auto_sleep: bool = True
     modbus_holding_base: int | None = 1000
     modbus_input_base: int | None = 1000
+
+    def __attrs_post_init__(self) -> None:
+        stray = [name for name in self.run_without if name not in self.required_inputs]
+        if stray:
+            raise ValueError(f"run_without names {', '.join(stray)}, not among the required_inputs "
+                             f"{list(self.required_inputs)}")
 
 
 class SiteStateProgram(Program):
@@ -47,6 +58,7 @@ class SiteStateProgram(Program):
         self.command = StateCommand.NONE
         self.inputs_ok = False
         self.inputs_ok_s = 0.0
+        self.running_inputs_ok = False
         self.critical = False
         self.sleep_request = False
         self.idle_commanded = False
@@ -68,12 +80,12 @@ class SiteStateProgram(Program):
             Transition(idle, maint, cmd(StateCommand.MAINTENANCE), "maintenance command"),
             Transition(maint, init, cmd(StateCommand.RUN), "run command"),
             Transition(init, run, lambda c: c.inputs_ok_s >= c.p.inputs_valid_for_s, "inputs valid"),
-            Transition(run, init, lambda c: not c.inputs_ok, "inputs lost"),
+            Transition(run, init, lambda c: not c.running_inputs_ok, "inputs lost"),
             Transition(run, idle, cmd(StateCommand.IDLE), "idle command"),
             Transition(run, idle, lambda c: c.p.auto_sleep and c.sleep_request, "no power needed"),
             Transition(idle, run, cmd(StateCommand.RUN), "run command"),
             Transition(idle, run, lambda c: not c.idle_commanded and not c.sleep_request, "power needed"),
-            Transition(idle, init, lambda c: not c.inputs_ok, "inputs lost"),
+            Transition(idle, init, lambda c: not c.running_inputs_ok, "inputs lost"),
         ]
 
     @staticmethod
@@ -107,6 +119,7 @@ class SiteStateProgram(Program):
         self.reason_tag = tags["site_state_reason"]
         self.ack_tag = tags["errors_ack_request"]
         self.required = [tags[name] for name in self.p.required_inputs]
+        self.running_needs = [tags[name] for name in self.p.required_inputs if name not in self.p.run_without]
         self.critical_tag = tags.get("error_critical_active")
         self.sleep_tag = tags.get("sleep_request")
 
@@ -119,6 +132,7 @@ class SiteStateProgram(Program):
         if reset and self.machine.state == S[SiteState.ERROR]:
             self.reset_requested = True
         self.inputs_ok = all(tag.good for tag in self.required)
+        self.running_inputs_ok = all(tag.good for tag in self.running_needs)
         self.inputs_ok_s = self.inputs_ok_s + ctx.dt_s if self.inputs_ok else 0.0
         self.critical = bool(self.critical_tag.value) if self.critical_tag is not None else False
         self.sleep_request = bool(self.sleep_tag.value) if self.sleep_tag is not None else False
