@@ -46,7 +46,7 @@ class CanBmsOptions:
     channel: str = "can0"
     bitrate: int | None = attrs.field(default=None, validator=v.optional(v.ge(10_000)))
     family: Literal["", "cbms", "nbms"] = ""
-    version: Literal["", "2.3", "2.4", "2.5"] = ""
+    version: Literal["", "2.3", "2.4", "2.5", "2.6"] = ""
     dbc: str = ""
     racks: int = attrs.field(default=1, validator=[v.ge(1), v.le(16)])
     timeout_factor: float = attrs.field(default=3.0, validator=v.ge(1.0))

@@ -25,7 +25,7 @@ from cantools.database.can import Database, Message
 from runtime.paths import DBC_DIR, IO_MAPS_DIR
 
 FAMILIES = ("cbms", "nbms")
-VERSIONS = ("2.3", "2.4", "2.5")
+VERSIONS = ("2.3", "2.4", "2.5", "2.6")  # 2.6: 16-bit cell numbers, cell pages for 768 cells
 
 
 def resolve_dbc(dbc: str = "", family: str = "", version: str = "") -> FsPath:
