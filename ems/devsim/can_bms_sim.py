@@ -3,7 +3,9 @@ with values from the plant simulator, and applies the EMS commands it receives.
 
 Signal values come from each signal's `PlantVar` attribute in the DBC (`{rack}` is the rack
 number); a few are computed from several plant variables (`@pack_state`, `@alarm_any`,
-`@min_cell_v_num`, `@max_cell_v_num`, `@cell_v` for the CellNN_V pages). `BmsFaults`
+`@min_cell_v_num`, `@max_cell_v_num`, `@min_cell_t_num`, `@max_cell_t_num`, `@cell_v` for the
+CellNN_V pages). A multiplexed cell-page message goes out one page per frame, cycling through
+the pages of the plant's cells only (`battery.n_cells` per rack: 134 pages for 400 cells). `BmsFaults`
 switches on bad behaviour: silence (all or some racks), unknown ids, wrong lengths, values
 outside the DBC range, error frames, bus-off.
 """
@@ -25,6 +27,8 @@ from runtime.io.can.dbc import FrameDecoder, FrameSpec, attribute
 
 log = logging.getLogger(__name__)
 _CELL = re.compile(r"(\d+)")
+_CELL_NUMBERS = {"@min_cell_v_num": "min_cell_v", "@max_cell_v_num": "max_cell_v",  # rack-local, 1-based
+                 "@min_cell_t_num": "min_cell_temp", "@max_cell_t_num": "max_cell_temp"}
 
 
 @attrs.define
@@ -56,6 +60,7 @@ class SimulatedBms:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._page: dict[tuple[str, int], int] = {}
+        self._pages: dict[str, tuple[list[int], dict[int | None, list[Signal]]]] = {}  # see _layout
         self._schedule = self._plan()
         cells = getattr(getattr(plant, "battery", None), "n_cells", None)
         self.cells_per_rack = int(cells) if cells else 16
@@ -135,22 +140,31 @@ class SimulatedBms:
 
     def values_for(self, message: Message, rack: int | None) -> dict[str, Any] | None:
         """Signal values for one frame of `message` (the current page for multiplexed ones)."""
+        pages, signals = self._pages.get(message.name) or self._layout(message)
         page = None
-        mux = [s for s in message.signals if s.is_multiplexer and s.multiplexer_ids is None and
-               any(o.multiplexer_signal == s.name for o in message.signals)]
-        if mux:
-            pages = sorted({i for s in message.signals for i in (s.multiplexer_ids or [])})
-            pages = [p for p in pages if 3 * p < self.cells_per_rack] or pages[:1]
+        if pages:
             key = (message.name, rack or 0)
             page = pages[self._page.get(key, 0) % len(pages)]
             self._page[key] = self._page.get(key, 0) + 1
         values: dict[str, Any] = {}
         with self.lock:
-            for signal in message.signals:
-                if signal.multiplexer_ids is not None and page not in signal.multiplexer_ids:
-                    continue
+            for signal in signals[page]:
                 values[signal.name] = self._signal_value(message, signal, rack, page)
         return values
+
+    def _layout(self, message: Message) -> tuple[list[int], dict[int | None, list[Signal]]]:
+        """The pages `message` cycles through (none: not multiplexed) and each page's signals."""
+        mux = [s for s in message.signals if s.is_multiplexer and s.multiplexer_ids is None and
+               any(o.multiplexer_signal == s.name for o in message.signals)]
+        pages: list[int] = []
+        if mux:
+            pages = sorted({i for s in message.signals for i in (s.multiplexer_ids or [])})
+            pages = [p for p in pages if 3 * p < self.cells_per_rack] or pages[:1]
+        keys: list[int | None] = [*pages] if pages else [None]
+        signals = {page: [s for s in message.signals if s.multiplexer_ids is None or page in s.multiplexer_ids]
+                   for page in keys}
+        self._pages[message.name] = (pages, signals)
+        return pages, signals
 
     def _signal_value(self, message: Message, signal: Signal, rack: int | None, page: int | None) -> Any:
         if signal.name == _rack_signal(message):
@@ -174,10 +188,10 @@ class SimulatedBms:
             return 2 if get("bms.contactor_closed") else 1
         if var == "@alarm_any":
             return int(get("bms.alarm_bits") != 0)
-        if var in ("@min_cell_v_num", "@max_cell_v_num"):
-            which = var[1:4]
+        if var in _CELL_NUMBERS:
+            position = _CELL_NUMBERS[var]  # the plant's 0-based module and cell-in-module of that extreme
             per_module = self.cells_per_rack // max(1, self._modules())
-            return get(f"bms.{which}_cell_v_module") * per_module + get(f"bms.{which}_cell_v_cell") + 1
+            return get(f"bms.{position}_module") * per_module + get(f"bms.{position}_cell") + 1
         if var == "@cell_v":
             number = int(_CELL.search(signal.name).group(1))  # type: ignore[union-attr]
             cells = self.plant.battery.cell_v

@@ -17,6 +17,7 @@ from runtime.io.can.dbc import load_dbc, resolve_dbc
 
 CBMS = load_dbc(str(resolve_dbc(family="cbms", version="2.5")))
 NBMS = load_dbc(str(resolve_dbc(family="nbms", version="2.5")))
+V26 = {family: load_dbc(str(resolve_dbc(family=family, version="2.6"))) for family in ("cbms", "nbms")}
 
 
 @pytest.fixture
@@ -245,3 +246,36 @@ def test_no_command_goes_out_before_every_output_of_the_message_has_a_value(bus,
         if frame.arbitration_id == message.frame_id:
             break
     assert message.decode(bytes(frame.data))["ContactorRequest"] == 1
+
+
+@pytest.mark.parametrize("family", ["cbms", "nbms"])
+def test_v2_6_every_cell_of_a_400_cell_rack_reaches_its_tag(bus, run, family: str) -> None:  # type: ignore[no-untyped-def]
+    cells = {n: round(2.9 + 0.001 * n, 3) for n in range(1, 401)}  # 2.901 V ... 3.300 V: each cell its own
+    driver = run(can_driver(bus.channel_id, [can_point(f"cell{n}", message="CellVoltages", signal=f"Cell{n:02d}_V",
+                                                       rack=1) for n in cells], family=family, version="2.6"))
+    wait_until(lambda: driver.poll_count > 0)
+    message = V26[family].get_message_by_name("CellVoltages")
+    frame_id = message.frame_id + (1 if family == "cbms" else 0)  # CBMS: rack in the id; NBMS: RackId
+    for page in range(134):  # cells 1..402: the last page's 401 and 402 are not this rack's
+        values = {"CellPage": page, **{f"Cell{n:02d}_V": cells.get(n, 0.0) for n in range(3 * page + 1, 3 * page + 4)}}
+        if family == "nbms":
+            values["RackId"] = 1
+        bus.send(can.Message(arbitration_id=frame_id, data=message.encode(values),
+                             is_extended_id=message.is_extended_frame))
+    wait_until(lambda: all(s[1] is GOOD for s in driver.latest))
+    assert {n: value_of(driver, f"cell{n}") for n in cells} == pytest.approx(cells)
+    assert driver.stats.frames == 134 and driver.stats.bad_frames == 0
+
+
+@pytest.mark.parametrize("family", ["cbms", "nbms"])
+def test_v2_6_cell_numbers_above_255_reach_their_tags(bus, run, family: str) -> None:  # type: ignore[no-untyped-def]
+    name = {"cbms": "PackCellNumbers", "nbms": "NbmsCellNumbers"}[family]
+    numbers = {"MinCellVNum": 400, "MaxCellVNum": 256, "MinCellTNum": 65535, "MaxCellTNum": 1}
+    driver = run(can_driver(bus.channel_id, [can_point(signal, message=name, signal=signal) for signal in numbers],
+                            family=family, version="2.6"))
+    wait_until(lambda: driver.poll_count > 0)
+    message = V26[family].get_message_by_name(name)
+    bus.send(can.Message(arbitration_id=message.frame_id, data=message.encode(numbers),
+                         is_extended_id=message.is_extended_frame))
+    wait_until(lambda: all(s[1] is GOOD for s in driver.latest))
+    assert {signal: value_of(driver, signal) for signal in numbers} == numbers

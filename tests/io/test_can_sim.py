@@ -19,8 +19,15 @@ from runtime.config.io_map import parse_io_map
 from runtime.config.structure import ConfigErrors
 from runtime.io.can.dbc import load_dbc, resolve_dbc
 from sim import Plant, PlantConfig
+from sim.config import BatteryConfig
 
 CBMS = load_dbc(str(resolve_dbc(family="cbms", version="2.5")))
+CBMS_26 = load_dbc(str(resolve_dbc(family="cbms", version="2.6")))
+
+
+def rack_of_400_cells() -> Plant:
+    """The home plant with one rack of 25 modules x 16 cells: 400 cells in series, 1280 V nominal."""
+    return Plant(PlantConfig.home(battery=BatteryConfig(modules_per_rack=25, cells_per_module=16)))
 
 
 def test_simulated_bms_sends_each_message_at_its_dbc_rate() -> None:
@@ -71,6 +78,52 @@ def test_plant_values_and_cells_arrive_and_the_sleep_command_reaches_the_plant(r
     finally:
         bms.stop()
         bus.shutdown()
+
+
+def test_every_cell_of_a_400_cell_plant_rack_reaches_the_driver_with_v2_6(run) -> None:  # type: ignore[no-untyped-def]
+    channel = f"cells-{uuid.uuid4().hex[:8]}"
+    plant = rack_of_400_cells()
+    bus = can.Bus(interface="virtual", channel=channel)
+    bms = SimulatedBms(CBMS_26, bus, plant, racks=1)
+    bms.start()
+    try:
+        driver = run(can_driver(channel, [can_point(f"cell{n}", message="CellVoltages", signal=f"Cell{n:02d}_V",
+                                                    rack=0) for n in range(1, 401)], version="2.6", racks=1))
+        wait_until(lambda: all(s[1] is GOOD for s in driver.latest), timeout_s=10.0)  # 134 pages x 20 ms
+        plant_v = [round(float(v), 3) for v in plant.battery.cell_v[0]]
+        assert len(plant_v) == 400
+        assert [value_of(driver, f"cell{n}") for n in range(1, 401)] == pytest.approx(plant_v, abs=0.0006)
+    finally:
+        bms.stop()
+        bus.shutdown()
+
+
+def test_simulator_cycles_only_the_pages_of_the_plant_cells() -> None:
+    bus = can.Bus(interface="virtual", channel=f"pages-{uuid.uuid4().hex[:8]}")
+    try:
+        bms = SimulatedBms(CBMS_26, bus, rack_of_400_cells(), racks=1)
+        message = CBMS_26.get_message_by_name("CellVoltages")
+        pages = [bms.values_for(message, 0)["CellPage"] for _ in range(268)]  # type: ignore[index]
+    finally:
+        bus.shutdown()
+    assert pages == [*range(134), *range(134)]  # cells 1..402 of the 768 the layout addresses
+
+
+def test_simulator_sends_the_16_bit_number_of_the_lowest_cell_400() -> None:
+    plant = rack_of_400_cells()
+    plant.set("battery.inject_cell_index", 399)  # the last cell of the rack
+    plant.set("battery.inject_cell_soc_offset_pct", -30.0)
+    plant.step(1.1)  # a BMS cell scan
+    bus = can.Bus(interface="virtual", channel=f"numbers-{uuid.uuid4().hex[:8]}")
+    try:
+        bms = SimulatedBms(CBMS_26, bus, plant, racks=1)
+        values = bms.values_for(CBMS_26.get_message_by_name("PackCellNumbers"), None)
+    finally:
+        bus.shutdown()
+    assert values is not None and values["MinCellVNum"] == 400
+    per_module = 16
+    assert values["MaxCellTNum"] == (plant.get("bms.max_cell_temp_module") * per_module
+                                     + plant.get("bms.max_cell_temp_cell") + 1)
 
 
 @pytest.fixture
@@ -171,3 +224,41 @@ def test_io_map_checks_can_bindings_against_the_dbc_version() -> None:
     ]
     for prefix in expected:
         assert any(m.startswith(prefix) for m in found), (prefix, found)
+
+
+SITE_26 = """\
+[site]
+id = "can"
+
+[[devices]]
+name = "bms"
+driver = "can_bms"
+[devices.can_bms]
+interface = "virtual"
+channel = "x"
+family = "nbms"
+version = "2.6"
+racks = 1
+
+[[tags]]
+name = "cell400_v"
+dtype = "float32"
+area = "input"
+io = { device = "bms", message = "CellVoltages", signal = "Cell400_V", rack = 0 }
+
+[[tags]]
+name = "hottest_cell"
+dtype = "uint16"
+area = "input"
+io = { device = "bms", message = "NbmsCellNumbers", signal = "MaxCellTNum" }
+"""
+
+
+def test_the_site_version_selects_the_layout_its_bindings_are_checked_against() -> None:
+    site = parse_io_map(SITE_26, "can.toml")
+    assert site.device_options["bms"].dbc_path.endswith("nbms_v2.6.dbc")
+    with pytest.raises(ConfigErrors) as exc:
+        parse_io_map(SITE_26.replace('version = "2.6"', 'version = "2.5"'), "can.toml")
+    assert [str(e) for e in exc.value.errors] == [
+        "can.toml:18: tags[0].io.signal: message 'CellVoltages' has no signal 'Cell400_V' (did you mean 'Cell40_V'?)",
+        "can.toml:24: tags[1].io.message: the DBC has no message 'NbmsCellNumbers' (did you mean 'NbmsCells'?)"]
