@@ -1,9 +1,9 @@
 """The shipped device profiles against facts from public sources (tests/io/facts/*.toml): a
-register at the published table and address, of the published type, word order and scale, the
-identity codes and setup values the sources use. A SunSpec fact places a point by its model and
-offset within the model (the profile's [sunspec] layout says where the model starts) and names
-its SunSpec type, access and scale-factor point. A profile error the simulators cannot catch
-(they are built from the same profiles) fails here."""
+register at the published table and address, of the published type, word order, scale, unit,
+range and codes, the identity codes and setup values the sources use. A SunSpec fact places a
+point by its model and offset within the model (the profile's [sunspec] layout says where the
+model starts) and names its SunSpec type, access and scale-factor point. A profile error the
+simulators cannot catch (they are built from the same profiles) fails here."""
 
 from __future__ import annotations
 
@@ -86,6 +86,14 @@ def test_the_profile_agrees_with_the_public_fact(fact: dict[str, Any]) -> None:
             f"{name}: a window's own limit is the discharge side (+), its mirror the charge side: {fact['source']}"
     if "scale" in fact:
         assert reg.scale == pytest.approx(fact["scale"]), f"{name}: {fact['source']}"
+    if "unit" in fact:
+        assert reg.unit == fact["unit"], f"{name}: {fact['source']}"
+    for bound in ("min", "max"):  # the published range, in the register's (engineering) unit
+        if bound in fact:
+            assert getattr(reg, bound) == pytest.approx(fact[bound]), f"{name} {bound}: {fact['source']}"
+    if "states" in fact and "sunspec_type" not in fact:  # the codes and what they mean
+        assert {int(code): state for code, state in reg.states.items()} == \
+            {int(code): state for code, state in fact["states"].items()}, f"{name}: {fact['source']}"
     if "length" in fact:
         assert reg.length == fact["length"], f"{name}: {fact['source']}"
     if "word_order" in fact:
