@@ -91,6 +91,24 @@ def test_the_timer_is_armed_again_on_every_new_connection(serve, run) -> None:  
     assert inverter.device.get("in_out_revert_s") == 5.0
 
 
+def test_the_truconvert_timeout_1016_is_armed_before_set_p_and_set_p_falls_to_0(serve, run) -> None:  # type: ignore[no-untyped-def]
+    """TRUMPF AC 3025: the BMS communication timeout (holding 1016, s, manual p. 49) is armed with
+    revert_s at connect, a coil of the map (4011, FC 05) is written beside the setpoint, and in the
+    simulator the (templated, unconfirmed) set_p falls to 0 W revert_s after the controller died."""
+    inverter = serve("trumpf_ac3025")
+    driver = run(modbus_driver("trumpf_ac3025", inverter.port, [],
+                               [point("p", register="set_p"), point("slave_id", is_bool=True, register="use_slave_id")],
+                               revert_s=1.0, allow_unverified_profile=True))
+    scan = lambda: driver.stage(tuple([2000.0, True]))  # noqa: C409 - a new tuple each scan
+    wait_until(lambda: scan() or (inverter.device.get("set_p") == pytest.approx(2000.0)
+                                  and inverter.device.get("use_slave_id") is True))
+    assert inverter.device.get("comm_timeout_s") == 1.0
+    assert names(inverter.device).index("comm_timeout_s") < names(inverter.device).index("set_p")
+    driver.stop()
+    wait_until(lambda: "set_p" in inverter.device.expire(), 3.0, "set_p reverts")
+    assert inverter.device.get("set_p") == 0.0
+
+
 def test_the_pqstori_watchdog_stops_the_setpoints_when_the_heartbeat_stops(sim_loop, run) -> None:  # type: ignore[no-untyped-def]
     text = (PROFILE_DIR / "abb_pqstori.toml").read_text()
     fast = parse_profile(text.replace("watchdog_s = 20.0", "watchdog_s = 1.0")  # the same map, a 1 s watchdog
