@@ -97,6 +97,10 @@ class ProfileDevice:
             read_only = reg.access == "r"
             for address in range(reg.address, reg.address + reg.words):
                 tables[reg.table][address] = tables[reg.table].get(address, True) and read_only
+        holding = tables[ModbusTable.HOLDING]
+        for start, end in self.profile.device.served_blocks:  # the gaps a real device answers with 0
+            for address in range(start, end + 1):
+                holding.setdefault(address, True)
         return tables
 
     @staticmethod

@@ -58,6 +58,24 @@ def test_the_identity_code_is_answered_to_a_read_of_that_register_alone(serve) -
         client.close()
 
 
+def test_the_em24_answers_victrons_packed_read_across_its_unassigned_counters(serve) -> None:  # type: ignore[no-untyped-def]
+    meter = serve("carlo_gavazzi_em24")
+    meter.device.set("p_total", 1234.5)
+    meter.device.set("energy_export", 42_000.0)  # Wh
+    client = raw_client(meter.port)
+    try:  # dbus-modbus-client reads 0x0000..0x004F at once: 0x003C-0x003F and 0x0046-0x004D are not in our map
+        by_fc3 = client.read_holding_registers(0x0000, count=0x50, device_id=1)
+        by_fc4 = client.read_input_registers(0x0000, count=0x50, device_id=1)
+    finally:
+        client.close()
+    assert not by_fc3.isError() and not by_fc4.isError()
+    words = by_fc3.registers
+    assert codec.decode(words[0x28:0x2A], "int32", "big", "little") == 12345  # W sys, 0.1 W
+    assert words[0x3C:0x40] == [0, 0, 0, 0] and words[0x46:0x4E] == [0] * 8
+    assert codec.decode(words[0x4E:0x50], "int32", "big", "little") == 420  # kWh(-) TOT, 0.1 kWh
+    assert by_fc4.registers == words
+
+
 def test_the_em24_answers_fc4_with_the_holding_registers(serve) -> None:  # type: ignore[no-untyped-def]
     meter = serve("carlo_gavazzi_em24_rs485")
     meter.device.set("p_total", -2500.0)

@@ -27,6 +27,12 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _SECTIONS = ("device", "poll_groups", "registers", "commands", "identity", "setup", "sunspec")
 
 
+def _blocks_ok(_instance: Any, _attribute: Any, value: tuple[tuple[int, int], ...]) -> None:
+    for start, end in value:
+        if not 0 <= start <= end <= 0xFFFF:
+            raise ValueError(f"[{start}, {end}] is not a range of addresses 0..65535 (start <= end)")
+
+
 def _name_ok(_instance: Any, _attribute: Any, value: str) -> None:
     if value and not _NAME.match(value):
         raise ValueError(f"{value!r} is not a valid name (lower case, digits and _)")
@@ -60,6 +66,10 @@ class DeviceMeta:
     default_group: str = attrs.field(default="normal", validator=_name_ok)
     # FC 04 reads the same registers as FC 03 (Carlo Gavazzi meters; mbmd and evcc read with 04)
     input_is_holding: bool = False
+    # [first, last] holding-register ranges the device answers whole, the addresses the profile
+    # does not name reading 0 (a real EM24 answers a read across its unassigned counters, as
+    # Victron's dbus-modbus-client packs them); only the simulator uses it
+    served_blocks: tuple[tuple[int, int], ...] = attrs.field(default=(), validator=_blocks_ok)
 
 
 @attrs.frozen
