@@ -24,6 +24,10 @@ STATS_TAGS = (
     ("scan_period_s", DType.FLOAT32, "s", "Configured scan period"),
     ("scan_program_faults", DType.UINT32, "", "Program exceptions caught by the scan since start"),
     ("supervisor_tripped", DType.BOOL, "", "Supervisor has forced every output to its safe value"),
+    ("watchdog_pings_dropped", DType.UINT32, "", "sd_notify messages dropped because they could not be sent at once"),
+    ("scan_sched_policy", DType.UINT16, "",
+     "Scheduling policy the scan thread got (0 SCHED_OTHER, 1 SCHED_FIFO, 2 SCHED_RR, 3 BATCH, 5 IDLE)"),
+    ("scan_sched_priority", DType.UINT16, "", "Real-time priority the scan thread got (0 at normal priority)"),
 )
 
 

@@ -76,6 +76,11 @@ class Site:
         if not self._started:
             self.start()
         if self.clock.virtual:
+            policy, got = thread_priority()  # the calling thread scans, at the priority it has
+            for name, value in (("scan_sched_policy", policy), ("scan_sched_priority", got)):
+                tag = self.image.get(name)
+                if tag is not None:
+                    tag.value = value
             self.engine.run(duration_s)  # drivers step inside the scan: no grid to share
             return
         thread = threading.Thread(target=self._scan_thread_main, args=(duration_s,), name="scan", daemon=True)
@@ -89,9 +94,7 @@ class Site:
             thread.join(0.2)
 
     def _scan_thread_main(self, duration_s: float | None) -> None:
-        priority = self.io_map.site.realtime_priority
-        if priority is not None:
-            self.realtime = set_realtime_priority(priority)
+        self.realtime = apply_scan_priority(self.io_map.site.realtime_priority, self.image)
         self.engine.run(duration_s, t0=self.epoch)
 
     def stop(self) -> None:
@@ -183,18 +186,50 @@ class StateActions:
             self.site.engine.stop()
 
 
-def set_realtime_priority(priority: int) -> bool:
-    """Put the calling thread in the SCHED_FIFO class, so that it wakes on time under load.
+POLICY_NAMES = {getattr(os, name): name for name in
+                ("SCHED_OTHER", "SCHED_FIFO", "SCHED_RR", "SCHED_BATCH", "SCHED_IDLE") if hasattr(os, name)}
 
-    Needs root or CAP_SYS_NICE; without them the scan runs at normal priority and says so once.
+
+def thread_priority() -> tuple[int, int]:
+    """The calling thread's scheduling policy and priority, as the kernel reports them."""
+    return os.sched_getscheduler(0), os.sched_getparam(0).sched_priority
+
+
+def set_realtime_priority(priority: int) -> bool:
+    """Ask SCHED_FIFO `priority` for the calling thread, then read back what it got: True only when
+    it runs at a real-time policy with at least that priority.
+
+    Needs root or CAP_SYS_NICE, and under a cgroup with a CPU quota a real-time budget too; a
+    refusal (an error, or a call that succeeds and leaves the thread where it was) is logged as a
+    warning naming what was asked and what was got.
     """
+    reason = ""
     try:
         os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: the calling thread
     except (PermissionError, OSError, AttributeError) as exc:
-        log.warning("scan thread stays at normal priority: SCHED_FIFO %d refused (%s)", priority, exc)
-        return False
-    log.info("scan thread at real-time priority SCHED_FIFO %d", priority)
-    return True
+        reason = f" ({exc})"
+    policy, got = thread_priority()
+    if policy in (os.SCHED_FIFO, os.SCHED_RR) and got >= priority:
+        log.info("scan thread at real-time priority %s %d", POLICY_NAMES.get(policy, policy), got)
+        return True
+    log.warning("scan thread asked for SCHED_FIFO %d ([site] realtime_priority) but got %s %d%s: it runs at "
+                "normal priority and wakes late under load (needs root or CAP_SYS_NICE, and a real-time budget "
+                "in its cgroup)", priority, POLICY_NAMES.get(policy, policy), got, reason or " (refused without an error)")
+    return False
+
+
+def apply_scan_priority(priority: int | None, image: ProcessImage) -> bool:
+    """In the scan thread: ask for `priority` (if any), log what the thread got and put it in the
+    tags `scan_sched_policy` and `scan_sched_priority`. True when it runs at real-time priority."""
+    realtime = set_realtime_priority(priority) if priority is not None else False
+    policy, got = thread_priority()
+    if priority is None:
+        log.info("scan thread at %s %d ([site] realtime_priority not set)", POLICY_NAMES.get(policy, policy), got)
+    for name, value in (("scan_sched_policy", policy), ("scan_sched_priority", got)):
+        tag = image.get(name)
+        if tag is not None:
+            tag.value = value
+    return realtime
 
 
 def build_site(io_map: IoMap, clock: Clock) -> Site:
