@@ -5,6 +5,7 @@ priority is what the tags say."""
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -142,3 +143,17 @@ def test_the_tags_say_which_priority_the_scan_thread_got(tmp_path, caplog):
         assert "real-time priority SCHED_FIFO 50" in messages
     else:  # refused (unprivileged, or a cgroup without a real-time budget): the warning names both
         assert f"asked for SCHED_FIFO 50 ([site] realtime_priority) but got {POLICY_NAMES[policy]} {got}" in messages
+
+
+def test_a_priority_refused_without_an_error_is_read_back_and_warned_about(tmp_path, caplog, monkeypatch):
+    """Some cgroup set-ups refuse SCHED_FIFO silently: what counts is what the thread got."""
+    monkeypatch.setattr(os, "sched_setscheduler", lambda pid, policy, param: None)  # "succeeds", changes nothing
+    site = real_site(tmp_path, realtime_priority=50)
+    with caplog.at_level(logging.INFO, logger="runtime.site"):
+        run_in_thread(site, 0.3)
+    assert not site.realtime
+    assert site.image["scan_sched_policy"].value == os.SCHED_OTHER
+    assert site.image["scan_sched_priority"].value == 0
+    warnings = [r.getMessage() for r in caplog.records if r.name == "runtime.site" and r.levelno == logging.WARNING]
+    assert any("asked for SCHED_FIFO 50 ([site] realtime_priority) but got SCHED_OTHER 0 (refused without an error)"
+               in w for w in warnings)
