@@ -29,7 +29,7 @@ from runtime.config.schema import (
     SupervisorConfig,
     WatchdogConfig,
 )
-from runtime.config.structure import MISSING, Errors, _suggest, structure
+from runtime.config.structure import MISSING, Errors, _suggest, describe, structure
 from runtime.io.registry import DRIVERS, DriverKind
 
 TagIo = tuple[IoConfig, Any, Path]  # a tag's io binding, its driver-specific point, where it is in the file
@@ -129,6 +129,11 @@ def _devices(items: list[tuple[Path, Any]], kinds: Mapping[str, DriverKind],
             errors.add(path + ("driver",), f"unknown driver {device.driver!r}{_suggest(device.driver, kinds)}")
             continue
         sub = sub if sub is not None else {}
+        if not isinstance(sub, dict):
+            errors.add(path + (device.driver,), f"expected a table of the {device.driver} driver's settings "
+                                                f"([devices.{device.driver}]), got {describe(sub)}")
+            broken.add(device.name)
+            continue
         if kind.parse_options is not None:
             opts = kind.parse_options(sub, path + (device.driver,), errors)
         else:

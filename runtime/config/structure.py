@@ -110,13 +110,16 @@ def convert(tp: Any, value: Any, path: Path, errors: Errors) -> Any:
         else:
             item_types = [args[0] if args else Any] * len(value)
         items = [convert(t, v, path + (i,), errors) for i, (t, v) in enumerate(zip(item_types, value))]
+        if any(item is _MISSING for item in items):  # reported; a record is not built from half an array
+            return _MISSING
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
             errors.add(path, f"expected a table, got {describe(value)}")
             return _MISSING
         value_type = args[1] if args else Any
-        return {k: convert(value_type, v, path + (k,), errors) for k, v in value.items()}
+        table = {k: convert(value_type, v, path + (k,), errors) for k, v in value.items()}
+        return _MISSING if any(item is _MISSING for item in table.values()) else table
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)

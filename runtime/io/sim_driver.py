@@ -37,7 +37,7 @@ def parse_options(data: dict[str, Any], path: Path, errors: Errors) -> Any:
     rest = dict(data)
     preset = rest.pop("preset", "home")
     presets = {"home": PlantConfig.home, "commercial": PlantConfig.commercial}
-    if preset not in presets:
+    if not isinstance(preset, str) or preset not in presets:
         errors.add(path + ("preset",), f"must be one of {', '.join(map(repr, presets))}, got {preset!r}")
         return MISSING
     return structure(PlantConfig, rest, path, errors, base=presets[preset]())
