@@ -124,6 +124,10 @@ def _devices(items: list[tuple[Path, Any]], kinds: Mapping[str, DriverKind],
         if device.name in devices:
             errors.add(path + ("name",), f"device {device.name!r} is declared twice")
             continue
+        if device.stale_after_s < device.poll_period_s:
+            errors.add(path + ("stale_after_s",), f"{device.stale_after_s} s is below poll_period_s "
+                                                  f"({device.poll_period_s} s): every tag would be stale between "
+                                                  "two polls; expected at least the poll period")
         kind = kinds.get(device.driver)
         if kind is None:
             errors.add(path + ("driver",), f"unknown driver {device.driver!r}{_suggest(device.driver, kinds)}")
@@ -141,6 +145,10 @@ def _devices(items: list[tuple[Path, Any]], kinds: Mapping[str, DriverKind],
         if opts is MISSING:
             broken.add(device.name)
             continue
+        bad_after = getattr(getattr(opts, "options", opts), "bad_after_s", None)  # can_bms: CanBmsConfig.options
+        if isinstance(bad_after, float) and bad_after < device.stale_after_s:
+            errors.add(path + (device.driver, "bad_after_s"), f"{bad_after} s is below the device's stale_after_s "
+                                                              f"({device.stale_after_s} s); expected at least that")
         devices[device.name] = device
         options[device.name] = opts
     return devices, options, broken
@@ -203,8 +211,8 @@ def tag_spec(tag: TagSpec, default_max_age_s: float | None = None) -> TagSpec:
 
 
 def _check_tag(tag: TagSpec, path: Path, errors: Errors) -> None:
-    if tag.min is not None and tag.max is not None and tag.min > tag.max:
-        errors.add(path + ("min",), f"min {tag.min} is above max {tag.max}")
+    if tag.min is not None and tag.max is not None and tag.min >= tag.max:
+        errors.add(path + ("min",), f"min {tag.min} is not below max {tag.max}; expected min < max")
         return
     if tag.dtype is DType.ENUM and not tag.enum_labels:
         errors.add(path + ("enum_labels",), "an enum tag needs its labels")

@@ -29,7 +29,10 @@ class SiteConfig:
     id: str = attrs.field(validator=_matches(_ID, "site id"))
     name: str = ""
     description: str = ""
-    scan_period_s: float = attrs.field(default=0.1, validator=[v.gt(0.0), v.le(10.0)])
+    # At least 1 ms: below that a scan (read, programs, write) cannot finish in its period and the
+    # real clock spins a core at 100 %; at most 10 s, beyond which the supervisor and the devices'
+    # stale_after_s no longer protect anything.
+    scan_period_s: float = attrs.field(default=0.1, validator=[v.ge(0.001), v.le(10.0)])
     data_dir: str = "var"
     timezone: str = "UTC"
     # Run the scan thread as SCHED_FIFO at this priority (1..99) on the real clock; needs root or
@@ -47,7 +50,7 @@ class SiteConfig:
 class SupervisorConfig:
     enabled: bool = True
     missed_scans: int = attrs.field(default=5, validator=v.ge(1))
-    recover_s: float = attrs.field(default=5.0, validator=v.ge(0.0))
+    recover_s: float = attrs.field(default=5.0, validator=[v.ge(0.0), v.le(3600.0)])
 
 
 @attrs.frozen
@@ -126,10 +129,12 @@ class DeviceConfig:
 
     name: str = attrs.field(validator=_matches(_NAME, "device name"))
     driver: str
-    poll_period_s: float = attrs.field(default=0.1, validator=v.gt(0.0))
-    stale_after_s: float = attrs.field(default=1.0, validator=v.gt(0.0))
-    hang_timeout_s: float = attrs.field(default=5.0, validator=v.gt(0.0))
-    backoff_max_s: float = attrs.field(default=30.0, validator=v.gt(0.0))
+    # Durations end within a day (an hour for a poll): a longer one is a typo, and a sleep that long
+    # overflows the clock. stale_after_s is at least poll_period_s (checked by the loader).
+    poll_period_s: float = attrs.field(default=0.1, validator=[v.gt(0.0), v.le(3600.0)])
+    stale_after_s: float = attrs.field(default=1.0, validator=[v.gt(0.0), v.le(86400.0)])
+    hang_timeout_s: float = attrs.field(default=5.0, validator=[v.gt(0.0), v.le(3600.0)])
+    backoff_max_s: float = attrs.field(default=30.0, validator=[v.gt(0.0), v.le(86400.0)])
     description: str = ""
 
 

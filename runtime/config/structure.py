@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import enum
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -122,11 +123,17 @@ def convert(tp: Any, value: Any, path: Path, errors: Errors) -> Any:
         return _MISSING if any(item is _MISSING for item in table.values()) else table
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(float(value)):  # nan never compares, inf never ends: no setting means either
+                errors.add(path, f"expected a finite number, got {describe(value)}")
+                return _MISSING
             return float(value)
         errors.add(path, f"expected a number, got {describe(value)}")
         return _MISSING
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if not -2**63 <= value < 2**63:
+                errors.add(path, f"expected an integer of at most 64 bits, got {value}")
+                return _MISSING
             return value
         errors.add(path, f"expected an integer, got {describe(value)}")
         return _MISSING

@@ -263,3 +263,43 @@ def test_ems_check_config_exits_0_or_2_with_one_line_per_error(tmp_path: Path, p
         assert re.match(r"\d+ errors? in configuration:", head), done.stderr
         assert errors and all(line.startswith(f"  {mutant}") for line in errors), done.stderr
 
+
+
+def test_ems_check_config_names_a_bad_scan_period(tmp_path: Path) -> None:
+    mutant = tmp_path / "site.toml"
+    mutant.write_text((ROOT / "io_maps" / "sim_home.toml").read_text().replace("scan_period_s = 0.1",
+                                                                                 "scan_period_s = 1e-9"))
+    done = subprocess.run([sys.executable, "-m", "ems.cli", "check-config", str(mutant)], capture_output=True,
+                          text=True, cwd=ROOT, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert re.search(rf"{re.escape(str(mutant))}:\d+: site\.scan_period_s: ", done.stderr), done.stderr
+
+
+RANGES = [  # (site text replaced, the key path the error names)
+    ("scan_period_s = 0.1", "scan_period_s = 0.0009", "site.scan_period_s"),
+    ("scan_period_s = 0.1", "scan_period_s = 11", "site.scan_period_s"),
+    ('unit = "%"', 'unit = "%"\nmin = nan', "min"),
+    ('unit = "%"', 'unit = "%"\nmin = 5.0\nmax = 5.0', "min"),
+    ('unit = "%"', 'unit = "%"\nmax = inf', "max"),
+    ("stale_after_s = 1.0", "stale_after_s = 0.05", "devices[0].stale_after_s"),
+    ("poll_period_s = 0.1", "poll_period_s = 1e300", "poll_period_s"),
+    ("missed_scans = 5", "missed_scans = 99999999999999999999", "supervisor.missed_scans"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "key"), RANGES)
+def test_nonsense_values_are_named_errors(old: str, new: str, key: str) -> None:
+    site = ROOT / "io_maps" / "sim_home.toml"
+    text = site.read_text()
+    assert old in text
+    with pytest.raises(ConfigErrors) as info:
+        parse_io_map(text.replace(old, new, 1), str(site))
+    assert any(key in str(e) and e.line is not None for e in info.value.errors), info.value
+
+
+def test_bad_after_s_is_at_least_stale_after_s() -> None:
+    site = ROOT / "io_maps" / "sim_devices.toml"
+    text = site.read_text().replace("bad_after_s = 5.0", "bad_after_s = 1.0")
+    with pytest.raises(ConfigErrors, match=r"devices\[2\]\.can_bms\.bad_after_s: 1\.0 s is below"):
+        parse_io_map(text, str(site))
