@@ -52,11 +52,13 @@ def free_ports(n: int) -> list[int]:
 class ClusterFiles:
     """The shipped files, for `units` units of which the first `voters` vote, on free ports,
     writing under `tmp`. Three units are the shipped site as it is; more are made the same way
-    (each unit a copy of node1 with its own ports, the plant one inverter and BMS per unit)."""
+    (each unit a copy of node1 with its own ports, the plant one inverter and BMS per unit).
+    `plant_overrides` and `node_overrides` replace text in the plant's and in every node's io_map."""
 
     def __init__(self, tmp: Path, plant_overrides: dict[str, str] | None = None, units: int = 3,
-                 voters: int | None = None, listed: int | None = None):
+                 voters: int | None = None, listed: int | None = None, node_overrides: dict[str, str] | None = None):
         self.tmp = tmp
+        self.node_overrides = node_overrides or {}
         self.nodes = tuple(f"node{k}" for k in range(1, units + 1))
         voting = set(self.nodes[: units if voters is None else voters])
         free = iter(free_ports(1 + 5 * units))
@@ -92,6 +94,9 @@ class ClusterFiles:
                          ("port = 15120", f"port = {self.meter_port}"),
                          ("port = 15121", f"port = {self.inverter_port[node]}"),
                          ("ws://127.0.0.1:15131/", f"ws://127.0.0.1:{self.bms_port[node]}/")):
+            assert old in text, old
+            text = text.replace(old, new)
+        for old, new in self.node_overrides.items():
             assert old in text, old
             text = text.replace(old, new)
         return text

@@ -20,11 +20,18 @@ pytestmark = pytest.mark.timeout(300)
 
 UNITS, VOTERS = 16, 3
 LOAD_W = 6000.0  # the plant's constant site load (io_maps/sim_cluster/plant.toml), no PV
+# Sixteen Pis' work on this machine's cores: at the shipped 10 Hz scan and polls the seventeen
+# processes want about 190 % of two cores and the leader's setpoints come late enough that units
+# fall back. A 4 Hz scan and polls keep the site's behaviour (the split, the membership, the
+# elections) with half the load; the inverter's revert (5 s) still waits for 20 missed scans.
+SLOWER = {"scan_period_s = 0.1": "scan_period_s = 0.25", "poll_period_s = 0.1": "poll_period_s = 0.25",
+          "poll_period_s = 0.05": "poll_period_s = 0.25", "guard_rewrite_s = 0.1 ": "guard_rewrite_s = 0.25 "}
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    files = ClusterFiles(tmp_path_factory.mktemp("sixteen"), units=UNITS, voters=VOTERS)
+    files = ClusterFiles(tmp_path_factory.mktemp("sixteen"), units=UNITS, voters=VOTERS,
+                         node_overrides=SLOWER)
     with Cluster(files) as running:
         running.start()
         running.wait_for_leader(90.0)
@@ -59,8 +66,16 @@ def test_sixteen_units_follow_one_leader_that_is_a_voter(site: Cluster) -> None:
 
 def test_the_split_gives_every_unit_a_share_of_the_site_load(site: Cluster) -> None:
     leader = every_unit_following(site, list(site.files.nodes))
-    wait_until(lambda: abs((site.status(leader) or {}).get("cluster", {}).get("p_w", 0.0) - LOAD_W) <= 600.0,
-               60.0, "the sixteen units carry the site load")
+    seen: list[float] = []
+
+    def carrying() -> bool:
+        seen.append((site.status(leader) or {}).get("cluster", {}).get("p_w", float("nan")))
+        return abs(seen[-1] - LOAD_W) <= 600.0
+
+    try:
+        wait_until(carrying, 60.0, "the sixteen units carry the site load")
+    except AssertionError as failed:
+        raise AssertionError(f"{failed}; the leader's cluster p_w, last readings: {seen[-10:]}") from None
     shares = wait_until(lambda: s if len(s := last_split(site, leader)) == UNITS else None, 30.0,
                         "a split over all sixteen units")
     assert set(shares) == set(site.files.nodes)
