@@ -3,7 +3,10 @@
 Commands arrive through the `site_state_cmd` tag (Modbus, cloud, HMI write it) and are consumed
 here. Every transition has a reason, kept in `site_state_reason` and in the machine's log.
 Reboot and Restart are states the runtime acts on (it stops and exits so the service manager
-restarts the process or the machine); the program only decides.
+restarts the process or the machine); the program only decides. They are entered only from a
+state that carries no power by design (Init, Idle, Maintenance, Error): one register write must
+not take a unit down while it runs at power, so from Run the command is refused (logged) and
+an operator sends Idle first.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from programs.tagdefs import Layout, param, status, text
 log = logging.getLogger(__name__)
 
 REASON_LENGTH = 40
+# the states Reboot and Restart may be entered from (Run is not among them)
+RESTARTABLE = (SiteState.INIT, SiteState.IDLE, SiteState.MAINTENANCE, SiteState.ERROR)
 S = {state: state.name.lower() for state in SiteState}
 BY_NAME = {name: state for state, name in S.items()}
 
@@ -70,10 +75,11 @@ class SiteStateProgram(Program):
     def _table(self) -> list[Transition]:
         init, run, idle, maint, error, reboot, restart = (S[s] for s in SiteState)
         cmd = self._cmd
+        restartable = [S[state] for state in RESTARTABLE]
         return [
             Transition("*", error, lambda c: c.critical, "critical error"),
-            Transition("*", reboot, cmd(StateCommand.REBOOT), "reboot command"),
-            Transition("*", restart, cmd(StateCommand.RESTART), "restart command"),
+            *(Transition(src, reboot, cmd(StateCommand.REBOOT), "reboot command") for src in restartable),
+            *(Transition(src, restart, cmd(StateCommand.RESTART), "restart command") for src in restartable),
             Transition(error, init, lambda c: c.reset_requested and not c.critical, "errors acknowledged"),
             Transition(init, maint, cmd(StateCommand.MAINTENANCE), "maintenance command"),
             Transition(run, maint, cmd(StateCommand.MAINTENANCE), "maintenance command"),
@@ -142,6 +148,9 @@ class SiteStateProgram(Program):
             record = self.machine.log[-1]
             log.info("site state %s -> %s: %s", before, state, record.reason)
             self.reason_tag.set(text(record.reason, REASON_LENGTH))
+        elif self.command in (StateCommand.REBOOT, StateCommand.RESTART) and state == S[SiteState.RUN]:
+            log.warning("site state command %s refused in state run: a unit at power restarts only from "
+                        "init, idle, maintenance or error (send idle first)", self.command.name.lower())
         elif self.command is not StateCommand.NONE:
             log.info("site state command %s ignored in state %s", self.command.name.lower(), state)
         self.state_tag.set(BY_NAME[state])

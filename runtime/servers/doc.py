@@ -113,7 +113,10 @@ and the scan's wake-up jitter under load.
 
 SCADA controls the site through the writable tags below: `site_state_cmd` (operating state),
 `mode`, the setpoints (`ext_p_setpoint_w`, `ext_q_setpoint_var`, `grid_setpoint_w`), SOC targets
-and limits, and `schedule_enabled`. In external control SCADA increments `ext_heartbeat` at least
+and limits, and `schedule_enabled`. `restart` and `reboot` written to `site_state_cmd` are
+honoured only in Init, Idle, Maintenance or Error: in Run the command is consumed, refused and
+logged (a unit at power is first sent `idle`, whose ramp takes the power down). In external
+control SCADA increments `ext_heartbeat` at least
 once per heartbeat timeout (`site_control` parameter `heartbeat_timeout_s`, 10 s by default);
 when it stops, the site falls back to its configured fallback mode, `heartbeat_ok` turns false,
 `mode_reason` says why, and the change is logged.

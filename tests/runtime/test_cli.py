@@ -130,7 +130,8 @@ def test_a_port_in_use_is_a_clear_error_exit_1_with_outputs_safe(tmp_path: Path)
 
 
 def test_a_restart_command_stops_the_controller_with_exit_3(tmp_path: Path):
-    """SCADA writes site_state_cmd = restart; the service manager restarts on the non-zero exit."""
+    """SCADA writes site_state_cmd = idle, then restart; the service manager restarts on the non-zero exit.
+    (In Run a restart is refused: tests/safety/test_restart_gate.py.)"""
     import socket
 
     with socket.socket() as probe:
@@ -146,6 +147,8 @@ def test_a_restart_command_stops_the_controller_with_exit_3(tmp_path: Path):
 
         client = ModbusTcpClient("127.0.0.1", port=port)
         assert client.connect()
+        assert not client.write_register(1000, 2, device_id=1).isError()  # site_state_cmd = idle
+        _wait_for(tmp_path / "log" / "ems.log", "site state run -> idle", 20.0)
         assert not client.write_register(1000, 6, device_id=1).isError()  # site_state_cmd = restart
         client.close()
         _, err = proc.communicate(timeout=20)
@@ -153,6 +156,6 @@ def test_a_restart_command_stops_the_controller_with_exit_3(tmp_path: Path):
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 3, err
-    assert "site state init -> restart" in err or "site state run -> restart" in err
+    assert "site state idle -> restart" in err
     assert "exit 3: restart requested through the site state" in err
     assert "output inverter_p_setpoint_w at its safe value 0 W" in err
