@@ -1,9 +1,9 @@
 """Mutated copies of the shipped io_maps never crash the loader.
 
-Every shipped site (io_maps/*.toml, io_maps/sim_cluster/*.toml) and every device profile a
-site loads (io_maps/devices/*.toml, as a site-local copy named by `profile = "<path>"`) is
-mutated many times, deterministically from a fixed seed: a line deleted, a value's type
-changed, a key or table duplicated, an unknown key added, a number made huge, negative, zero,
+Every shipped site (io_maps/*.toml, io_maps/sim_cluster/*.toml, the production template
+deploy/site.toml) and every device profile a site loads (io_maps/devices/*.toml, as a site-local
+copy named by `profile = "<path>"`) is mutated many times, deterministically from a fixed
+seed: a line deleted, a value's type changed, a key or table duplicated, an unknown key added, a number made huge, negative, zero,
 NaN or infinite, unicode put in a string. Each mutant is loaded the way `ems check-config`
 loads it (load_io_map, then build_site on the virtual clock, which opens nothing) and must
 either load or raise ConfigErrors, each error one line naming the file and a line or key.
@@ -32,7 +32,7 @@ from runtime.config.structure import ConfigErrors
 from runtime.site import build_site
 
 ROOT = Path(__file__).resolve().parents[2]
-SITES = sorted([*ROOT.glob("io_maps/*.toml"), *ROOT.glob("io_maps/sim_cluster/*.toml")])
+SITES = sorted([*ROOT.glob("io_maps/*.toml"), *ROOT.glob("io_maps/sim_cluster/*.toml"), ROOT / "deploy" / "site.toml"])
 SEED = 20261202
 PER_SITE = 60  # and the systematic pass: every key of a file once with another type, once with a bad number
 PER_PROFILE = 30  # the 4 profiles the sites load, as a site-local copy
