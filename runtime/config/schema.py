@@ -61,6 +61,12 @@ class LoggingConfig:
     backups: int = attrs.field(default=5, validator=v.ge(0))
 
 
+# A server's clients take one file descriptor each: 1..256 keeps two servers well inside the 1024 of a
+# systemd service (runtime/servers/host.py also lowers it to what the process's limit allows).
+_MAX_CONNECTIONS = [v.ge(1), v.le(256)]
+_IDLE_TIMEOUT = [v.ge(0.5), v.le(3600.0)]  # seconds without a complete request
+
+
 def _write_allow(_instance: Any, _attribute: attrs.Attribute, value: tuple[str, ...]) -> None:
     for item in value:
         if item == "rtu":
@@ -107,6 +113,9 @@ class ModbusServerConfig:
     write_allow: tuple[str, ...] = attrs.field(default=("127.0.0.1",), validator=_write_allow)
     runtime_base: int = attrs.field(default=9000, validator=[v.ge(0), v.le(65000)])  # the runtime's own tags
     serial: SerialPortConfig | None = None
+    # TCP clients held at once, and how long one may stay without completing a request (docs/modbus.md)
+    max_connections: int = attrs.field(default=16, validator=_MAX_CONNECTIONS)
+    idle_timeout_s: float = attrs.field(default=60.0, validator=_IDLE_TIMEOUT)
 
 
 @attrs.frozen
@@ -121,6 +130,8 @@ class MeterGatewayConfig:
     serial_number: str = attrs.field(default="EMS0000000001", validator=_ascii(13))
     quantities: dict[str, str] = attrs.field(factory=dict)  # layout quantity -> tag name
     serial: SerialPortConfig | None = None
+    max_connections: int = attrs.field(default=16, validator=_MAX_CONNECTIONS)
+    idle_timeout_s: float = attrs.field(default=60.0, validator=_IDLE_TIMEOUT)
 
 
 @attrs.frozen

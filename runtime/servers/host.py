@@ -7,6 +7,15 @@ ids are checked here, every request on a connection is answered in order, a writ
 coil or register is echoed as the spec says (not re-read), and a failing datastore is
 logged once instead of once per request.
 
+What a client sends is checked before pymodbus decodes it (runtime/servers/requests.py, after the
+Modbus application protocol specification): a function the datastore does not serve is answered
+01, a bad quantity, byte count or coil value 03. A TCP frame whose MBAP header is not Modbus
+(protocol id not 0, length outside 2..254) closes the connection, as the stream cannot be
+re-synchronised. Each server holds at most `max_connections` clients and closes a connection
+that has not completed a request for `idle_timeout_s` (one that never sends, or sends a byte at
+a time); a client's bad input is logged at most once a minute per client and kind, with a count
+of what was held back (runtime/logs.py, LogLimiter).
+
 Requests are handled in the event loop's thread as soon as their frame is complete: the
 datastore's methods never wait, so the pymodbus coroutine that calls them runs to its end
 in one step and needs no task of its own.
@@ -16,14 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import sys
 import threading
+import time
 from collections.abc import Coroutine, Sequence
 from typing import Any, Literal, Protocol
 
 import attrs
 from pymodbus.constants import ExcCodes
 from pymodbus.exceptions import ModbusIOException
+from pymodbus.framer import FramerSocket
 from pymodbus.pdu import ExceptionResponse, ModbusPDU
 from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.server.requesthandler import ServerRequestHandler
@@ -31,7 +43,9 @@ from pymodbus.simulator import DataType, SimData, SimDevice
 from pymodbus.transaction import TransactionManager
 
 from plc.tags import ModbusTable
+from runtime.logs import LogLimiter
 from runtime.servers.register_map import TABLE_OF_FUNCTION
+from runtime.servers.requests import RefusedRequest, RequestDecoder
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +56,12 @@ ECHOED_WRITES = (5, 6)  # write single coil / register: the response repeats the
 # server could make the scan wake up to 5 ms late. At 0.5 ms that bound drops below the 1 ms
 # jitter budget; the extra switches cost nothing while the scan sleeps.
 SWITCH_INTERVAL_S = 0.0005
+
+# File descriptors kept for everything but the servers' clients: the drivers' sockets and serial
+# ports, log files, SQLite, pipes. Each of the (at most two) servers may take half of the rest.
+RESERVED_FDS = 256
+SERVERS_SHARING_FDS = 2
+MAX_MBAP_LENGTH = 254  # unit id + a PDU of at most 253 bytes
 
 
 def bound_gil_switch_interval(limit_s: float = SWITCH_INTERVAL_S) -> None:
@@ -68,6 +88,7 @@ class Datastore(Protocol):
     """What a server serves. Called in the server's thread only; must never block."""
 
     unit_ids: frozenset[int]
+    functions: frozenset[int]  # the function codes served; any other is answered 01
 
     def read(self, table: ModbusTable, address: int, count: int) -> list[Any] | int:
         """Registers or bits, or a Modbus exception code."""
@@ -76,6 +97,43 @@ class Datastore(Protocol):
     def write(self, table: ModbusTable, address: int, values: list[Any], peer: Peer) -> int | None:
         """None when accepted, else a Modbus exception code."""
         ...
+
+
+@attrs.frozen
+class ConnectionLimits:
+    """How many TCP clients a server holds, and how long one may stay without a complete request."""
+
+    max_connections: int = 16
+    idle_timeout_s: float = 60.0
+
+
+def connection_ceiling() -> int:
+    """The most clients one server may hold without taking the descriptors RESERVED_FDS keeps."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(1, (soft - RESERVED_FDS) // SERVERS_SHARING_FDS)
+
+
+class BadFrame(Exception):
+    """A TCP frame that is not Modbus: the connection is closed."""
+
+
+class _SocketFramer(FramerSocket):
+    """pymodbus's MBAP framer, but a header that is not Modbus raises BadFrame (pymodbus logs it
+    with a hex dump of the receive buffer and waits for more on a stream it cannot re-synchronise)."""
+
+    def decode(self, data: bytes) -> tuple[int, int, int, bytes]:
+        if len(data) < 7:
+            return 0, 0, 0, self.EMPTY
+        protocol, length = int.from_bytes(data[2:4], "big"), int.from_bytes(data[4:6], "big")
+        if protocol != 0:
+            raise BadFrame(f"MBAP protocol id {protocol}, not 0 (Modbus)")
+        if not 2 <= length <= MAX_MBAP_LENGTH:
+            raise BadFrame(f"MBAP length {length}, outside 2..{MAX_MBAP_LENGTH}")
+        if len(data) < 6 + length:
+            return 0, 0, 0, self.EMPTY
+        return 6 + length, data[6], int.from_bytes(data[0:2], "big"), data[7:6 + length]
 
 
 @attrs.frozen
@@ -144,15 +202,24 @@ class _Handler(ServerRequestHandler):
     """One client connection (or the serial line)."""
 
     server: _TcpServer | _SerialServer
+    peer: Peer
+    last_request: float  # time.monotonic() of the connection or its last complete request
 
     def callback_connected(self) -> None:
         super().callback_connected()
         owner = self.server
+        self.last_request = time.monotonic()
         if isinstance(owner, _SerialServer):
             self.peer = Peer("rtu", owner.line)
-        else:
-            host, port = (self.transport.get_extra_info("peername") or ("?", 0))[:2]
-            self.peer = Peer("tcp", str(host), int(port))
+            return
+        host, port = (self.transport.get_extra_info("peername") or ("?", 0))[:2]
+        self.peer = Peer("tcp", str(host), int(port))
+        held = len(owner.active_connections)
+        if held > owner.max_connections:
+            owner.thread.limiter.log(logging.WARNING, ("limit",), "%s: connection from %s closed: %d clients "
+                                     "connected, the most it holds ([%s] max_connections)", owner.thread.name,
+                                     self.peer, held - 1, owner.thread.section)
+            self.close()
 
     def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
         """Answer every complete request in `data`, in order; return the bytes used."""
@@ -160,14 +227,21 @@ class _Handler(ServerRequestHandler):
         while used < len(data):
             try:
                 step = TransactionManager.callback_data(self, data[used:], addr)
+            except BadFrame as bad:
+                self.server.thread.limiter.log(logging.WARNING, (self.peer.host, "frame"),
+                                               "%s: closed the connection of %s: %s", self.server.thread.name,
+                                               self.peer, bad)
+                self.close()
+                return len(data)
             except ModbusIOException:  # a function code pymodbus does not know: answer 01, drop the rest
                 self._illegal_function(data[used:], addr)
                 return len(data)
             pdu = self.last_pdu
             used += step
             if pdu is not None:
+                self.last_request = time.monotonic()
                 self._answer(pdu, addr)
-            if step == 0:
+            if step == 0 or self.transport is None:
                 break
         return used
 
@@ -200,6 +274,11 @@ class _Handler(ServerRequestHandler):
             if serial:
                 return  # another device on the line: stay silent
             response: ModbusPDU = ExceptionResponse(pdu.function_code, ExcCodes.GATEWAY_NO_RESPONSE)
+        elif isinstance(pdu, RefusedRequest):
+            owner.thread.limiter.log(logging.WARNING, (self.peer.host, pdu.function_code, pdu.exception),
+                                     "%s: function 0x%02X from %s answered with exception %02d: %s",
+                                     owner.thread.name, pdu.function_code, self.peer, pdu.exception, pdu.reason)
+            response = ExceptionResponse(pdu.function_code, pdu.exception)
         else:
             try:
                 context = _RequestContext(store, self.peer)
@@ -216,11 +295,18 @@ class _Handler(ServerRequestHandler):
 _PLACEHOLDER = SimDevice(id=0, simdata=SimData(0, count=1, values=0, datatype=DataType.REGISTERS))
 
 
+def _served(store: Datastore) -> frozenset[int]:
+    return frozenset(getattr(store, "functions", TABLE_OF_FUNCTION))
+
+
 class _TcpServer(ModbusTcpServer):
-    def __init__(self, thread: ServerThread, endpoint: TcpEndpoint):
+    def __init__(self, thread: ServerThread, endpoint: TcpEndpoint, max_connections: int):
         super().__init__(_PLACEHOLDER, address=(endpoint.host, endpoint.port))
         self.thread = thread
         self.store = thread.store
+        self.max_connections = max_connections
+        self.framer = _SocketFramer
+        self.decoder = RequestDecoder(_served(thread.store))
 
     def callback_new_connection(self) -> _Handler:
         return _Handler(self, None, None, None)
@@ -233,6 +319,7 @@ class _SerialServer(ModbusSerialServer):
         self.thread = thread
         self.store = thread.store
         self.line = endpoint.port
+        self.decoder = RequestDecoder(_served(thread.store))
 
     def callback_new_connection(self) -> _Handler:
         return _Handler(self, None, None, None)
@@ -252,11 +339,18 @@ async def _listen(server: _TcpServer | _SerialServer) -> None:
 class ServerThread:
     """A thread with its own event loop, hosting one datastore on TCP and optionally RTU."""
 
-    def __init__(self, name: str, store: Datastore, tcp: TcpEndpoint | None, serial: SerialEndpoint | None = None):
+    def __init__(self, name: str, store: Datastore, tcp: TcpEndpoint | None, serial: SerialEndpoint | None = None,
+                 limits: ConnectionLimits = ConnectionLimits(), section: str = "modbus_server"):
         self.name = name
         self.store = store
         self.tcp = tcp
         self.serial = serial
+        self.limits = limits
+        self.section = section  # the io_map table of its settings, for log lines
+        self.max_connections = limits.max_connections  # lowered at start to what the descriptors allow
+        self.limiter = LogLimiter(log)
+        self.idle_closed = 0  # connections closed for want of a complete request
+        self._sweeper: asyncio.Task[None] | None = None
         self.tcp_port: int | None = None  # the port actually listened on
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -318,7 +412,13 @@ class ServerThread:
 
     async def _open(self) -> None:
         if self.tcp is not None:
-            server = _TcpServer(self, self.tcp)
+            ceiling = connection_ceiling()
+            if self.limits.max_connections > ceiling:
+                log.warning("%s: [%s] max_connections %d lowered to %d, so that %d of the %d file descriptors "
+                            "stay for the drivers", self.name, self.section, self.limits.max_connections, ceiling,
+                            RESERVED_FDS, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+            self.max_connections = min(self.limits.max_connections, ceiling)
+            server = _TcpServer(self, self.tcp, self.max_connections)
             self._servers.append(server)
             try:
                 await _listen(server)
@@ -338,6 +438,33 @@ class ServerThread:
                   f"{self.serial.stopbits}"] if self.serial else []
         log.info("%s listening on %s, unit id(s) %s", self.name, ", ".join(where),
                  ", ".join(map(str, sorted(self.store.unit_ids))))
+        if self.tcp is not None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name=f"{self.name} idle")
+
+    async def _sweep(self) -> None:
+        """Close TCP connections without a complete request for idle_timeout_s; say what the
+        log limiter held back."""
+        timeout = self.limits.idle_timeout_s
+        step = min(1.0, timeout / 4)
+        while True:
+            await asyncio.sleep(step)
+            now = time.monotonic()
+            for server in self._servers:
+                if not isinstance(server, _TcpServer):
+                    continue
+                for handler in list(server.active_connections.values()):
+                    if isinstance(handler, _Handler) and now - handler.last_request > timeout:
+                        self.idle_closed += 1
+                        self.limiter.log(logging.INFO, (handler.peer.host, "idle"),
+                                         "%s: closed the connection of %s: no complete request for %g s "
+                                         "([%s] idle_timeout_s)", self.name, handler.peer, timeout, self.section)
+                        handler.close()
+            self.limiter.flush()
+
+    @property
+    def connections(self) -> int:
+        """TCP clients connected now."""
+        return sum(len(s.active_connections) for s in self._servers if isinstance(s, _TcpServer))
 
     def _close(self) -> None:
         for server in self._servers:
@@ -362,12 +489,14 @@ class ServedMirror:
     """A server as a site mirror: its own thread and event loop; `start()` returns once it
     listens, `stop()` closes it (twice is fine)."""
 
-    def __init__(self, name: str, store: Any, host: str, port: int, serial: Any = None):
+    def __init__(self, name: str, store: Any, host: str, port: int, serial: Any = None,
+                 limits: ConnectionLimits = ConnectionLimits(), section: str = "modbus_server"):
         self.store = store
         self.thread = ServerThread(
             name, store, TcpEndpoint(host, port),
             SerialEndpoint(serial.port, serial.baudrate, serial.parity, serial.stopbits, serial.bytesize)
             if serial else None,
+            limits, section,
         )
 
     @property

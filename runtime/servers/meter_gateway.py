@@ -27,7 +27,7 @@ from plc.tags import DType, ModbusTable, Quality
 from runtime.config.lines import Path
 from runtime.config.schema import MeterGatewayConfig
 from runtime.image import ProcessImage, Snapshot
-from runtime.servers.host import Peer, ServedMirror
+from runtime.servers.host import ConnectionLimits, Peer, ServedMirror
 from runtime.servers.register_map import ILLEGAL_ADDRESS, ILLEGAL_FUNCTION
 
 log = logging.getLogger(__name__)
@@ -222,6 +222,9 @@ class _Encoded:
 class MeterStore:
     """The gateway's datastore: the layout filled from the latest snapshot."""
 
+    # Registers only, as an EM24: reads, and register writes (answered 02). No coils: 01, 02, 05, 15 get 01.
+    functions = frozenset({3, 4, 6, 16, 22, 23})
+
     def __init__(self, layout: Layout, sources: list[Source], image: ProcessImage, unit_ids: tuple[int, ...],
                  serial_number: str):
         self.layout = layout
@@ -308,4 +311,5 @@ class MeterGateway(ServedMirror):
     def __init__(self, cfg: MeterGatewayConfig, image: ProcessImage, sources: list[Source]):
         self.cfg = cfg
         store = MeterStore(LAYOUTS[cfg.layout], sources, image, cfg.unit_ids, cfg.serial_number)
-        super().__init__("meter-gateway", store, cfg.host, cfg.port, cfg.serial)
+        super().__init__("meter-gateway", store, cfg.host, cfg.port, cfg.serial,
+                         ConnectionLimits(cfg.max_connections, cfg.idle_timeout_s), "meter_gateway")

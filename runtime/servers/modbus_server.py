@@ -20,7 +20,7 @@ from typing import Any
 from plc.tags import ModbusTable, TagValueError
 from runtime.config.schema import ModbusServerConfig
 from runtime.image import ProcessImage, Snapshot
-from runtime.servers.host import Peer, ServedMirror
+from runtime.servers.host import ConnectionLimits, Peer, ServedMirror
 from runtime.servers.register_map import (
     ILLEGAL_ADDRESS,
     ILLEGAL_FUNCTION,
@@ -68,6 +68,8 @@ class WritePolicy:
 
 class TagStore:
     """The tag server's datastore: reads from the latest snapshot, writes into the image's queue."""
+
+    functions = frozenset({1, 2, 3, 4, 5, 6, 15, 16, 22, 23})  # every table's reads and writes
 
     def __init__(self, register_map: RegisterMap, image: ProcessImage, unit_ids: tuple[int, ...],
                  policy: WritePolicy):
@@ -136,4 +138,5 @@ class ModbusTagServer(ServedMirror):
         self.cfg = cfg
         self.map = register_map
         store = TagStore(register_map, image, cfg.unit_ids, WritePolicy(cfg.writes_enabled, cfg.write_allow))
-        super().__init__("modbus-server", store, cfg.host, cfg.port, cfg.serial)
+        super().__init__("modbus-server", store, cfg.host, cfg.port, cfg.serial,
+                         ConnectionLimits(cfg.max_connections, cfg.idle_timeout_s), "modbus_server")

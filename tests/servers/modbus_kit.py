@@ -12,6 +12,7 @@ Until the simulated default site (io_maps/sim_home.toml) exists, this stands in 
 from __future__ import annotations
 
 import math
+import socket
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -223,3 +224,23 @@ def write_tag(client: ModbusTcpClient, spec: TagSpec, value: Any) -> Any:
 def exception_code(response: Any) -> int | None:
     """The Modbus exception code of a response, None for a normal one."""
     return response.exception_code if response.isError() else None
+
+
+# --- raw frames, for requests no client library sends --------------------------------------------
+def mbap(pdu: bytes, unit: int = 1, tid: int = 0x1234, protocol: int = 0, length: int | None = None) -> bytes:
+    """A Modbus TCP frame: the MBAP header (transaction, protocol id, length, unit id) and the PDU."""
+    size = len(pdu) + 1 if length is None else length
+    return tid.to_bytes(2, "big") + protocol.to_bytes(2, "big") + size.to_bytes(2, "big") + bytes([unit]) + pdu
+
+
+def raw_request(port: int, pdu: bytes, unit: int = 1, tid: int = 0x1234) -> bytes:
+    """Send one request on a new connection; the response's PDU (its MBAP header checked)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(mbap(pdu, unit, tid))
+        data = b""
+        while len(data) < 7 or len(data) < 6 + int.from_bytes(data[4:6], "big"):
+            chunk = s.recv(300)
+            assert chunk, f"connection closed after {data!r}"
+            data += chunk
+    assert (int.from_bytes(data[0:2], "big"), data[2:4], data[6]) == (tid, b"\0\0", unit), data
+    return data[7:]
