@@ -5,7 +5,9 @@ acknowledged, monitor findings, setpoint and parameter writes (with who wrote th
 service's own start and stop. The `EventRecorder` runs after each scan and only compares a few
 tag values with the last ones seen and drains the programs' event queues; the rows go to a
 background writer (runtime/sqlite_store.py), never to the disk from the scan. Retention keeps
-at most `max_rows` rows and nothing older than `max_age_days`.
+at most `max_rows` rows, always, and nothing older than `max_age_days` while the clock can be
+trusted: synchronized, and not behind the newest row stored (`EventLog.prune`). A Pi's clock is
+wrong until NTP sets it, and a start 400 days ahead must not delete a year of history by age.
 
 `ems events [--since] [--severity]` reads the log (`read_events`).
 """
@@ -18,7 +20,7 @@ import re
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,7 @@ log = logging.getLogger(__name__)
 
 SEVERITIES = ("info", "warning", "error", "critical")
 PRUNE_EVERY_S = 60.0
+BEHIND_NEWEST_S = 60.0  # a clock this far behind the newest stored row cannot tell the rows' ages
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -76,19 +79,33 @@ class Event:
 class EventLog:
     """Appends events through a background writer and keeps the table within its limits."""
 
-    def __init__(self, path: Path, max_rows: int = 200_000, max_age_days: float = 365.0):
+    def __init__(self, path: Path, max_rows: int = 200_000, max_age_days: float = 365.0,
+                 clock_synced: Callable[[], bool] = lambda: True):
         self.path = path
         self.max_rows = max_rows
         self.max_age_s = max_age_days * 86400.0
+        self.clock_synced = clock_synced  # whether the wall clock is synchronized (the site's ClockWatch)
+        self.age_pruning_held = False  # the last prune kept old rows because the clock was not trusted
         self.writer = SqliteWriter(path, SCHEMA, "event-log")
         self.written = 0
         self._pruned_at = -PRUNE_EVERY_S
         self._prune_rows = max(1, max_rows // 10)  # the table holds at most 10 % more than max_rows
 
-    def append(self, event: Event) -> None:
-        """Queue one event (cheap; any thread)."""
+    def append(self, event: Event, on_done: Callable[[BaseException | None], None] | None = None) -> None:
+        """Queue one event (cheap; any thread); `on_done(None | exception)` once it is committed or
+        failed (in the writer thread; such an event is committed at once)."""
         row = event.row()
-        self.writer.submit(lambda db: self._insert(db, row))
+        self.writer.submit(lambda db: self._insert(db, row), on_done)
+
+    def append_all(self, events: list[Event], on_done: Callable[[BaseException | None], None]) -> None:
+        """Queue events to be committed together, at once; `on_done` as for `append`."""
+        rows = [event.row() for event in events]
+
+        def job(db: sqlite3.Connection) -> None:
+            for row in rows:
+                self._insert(db, row)
+
+        self.writer.submit(job, on_done)
 
     def _insert(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
         db.execute("INSERT INTO events (wall_s, t_s, kind, severity, source, code, name, message) "
@@ -100,9 +117,28 @@ class EventLog:
             self.prune(db, row[0])
 
     def prune(self, db: sqlite3.Connection, now_wall_s: float) -> None:
-        """Drop rows older than the age limit and beyond the row limit (oldest first)."""
-        db.execute("DELETE FROM events WHERE wall_s < ?", (now_wall_s - self.max_age_s,))
+        """Drop rows beyond the row limit (oldest first, always), and rows older than the age
+        limit only while the clock is trusted: synchronized, and not more than BEHIND_NEWEST_S
+        behind the newest stored row (else the clock or the stored times are wrong, and which of
+        them is cannot be told). A clock that jumped never deletes history."""
+        if self._clock_trusted(db, now_wall_s):
+            db.execute("DELETE FROM events WHERE wall_s < ?", (now_wall_s - self.max_age_s,))
         db.execute("DELETE FROM events WHERE id <= (SELECT MAX(id) FROM events) - ?", (self.max_rows,))
+
+    def _clock_trusted(self, db: sqlite3.Connection, now_wall_s: float) -> bool:
+        synced = self.clock_synced()
+        newest = db.execute("SELECT MAX(wall_s) FROM events").fetchone()[0]
+        behind = newest is not None and now_wall_s < newest - BEHIND_NEWEST_S
+        trusted = synced and not behind
+        if not trusted and not self.age_pruning_held:
+            why = "not synchronized" if not synced else f"{newest - now_wall_s:.0f} s behind the newest event"
+            log.warning("event log: the clock is %s: no event is deleted by age (max_age_days) until it is right; "
+                        "the log stays within max_rows = %d", why, self.max_rows)
+        elif trusted and self.age_pruning_held:
+            log.info("event log: the clock is trusted again; events older than %g days are deleted",
+                     self.max_age_s / 86400.0)
+        self.age_pruning_held = not trusted
+        return trusted
 
     def close(self, now_wall_s: float | None = None) -> None:
         """Prune to the limits, write what is queued and close."""
@@ -126,6 +162,8 @@ class EventRecorder:
         self.ignore = re.compile("|".join(fnmatch.translate(p) for p in ignore_writes)) if ignore_writes else None
         self.image = image
         image.write_listeners.append(self.on_write)
+        image.add_recorder(0, self.record)
+        image.refusal_listeners.append(self.on_refused)
 
     def __call__(self, ctx: ScanContext) -> None:
         last = self.last
@@ -151,11 +189,34 @@ class EventRecorder:
 
     def on_write(self, request: WriteRequest) -> None:
         """Called by the image as a request's writes are applied (scan thread, scan boundary)."""
+        if request.recorded:
+            return  # a durable write: in the log before it was applied
+        for event in self._write_events(request):
+            self.sink.append(event)
+
+    def record(self, request: WriteRequest, then: Callable[[BaseException | None], None]) -> bool:
+        """A durable write's events, committed before it is applied (any thread); `then` once
+        committed or failed. One transaction: the request's events are all stored or none."""
+        events = self._write_events(request)
+        if not events:
+            return False
+        request.recorded = True
+        self.sink.append_all(events, then)
+        return True
+
+    def on_refused(self, request: WriteRequest, error: BaseException) -> None:
+        """A durable write whose event is logged but whose value could not be stored (writer thread)."""
+        if not request.recorded:
+            return
         for tag, value in request.items:
-            if self.ignore is not None and self.ignore.match(tag.name):
-                continue
-            message = f"{tag.name} = {tag.spec.label(value)} (by {request.source})"
-            self.sink.append(Event(self.wall(), self.image.now, "write", 0, request.source, 0, tag.name, message))
+            message = f"{tag.name} = {tag.spec.label(value)} (by {request.source}) refused, not applied: " \
+                      f"it could not be stored ({type(error).__name__}: {error})"
+            self.sink.append(Event(self.wall(), self.image.now, "write", 1, request.source, 0, tag.name, message))
+
+    def _write_events(self, request: WriteRequest) -> list[Event]:
+        wall, now, source = self.wall(), self.image.now, request.source
+        return [Event(wall, now, "write", 0, source, 0, tag.name, f"{tag.name} = {tag.spec.label(value)} (by {source})")
+                for tag, value in request.items if self.ignore is None or not self.ignore.match(tag.name)]
 
 
 # --- reading -------------------------------------------------------------------------------------
@@ -213,7 +274,8 @@ def parse_severity(text: str) -> int:
 
 def attach(site: Any, data_dir: Path, cfg: EventLogConfig) -> EventLog:
     """Record the site's events into `<data_dir>/<cfg.file>`; returns the log (closed by Site.stop)."""
-    event_log = EventLog(data_dir / cfg.file, cfg.max_rows, cfg.max_age_days)
+    watch = site.engine.clock_watch
+    event_log = EventLog(data_dir / cfg.file, cfg.max_rows, cfg.max_age_days, lambda: watch.synced)
     recorder = EventRecorder(site.image, site.programs, event_log, site.clock.wall, cfg.ignore_writes)
     site.engine.after_scan.append(recorder)
     return event_log

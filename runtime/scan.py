@@ -1,8 +1,13 @@
 """The cyclic scan: read inputs, execute programs in order, write outputs, publish.
 
-Deadlines sit on a fixed grid `t0 + n * period`, so periods never drift. A scan that runs past
-its next deadline is an overrun: it is counted and logged, and the next deadline is the first
-grid point still ahead; missed deadlines are skipped, never caught up in a burst.
+Deadlines sit on a fixed grid `t0 + n * period` of monotonic time, so periods never drift. A scan
+that runs past its next deadline is an overrun: it is counted and logged, and the next deadline
+is the first grid point still ahead; missed deadlines are skipped, never caught up in a burst.
+
+Each scan reads the wall clock afresh for its `wall_s` (schedules, tariffs, timestamps) and
+hands it, with the monotonic time, to a `ClockWatch` (runtime/clock.py): a step of the wall
+clock is logged and counted in that scan, and the programs already see the new time in it;
+the deadline grid is not touched.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import attrs
 
 from plc.program import Program, ScanContext
 from plc.tags import Quality
-from runtime.clock import Clock
+from runtime.clock import Clock, ClockWatch
 from runtime.image import ProcessImage, Tag
 from runtime.io.driver import Driver
 from runtime.scan_stats import ScanStats
@@ -88,6 +93,7 @@ class ScanEngine:
         self.after_scan: list[Callable[[ScanContext], None]] = []
         self._program_errors: dict[str, str] = {}
         self._overrun_logged_at = -math.inf
+        self.clock_watch = ClockWatch(clock, image)
         self._stat_tags = {name: image[name] for name in (
             "scan_count", "scan_overruns", "scan_missed_deadlines", "scan_duration_last_s",
             "scan_duration_mean_s", "scan_duration_max_s", "scan_duration_p99_s", "scan_jitter_last_s",
@@ -104,7 +110,9 @@ class ScanEngine:
         ctx = self.ctx
         ctx.t_s = t_s
         ctx.dt_s = dt_s
-        ctx.wall_s = self.clock.wall()
+        clock = self.clock
+        ctx.wall_s = wall = clock.wall()
+        self.clock_watch.observe(clock.now(), wall)
         ctx.scan += 1
         image = self.image
         image.begin_scan(t_s)

@@ -28,6 +28,11 @@ STATS_TAGS = (
     ("scan_sched_policy", DType.UINT16, "",
      "Scheduling policy the scan thread got (0 SCHED_OTHER, 1 SCHED_FIFO, 2 SCHED_RR, 3 BATCH, 5 IDLE)"),
     ("scan_sched_priority", DType.UINT16, "", "Real-time priority the scan thread got (0 at normal priority)"),
+    ("clock_synced", DType.BOOL, "", "The kernel has the wall clock synchronized (NTP): error bounded"),
+    ("clock_offset_s", DType.FLOAT32, "s", "Offset of the wall clock from its time source, still being slewed"),
+    ("clock_max_error_s", DType.FLOAT32, "s", "The kernel's bound on the wall clock's error (16 s: unsynchronized)"),
+    ("clock_steps", DType.UINT32, "", "Steps of the wall clock seen since start (more than 1 s off the monotonic clock)"),
+    ("clock_last_step_s", DType.FLOAT32, "s", "Size of the last wall clock step (+ forwards)"),
 )
 
 

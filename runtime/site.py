@@ -13,7 +13,7 @@ from plc.program import Program
 from plc.tags import Area, DType, TagSpec, make_checker
 from programs.enums import SiteState
 from programs.registry import PROGRAMS
-from runtime.clock import Clock
+from runtime.clock import Clock, ClockEvent
 from runtime.config.io_map import tag_spec
 from runtime.config.lines import Path, line_of
 from runtime.config.schema import IoMap
@@ -142,7 +142,15 @@ class Site:
             event_log = events.attach(self, data_dir, cfg.event_log)
             event_log.append(events.service_event(self, "started", clean))
 
+            def clock_event(e: ClockEvent) -> None:  # a step of the wall clock, a change of its sync
+                event_log.append(events.Event(e.wall_s, e.t_s, e.kind, e.severity, e.source, e.code, e.name,
+                                              e.message))
+
+            listeners = self.engine.clock_watch.listeners
+            listeners.append(clock_event)
+
             def close_event_log() -> None:
+                listeners.remove(clock_event)
                 event_log.append(events.service_event(self, "stopped"))
                 event_log.close(self.clock.wall())
 
