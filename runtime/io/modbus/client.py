@@ -33,7 +33,7 @@ from plc.tags import ModbusTable
 from runtime.clock import Clock
 from runtime.io import aio
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
-from runtime.io.modbus import codec, sunspec, transport, window
+from runtime.io.modbus import codec, plausible, sunspec, transport, window
 from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint, check_points, parse_options
 from runtime.io.modbus.plan import Block, plan_reads
 from runtime.io.modbus.profile import Register
@@ -118,6 +118,10 @@ class ModbusDriver(Driver):
         self._last_reconnect = -math.inf
         self._silent = False
         self._bad_sf: set[str] = set()  # scale factors out of range, logged once each
+        device, options = self.profile.device, self.options
+        rated = (options.rated_power_w or device.rated_power_w, options.rated_current_a or device.rated_current_a)
+        self._plausible = {n: plausible.plausible_range(regs[n], *rated) for n in names}
+        self._implausible: set[str] = set()  # registers read outside their plausible range, logged once each
         self._references: dict[str, float] = {}  # percent_of bases, read once per connection
         self._windows: dict[str, float] = {}  # window register -> the value its window was last closed on
         self._heartbeat = 0
@@ -341,9 +345,27 @@ class ModbusDriver(Driver):
         if "stale" in statuses:
             return UNCHANGED
         value = self._engineering(reg, self._raw.get(name), address.bit)
-        if value is None or not point.is_bool:
+        if value is None:
+            return None
+        if point.is_bool:
+            return bool(value)
+        if address.bit is not None or reg.is_bit or isinstance(value, str):
             return value
-        return bool(value)
+        return self._plausible_or_none(name, reg, value)
+
+    def _plausible_or_none(self, name: str, reg: Register, value: float) -> float | None:
+        """The reading, or None (BAD) when it is outside what the device can plausibly report."""
+        bounds = self._plausible.get(name)
+        if bounds is None or bounds[0] <= value <= bounds[1]:
+            if name in self._implausible:
+                self._implausible.discard(name)
+                log.info("device %s: register %s plausible again (%g %s)", self.name, name, value, reg.unit)
+            return value
+        if name not in self._implausible:
+            self._implausible.add(name)
+            log.warning("device %s: register %s reads %g %s, outside its plausible range %s: marked BAD",
+                        self.name, name, value, reg.unit, plausible.describe(bounds, reg.unit))
+        return None
 
     def _engineering(self, reg: Register, raw: Any, bit: int | None) -> Any:
         if raw is None:

@@ -64,6 +64,10 @@ class ModbusOptions:
     # A profile with public_map = false (a template: addresses not from a published map) drives
     # a device only with this set, and with a warning at every start.
     allow_unverified_profile: bool = False
+    # The installed device's rating, for a profile that has none (a generic SunSpec inverter,
+    # a CT-connected meter): its power and current readings are plausible within twice it
+    rated_power_w: float | None = attrs.field(default=None, validator=v.optional([v.gt(0.0), v.le(1e9)]))
+    rated_current_a: float | None = attrs.field(default=None, validator=v.optional([v.gt(0.0), v.le(1e6)]))
 
     def __attrs_post_init__(self) -> None:
         if self.guard_rewrite_s is not None and self.guard_rewrite_s > self.revert_s / 2:

@@ -8,6 +8,7 @@ reported with the profile's file name, line and key path, like the io_map itself
 from __future__ import annotations
 
 import functools
+import math
 import re
 from pathlib import Path as FsPath
 from typing import Any, Literal
@@ -64,6 +65,10 @@ class DeviceMeta:
     # for this long it falls back to every register's `revert_value` (0 = it has none).
     watchdog_s: float = attrs.field(default=0.0, validator=v.ge(0.0))
     default_group: str = attrs.field(default="normal", validator=_name_ok)
+    # The device's rating, where the model has one (an inverter's nameplate): the plausible
+    # range of its power and current readings (runtime/io/modbus/plausible.py)
+    rated_power_w: float | None = attrs.field(default=None, validator=v.optional([v.gt(0.0), v.le(1e9)]))
+    rated_current_a: float | None = attrs.field(default=None, validator=v.optional([v.gt(0.0), v.le(1e6)]))
     # FC 04 reads the same registers as FC 03 (Carlo Gavazzi meters; mbmd and evcc read with 04)
     input_is_holding: bool = False
     # [first, last] holding-register ranges the device answers whole, the addresses the profile
@@ -101,6 +106,9 @@ class Register:
     bits: tuple[int, int] | None = None
     min: float | None = None
     max: float | None = None
+    # [lo, hi] a reading can plausibly take (engineering unit); outside, the reading is BAD
+    # (runtime/io/modbus/plausible.py, which also gives the defaults from the device's rating)
+    plausible: tuple[float, float] | None = None
     verify: bool | None = None
     plant_var: str = ""
     plant_scale: float = attrs.field(default=1.0, validator=_nonzero)
@@ -384,6 +392,10 @@ def _check_register(name: str, reg: Register, device: DeviceMeta, groups: dict[s
             errors.add(path + ("scale_register",), "a scale-factor register applies to integer registers only")
     if reg.min is not None and reg.max is not None and reg.min > reg.max:
         errors.add(path + ("min",), f"min {reg.min} is above max {reg.max}")
+    if reg.plausible is not None and not (math.isfinite(reg.plausible[0]) and math.isfinite(reg.plausible[1])
+                                          and reg.plausible[0] < reg.plausible[1]):
+        errors.add(path + ("plausible",), f"[{reg.plausible[0]}, {reg.plausible[1]}] is not a range: "
+                   "two finite numbers, the lower first")
     _check_revert(path, reg, registers, errors)
     window.check(name, reg, registers, errors)
     _check_simulated(path, reg, registers, errors)
