@@ -241,7 +241,7 @@ class ClockWatch:
         """Monotonic and wall time read together at a scan's start; returns the step (0.0 if none)."""
         step = 0.0
         if self._t is not None:
-            step = (wall_s - self._wall) - (t_s - self._t)
+            step = round((wall_s - self._wall) - (t_s - self._t), 6)  # to the us: epoch floats carry 0.2 us
             if abs(step) > self.threshold_s:
                 self._stepped(t_s, wall_s, step)
             else:

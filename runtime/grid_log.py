@@ -4,7 +4,9 @@ A hook after each scan samples the image at 10 Hz while a test frequency drives 
 and at 1 Hz in operation (every n-th scan, so at most the scan rate; `[programs.params.log]` of
 the grid_services program), and drops the row into a bounded deque: it never waits, never does
 IO. A writer thread drains the deque into files and deletes files older than `keep_days` (at
-least 14). Nothing is logged while no product is sold and no test runs.
+least 14), but only while the wall clock is trusted: synchronized, and not behind the newest
+file (a Pi that boots with its clock a year ahead must not delete the TSO's records). Nothing
+is logged while no product is sold and no test runs.
 
 The format is the Nordic TSOs' (TR v1.1 section 6.2.1 and Table 18; the text at hand is the
 companion "Test Program for Prequalification of FCR in the Nordic Synchronous Area", 28 March
@@ -215,8 +217,11 @@ class GridLog:
     """Sampling hook (scan thread) plus writer thread for the grid operator's log."""
 
     def __init__(self, image: Any, directory: Path, resource: str, area: str, tz: tzinfo, rate_hz: float = 1.0,
-                 test_rate_hz: float = 10.0, keep_days: float = 14.0, test_session: TestSession | None = None):
+                 test_rate_hz: float = 10.0, keep_days: float = 14.0, test_session: TestSession | None = None,
+                 clock_synced: Callable[[], bool] = lambda: True):
         self.directory = Path(directory)
+        self.clock_synced = clock_synced  # the site's ClockWatch: files are deleted by age only when True
+        self.purge_held = False  # the last purge deleted nothing because the clock was not trusted
         self.resource, self.area, self.tz = resource, area, tz
         self.rate_hz, self.test_rate_hz, self.keep_days = rate_hz, test_rate_hz, keep_days
         self.test_session = test_session  # named by `ems prequal` (None: `Test`, the products sold)
@@ -382,20 +387,42 @@ class GridLog:
         return ",".join(h + session.suffix for h in ["DateTime", *(s.header for s, _ in self._cols)]) + "\r\n"
 
     def _purge(self, now: datetime) -> None:
-        """Delete files whose interval ended more than keep_days ago."""
-        horizon = now - timedelta(days=self.keep_days)
+        """Delete files whose interval ended more than keep_days ago, if the clock is trusted:
+        synchronized, and not more than a minute behind the start of the newest file (else the
+        clock or the files' times are wrong). A clock that jumped never deletes a file."""
+        files = []
         for path in self.directory.glob("*.csv"):
             match = NAME.match(path.name)
-            if not match:
-                continue
-            text = match["end"]
-            end = datetime.strptime(text, "%Y%m%dT%H%M%S" if len(text) == 15 else "%Y%m%dT%H%M")
-            if end.replace(tzinfo=now.tzinfo) < horizon:
+            if match:
+                files.append((path, _local(match["start"], now), _local(match["end"], now)))
+        if not self._clock_trusted(now, max((start for _, start, _ in files), default=None)):
+            return
+        horizon = now - timedelta(days=self.keep_days)
+        for path, _, end in files:
+            if end < horizon:
                 try:
                     path.unlink()
                     log.info("grid log: deleted %s (older than %g days)", path.name, self.keep_days)
                 except OSError as exc:
                     log.error("grid log: cannot delete %s: %s", path.name, exc)
+
+    def _clock_trusted(self, now: datetime, newest: datetime | None) -> bool:
+        synced = self.clock_synced()
+        behind = newest is not None and now < newest - timedelta(minutes=1)
+        trusted = synced and not behind
+        if not trusted and not self.purge_held:
+            why = "not synchronized" if not synced else f"behind the newest file ({newest:%Y-%m-%d %H:%M})"
+            log.warning("grid log: the clock reads %s and is %s: no file is deleted by age until it is right",
+                        f"{now:%Y-%m-%d %H:%M}", why)
+        elif trusted and self.purge_held:
+            log.info("grid log: the clock is trusted again; files older than %g days are deleted", self.keep_days)
+        self.purge_held = not trusted
+        return trusted
+
+
+def _local(text: str, now: datetime) -> datetime:
+    """A file name's time (minutes, or seconds in the format before) in the zone of `now`."""
+    return datetime.strptime(text, "%Y%m%dT%H%M%S" if len(text) == 15 else "%Y%m%dT%H%M").replace(tzinfo=now.tzinfo)
 
 
 def attach(site: Any, data_dir: Path, test_session: TestSession | None = None) -> GridLog | None:
@@ -405,8 +432,9 @@ def attach(site: Any, data_dir: Path, test_session: TestSession | None = None) -
         return None
     cfg = program.p.log
     tz = ZoneInfo(site.io_map.site.timezone)
+    watch = site.engine.clock_watch
     grid_log = GridLog(site.image, Path(data_dir) / cfg.directory, cfg.resource, cfg.area, tz, cfg.rate_hz,
-                       cfg.test_rate_hz, cfg.keep_days, test_session)
+                       cfg.test_rate_hz, cfg.keep_days, test_session, lambda: watch.synced)
     site.engine.after_scan.append(grid_log)
     site.mirrors.append(grid_log)
     return grid_log

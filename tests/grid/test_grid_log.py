@@ -274,3 +274,27 @@ def test_at_least_14_days_are_kept():
 
     with pytest.raises(ValueError):
         LogParams(keep_days=7.0)
+
+
+def test_no_file_is_deleted_while_the_clock_is_not_synchronized(tmp_path):
+    old = tmp_path / "BESS7_Fcrn_Operation_SE3_UTC_20260210T0000-20260210T2359_1s.csv"
+    old.write_text("x\r\n")
+    h = Harness(fcr_n_capacity_w=10_000.0)
+    log = make(tmp_path, h, keep_days=14.0, clock_synced=lambda: False)
+    log.start()
+    scans(h, log, 2.0, wall0=START + 400 * 86400.0)  # booted 400 days ahead, NTP not there yet
+    log.stop()
+    assert old.exists()
+
+
+def test_no_file_is_deleted_by_a_synchronized_clock_behind_the_newest_file(tmp_path):
+    old = tmp_path / "BESS7_Fcrn_Operation_SE3_UTC_20260210T0000-20260210T2359_1s.csv"
+    ahead = tmp_path / "BESS7_Fcrn_Operation_SE3_UTC_20270406T0000-20270406T2359_1s.csv"  # written 400 days ahead
+    for path in (old, ahead):
+        path.write_text("x\r\n")
+    h = Harness(fcr_n_capacity_w=10_000.0)
+    log = make(tmp_path, h, keep_days=14.0, clock_synced=lambda: True)
+    log.start()
+    scans(h, log, 2.0)  # 2026-03-02: the clock or the files' times are wrong
+    log.stop()
+    assert old.exists() and ahead.exists()
