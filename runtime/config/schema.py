@@ -165,14 +165,22 @@ class ProgramConfig:
     enabled: bool = True
 
 
+def _duration(default: float, most_s: float) -> Any:
+    """A positive duration of at most `most_s`: beyond it no site works (a lease of a day)."""
+    return attrs.field(default=default, validator=[v.gt(0.0), v.le(most_s)])
+
+
+MINUTE, HOUR = 60.0, 3600.0
+
+
 @attrs.frozen
 class EventLogConfig:
     """The event log: state and mode changes, errors, writes (SQLite under data_dir)."""
 
     enabled: bool = True
     file: str = "events.sqlite"
-    max_rows: int = attrs.field(default=200_000, validator=v.ge(100))
-    max_age_days: float = attrs.field(default=365.0, validator=v.gt(0.0))
+    max_rows: int = attrs.field(default=200_000, validator=[v.ge(100), v.le(100_000_000)])
+    max_age_days: float = attrs.field(default=365.0, validator=[v.gt(0.0), v.le(36500.0)])
     ignore_writes: tuple[str, ...] = ("ext_heartbeat", "local_heartbeat", "modbus_heartbeat")
 
 
@@ -182,7 +190,7 @@ class RetainConfig:
 
     enabled: bool = True
     file: str = "retain.sqlite"
-    save_interval_s: float = attrs.field(default=10.0, validator=v.gt(0.0))
+    save_interval_s: float = _duration(10.0, HOUR)
 
 
 @attrs.frozen
@@ -217,20 +225,20 @@ class ClusterConfig:
     enabled: bool = False
     node_id: str = ""
     nodes: tuple[ClusterNodeConfig, ...] = ()
-    raft_min_timeout_s: float = attrs.field(default=0.2, validator=v.gt(0.0))
-    raft_max_timeout_s: float = attrs.field(default=0.4, validator=v.gt(0.0))
-    append_entries_period_s: float = attrs.field(default=0.04, validator=v.gt(0.0))
-    connection_timeout_s: float = attrs.field(default=0.5, validator=v.gt(0.0))
-    connection_retry_s: float = attrs.field(default=0.5, validator=v.gt(0.0))
-    leader_fallback_timeout_s: float = attrs.field(default=1.0, validator=v.gt(0.0))
-    lease_s: float = attrs.field(default=0.15, validator=v.gt(0.0))
-    lease_renew_s: float = attrs.field(default=0.04, validator=v.gt(0.0))
-    stale_after_s: float = attrs.field(default=0.5, validator=v.gt(0.0))
-    offline_after_s: float = attrs.field(default=1.5, validator=v.gt(0.0))
+    raft_min_timeout_s: float = _duration(0.2, MINUTE)
+    raft_max_timeout_s: float = _duration(0.4, MINUTE)
+    append_entries_period_s: float = _duration(0.04, MINUTE)
+    connection_timeout_s: float = _duration(0.5, MINUTE)
+    connection_retry_s: float = _duration(0.5, MINUTE)
+    leader_fallback_timeout_s: float = _duration(1.0, MINUTE)
+    lease_s: float = _duration(0.15, MINUTE)
+    lease_renew_s: float = _duration(0.04, MINUTE)
+    stale_after_s: float = _duration(0.5, HOUR)
+    offline_after_s: float = _duration(1.5, HOUR)
     discovery: bool = False
     discovery_group: str = "239.255.71.71"
     discovery_port: int = attrs.field(default=15199, validator=[v.ge(1), v.le(65535)])
-    discovery_period_s: float = attrs.field(default=1.0, validator=v.gt(0.0))
+    discovery_period_s: float = _duration(1.0, HOUR)
     applied_log: str = ""  # JSON lines of every setpoint sent and applied, under data_dir ("" = off)
     # Security (runtime/cluster/security.py): the Raft password file (mode 0600) and the CURVE keys,
     # both outside the io_map (paths relative to it); command_keys may command the cluster too.

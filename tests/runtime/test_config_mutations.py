@@ -298,6 +298,33 @@ def test_nonsense_values_are_named_errors(old: str, new: str, key: str) -> None:
     assert any(key in str(e) and e.line is not None for e in info.value.errors), info.value
 
 
+DURATIONS = [  # a key added to a table of a shipped site, out of its range; the key path the error names
+    ("sim_cluster/node1.toml", "[cluster]", "lease_s = 86400.0", "cluster.lease_s"),
+    ("sim_cluster/node1.toml", "[cluster]", "raft_max_timeout_s = 1e9", "cluster.raft_max_timeout_s"),
+    ("sim_cluster/node1.toml", "[cluster]", "offline_after_s = 1e7", "cluster.offline_after_s"),
+    ("sim_cluster/node1.toml", "[cluster]", "discovery_period_s = 1e5", "cluster.discovery_period_s"),
+]
+
+
+@pytest.mark.parametrize(("site", "table", "line", "key"), DURATIONS)
+def test_durations_beyond_any_working_site_are_named_errors(site: str, table: str, line: str, key: str) -> None:
+    path = ROOT / "io_maps" / site
+    text = path.read_text()
+    assert f"\n{table}\n" in text
+    with pytest.raises(ConfigErrors) as info:
+        parse_io_map(text.replace(f"\n{table}\n", f"\n{table}\n{line}\n", 1), str(path))
+    assert any(key in str(e) and e.line is not None for e in info.value.errors), info.value
+
+
+@pytest.mark.parametrize(("table", "line", "key"), [("event_log", "max_age_days = 1e9", "event_log.max_age_days"),
+                                                    ("retain", "save_interval_s = 1e9", "retain.save_interval_s")])
+def test_store_settings_beyond_any_working_site_are_named_errors(table: str, line: str, key: str) -> None:
+    path = ROOT / "io_maps" / "sim_home.toml"
+    with pytest.raises(ConfigErrors) as info:
+        parse_io_map(path.read_text() + f"\n[{table}]\n{line}\n", str(path))
+    assert any(key in str(e) and e.line is not None for e in info.value.errors), info.value
+
+
 def test_bad_after_s_is_at_least_stale_after_s() -> None:
     site = ROOT / "io_maps" / "sim_devices.toml"
     text = site.read_text().replace("bad_after_s = 5.0", "bad_after_s = 1.0")
