@@ -19,6 +19,13 @@ of what was held back (runtime/logs.py, LogLimiter).
 Requests are handled in the event loop's thread as soon as their frame is complete: the
 datastore's methods never wait, so the pymodbus coroutine that calls them runs to its end
 in one step and needs no task of its own.
+
+A write the datastore accepts may still have to be applied and stored: it then returns a
+future (runtime/image.py WriteRequest.done) and the answer waits for it, at most the store's
+`write_timeout_s`. Done: the answer pymodbus built; failed (not stored, never applied):
+exception 04; not done in time: exception 06 (busy; the write may still apply later, as if the
+answer had been lost). Meanwhile the event loop serves the other connections, and the requests
+that arrive behind the write on its own connection are held and handled after it, in order.
 """
 
 from __future__ import annotations
@@ -29,7 +36,9 @@ import resource
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Coroutine, Sequence
+from concurrent.futures import Future
 from typing import Any, Literal, Protocol
 
 import attrs
@@ -56,6 +65,7 @@ ECHOED_WRITES = (5, 6)  # write single coil / register: the response repeats the
 # server could make the scan wake up to 5 ms late. At 0.5 ms that bound drops below the 1 ms
 # jitter budget; the extra switches cost nothing while the scan sleeps.
 SWITCH_INTERVAL_S = 0.0005
+DEFAULT_WRITE_TIMEOUT_S = 1.0  # a datastore's write_timeout_s, when it has none
 
 # File descriptors kept for everything but the servers' clients: the drivers' sockets and serial
 # ports, log files, SQLite, pipes. Each of the (at most two) servers may take half of the rest.
@@ -94,8 +104,9 @@ class Datastore(Protocol):
         """Registers or bits, or a Modbus exception code."""
         ...
 
-    def write(self, table: ModbusTable, address: int, values: list[Any], peer: Peer) -> int | None:
-        """None when accepted, else a Modbus exception code."""
+    def write(self, table: ModbusTable, address: int, values: list[Any], peer: Peer) -> int | Future[None] | None:
+        """None when accepted, a future to wait for (its result: done; its exception: exception
+        04), else a Modbus exception code."""
         ...
 
 
@@ -157,12 +168,13 @@ class _RequestContext:
     It stands in for pymodbus's ModbusServerContext, of which the PDUs call only
     async_getValues and async_setValues."""
 
-    __slots__ = ("store", "peer", "echo")
+    __slots__ = ("store", "peer", "echo", "pending")
 
     def __init__(self, store: Datastore, peer: Peer):
         self.store = store
         self.peer = peer
         self.echo: list[Any] | None = None
+        self.pending: Future[None] | None = None  # an accepted write still to be applied and stored
 
     async def async_getValues(self, device_id: int, func_code: int, address: int,
                               count: int = 1) -> list[Any] | ExcCodes:
@@ -181,7 +193,9 @@ class _RequestContext:
             return ExcCodes.ILLEGAL_FUNCTION
         values = list(values)
         code = self.store.write(table, address, values, self.peer)
-        if code:
+        if isinstance(code, Future):
+            self.pending = code
+        elif code:
             return ExcCodes(code)
         if func_code in ECHOED_WRITES:
             self.echo = values
@@ -214,12 +228,28 @@ class _Handler(ServerRequestHandler):
             return
         host, port = (self.transport.get_extra_info("peername") or ("?", 0))[:2]
         self.peer = Peer("tcp", str(host), int(port))
-        held = len(owner.active_connections)
-        if held > owner.max_connections:
+        # Counted here, not in pymodbus's active_connections: asyncio accepts a burst of connections
+        # (and pymodbus lists them) before any of them is reported connected.
+        if len(owner.admitted) >= owner.max_connections:
+            owner.thread.refused += 1
             owner.thread.limiter.log(logging.WARNING, ("limit",), "%s: connection from %s closed: %d clients "
                                      "connected, the most it holds ([%s] max_connections)", owner.thread.name,
-                                     self.peer, held - 1, owner.thread.section)
+                                     self.peer, len(owner.admitted), owner.thread.section)
             self.close()
+            return
+        owner.admitted.add(self)
+
+    def callback_disconnected(self, exc: Exception | None) -> None:
+        self._leave()
+        super().callback_disconnected(exc)
+
+    def close(self, reconnect: bool = False) -> None:
+        self._leave()
+        super().close(reconnect)
+
+    def _leave(self) -> None:
+        if isinstance(self.server, _TcpServer):
+            self.server.admitted.discard(self)
 
     def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
         """Answer every complete request in `data`, in order; return the bytes used."""
@@ -264,7 +294,13 @@ class _Handler(ServerRequestHandler):
         if self.transport:
             self.transport.write(data)  # type: ignore[attr-defined]
 
+    _held: deque[tuple[ModbusPDU, tuple[Any, ...] | None]] | None = None  # behind a write being applied
+
     def _answer(self, pdu: ModbusPDU, addr: tuple[Any, ...] | None) -> None:
+        if self._held is not None:
+            self._held.append((pdu, addr))  # answered in order, once the write ahead of it is
+            return
+        pending: Future[None] | None = None
         owner = self.server
         store = owner.store
         serial = isinstance(owner, _SerialServer)
@@ -284,12 +320,54 @@ class _Handler(ServerRequestHandler):
                 context = _RequestContext(store, self.peer)
                 update = pdu.datastore_update(context, pdu.dev_id)  # type: ignore[arg-type]  # a duck-typed context
                 response = _run_to_end(update)
+                pending = context.pending
             except Exception as exc:  # noqa: BLE001 - a datastore bug must not kill the connection
                 owner.thread.report_failure(exc)
                 response = ExceptionResponse(pdu.function_code, ExcCodes.DEVICE_FAILURE)
         response.transaction_id = pdu.transaction_id
         response.dev_id = pdu.dev_id
+        if pending is not None and not isinstance(response, ExceptionResponse):
+            self._answer_when_done(pending, pdu, response, addr)
+            return
         self.server_send(response, addr)
+
+    def _answer_when_done(self, pending: Future[None], pdu: ModbusPDU, response: ModbusPDU,
+                          addr: tuple[Any, ...] | None) -> None:
+        """Send `response` once the write is applied and stored (04 if it could not be stored,
+        06 after write_timeout_s); hold this connection's next requests until then."""
+        self._held = deque()
+        loop = asyncio.get_running_loop()
+        answered = False
+
+        def finish(code: ExcCodes | None) -> None:
+            nonlocal answered
+            if answered:
+                return
+            answered = True
+            timer.cancel()
+            answer = response
+            if code is not None:
+                answer = ExceptionResponse(pdu.function_code, code)
+                answer.transaction_id = pdu.transaction_id
+                answer.dev_id = pdu.dev_id
+            self.server_send(answer, addr)
+            held, self._held = self._held, None
+            while held and self._held is None:
+                self._answer(*held.popleft())
+            if held:  # waiting again: what is left stays ahead of what comes next
+                assert self._held is not None
+                self._held.extendleft(reversed(held))
+
+        def resolved(future: Future[None]) -> None:  # in the thread that resolved it (scan, writer)
+            code = ExcCodes.DEVICE_FAILURE if future.exception() is not None else None
+            try:
+                loop.call_soon_threadsafe(finish, code)
+            except RuntimeError:  # the server has stopped
+                pass
+
+        timeout = getattr(self.server.store, "write_timeout_s", DEFAULT_WRITE_TIMEOUT_S)
+        timer = loop.call_later(timeout, finish, ExcCodes.DEVICE_BUSY)
+        pending.add_done_callback(resolved)
 
 
 _PLACEHOLDER = SimDevice(id=0, simdata=SimData(0, count=1, values=0, datatype=DataType.REGISTERS))
@@ -305,6 +383,7 @@ class _TcpServer(ModbusTcpServer):
         self.thread = thread
         self.store = thread.store
         self.max_connections = max_connections
+        self.admitted: set[_Handler] = set()  # connections counted against max_connections
         self.framer = _SocketFramer
         self.decoder = RequestDecoder(_served(thread.store))
 
@@ -350,6 +429,7 @@ class ServerThread:
         self.max_connections = limits.max_connections  # lowered at start to what the descriptors allow
         self.limiter = LogLimiter(log)
         self.idle_closed = 0  # connections closed for want of a complete request
+        self.refused = 0  # connections closed at once: max_connections were connected
         self._sweeper: asyncio.Task[None] | None = None
         self.tcp_port: int | None = None  # the port actually listened on
         self._thread: threading.Thread | None = None
@@ -452,8 +532,8 @@ class ServerThread:
             for server in self._servers:
                 if not isinstance(server, _TcpServer):
                     continue
-                for handler in list(server.active_connections.values()):
-                    if isinstance(handler, _Handler) and now - handler.last_request > timeout:
+                for handler in list(server.admitted):
+                    if now - handler.last_request > timeout:
                         self.idle_closed += 1
                         self.limiter.log(logging.INFO, (handler.peer.host, "idle"),
                                          "%s: closed the connection of %s: no complete request for %g s "
@@ -464,7 +544,7 @@ class ServerThread:
     @property
     def connections(self) -> int:
         """TCP clients connected now."""
-        return sum(len(s.active_connections) for s in self._servers if isinstance(s, _TcpServer))
+        return sum(len(s.admitted) for s in self._servers if isinstance(s, _TcpServer))
 
     def _close(self) -> None:
         for server in self._servers:

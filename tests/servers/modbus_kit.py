@@ -22,7 +22,7 @@ from testkit.drivers import FunctionDriver
 
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import Access, Area, DType, ModbusAddress, ModbusTable, TagSpec
-from runtime.clock import VirtualClock
+from runtime.clock import Clock, VirtualClock
 from runtime.config.schema import MeterGatewayConfig, ModbusServerConfig
 from runtime.image import ProcessImage
 from runtime.io.driver import DriverSettings, Point
@@ -124,8 +124,8 @@ class ServedSite:
     """Image, engine and servers of one small site, on the virtual clock."""
 
     def __init__(self, modbus: ModbusServerConfig, meter: MeterGatewayConfig = MeterGatewayConfig(),
-                 bms_values: Sequence[Any] = (55.5, 25, True)):
-        self.clock = VirtualClock()
+                 bms_values: Sequence[Any] = (55.5, 25, True), clock: Clock | None = None):
+        self.clock: Clock = clock or VirtualClock()  # a RealClock: drivers poll in their threads, see start()
         self.bms_values = list(bms_values)
         self.meter_online = True
         self.meter_source = meter_reading  # replace to feed other readings
@@ -161,6 +161,9 @@ class ServedSite:
     def start(self) -> None:
         for mirror in self.mirrors:
             mirror.start()
+        if not self.clock.virtual:
+            for driver in (self.meter, self.bms):
+                driver.start()
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -168,6 +171,9 @@ class ServedSite:
             self._thread.join(10)
         for mirror in self.mirrors:
             mirror.stop()
+        if not self.clock.virtual:
+            for driver in (self.meter, self.bms):
+                driver.stop()
 
     def scan(self, n: int = 1) -> None:
         """Run `n` scans now, in this thread."""
