@@ -125,8 +125,13 @@ when it stops, the site falls back to its configured fallback mode, `heartbeat_o
 
 The runtime's own tags sit from address {base} (`[modbus_server] runtime_base`) in a stable
 order: scan statistics in input registers in the order of `runtime/scan_stats.py` (new ones are
-appended), booleans (`supervisor_tripped`) in discrete inputs. Programs
+appended), booleans (`supervisor_tripped`, `clock_synced`) in discrete inputs. Programs
 place their own status and parameter tags in their own blocks.
+
+The wall clock's state is there too (docs/architecture.md, "Time"): `clock_synced` (the kernel
+has it synchronized), `clock_offset_s` (the offset NTP is still slewing away), `clock_max_error_s`
+(the kernel's bound on its error), `clock_steps` and `clock_last_step_s` (steps of more than 1 s
+since start, and the last one's size, + forwards).
 
 ## Register map
 
