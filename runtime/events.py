@@ -91,10 +91,21 @@ class EventLog:
         self._pruned_at = -PRUNE_EVERY_S
         self._prune_rows = max(1, max_rows // 10)  # the table holds at most 10 % more than max_rows
 
-    def append(self, event: Event) -> None:
-        """Queue one event (cheap; any thread)."""
+    def append(self, event: Event, on_done: Callable[[BaseException | None], None] | None = None) -> None:
+        """Queue one event (cheap; any thread); `on_done(None | exception)` once it is committed or
+        failed (in the writer thread; such an event is committed at once)."""
         row = event.row()
-        self.writer.submit(lambda db: self._insert(db, row))
+        self.writer.submit(lambda db: self._insert(db, row), on_done)
+
+    def append_all(self, events: list[Event], on_done: Callable[[BaseException | None], None]) -> None:
+        """Queue events to be committed together, at once; `on_done` as for `append`."""
+        rows = [event.row() for event in events]
+
+        def job(db: sqlite3.Connection) -> None:
+            for row in rows:
+                self._insert(db, row)
+
+        self.writer.submit(job, on_done)
 
     def _insert(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
         db.execute("INSERT INTO events (wall_s, t_s, kind, severity, source, code, name, message) "
@@ -151,6 +162,8 @@ class EventRecorder:
         self.ignore = re.compile("|".join(fnmatch.translate(p) for p in ignore_writes)) if ignore_writes else None
         self.image = image
         image.write_listeners.append(self.on_write)
+        image.add_recorder(0, self.record)
+        image.refusal_listeners.append(self.on_refused)
 
     def __call__(self, ctx: ScanContext) -> None:
         last = self.last
@@ -176,11 +189,34 @@ class EventRecorder:
 
     def on_write(self, request: WriteRequest) -> None:
         """Called by the image as a request's writes are applied (scan thread, scan boundary)."""
+        if request.recorded:
+            return  # a durable write: in the log before it was applied
+        for event in self._write_events(request):
+            self.sink.append(event)
+
+    def record(self, request: WriteRequest, then: Callable[[BaseException | None], None]) -> bool:
+        """A durable write's events, committed before it is applied (any thread); `then` once
+        committed or failed. One transaction: the request's events are all stored or none."""
+        events = self._write_events(request)
+        if not events:
+            return False
+        request.recorded = True
+        self.sink.append_all(events, then)
+        return True
+
+    def on_refused(self, request: WriteRequest, error: BaseException) -> None:
+        """A durable write whose event is logged but whose value could not be stored (writer thread)."""
+        if not request.recorded:
+            return
         for tag, value in request.items:
-            if self.ignore is not None and self.ignore.match(tag.name):
-                continue
-            message = f"{tag.name} = {tag.spec.label(value)} (by {request.source})"
-            self.sink.append(Event(self.wall(), self.image.now, "write", 0, request.source, 0, tag.name, message))
+            message = f"{tag.name} = {tag.spec.label(value)} (by {request.source}) refused, not applied: " \
+                      f"it could not be stored ({type(error).__name__}: {error})"
+            self.sink.append(Event(self.wall(), self.image.now, "write", 1, request.source, 0, tag.name, message))
+
+    def _write_events(self, request: WriteRequest) -> list[Event]:
+        wall, now, source = self.wall(), self.image.now, request.source
+        return [Event(wall, now, "write", 0, source, 0, tag.name, f"{tag.name} = {tag.spec.label(value)} (by {source})")
+                for tag, value in request.items if self.ignore is None or not self.ignore.match(tag.name)]
 
 
 # --- reading -------------------------------------------------------------------------------------

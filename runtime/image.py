@@ -4,13 +4,24 @@ Only the scan thread changes the image. Drivers publish into their own buffers a
 copies them in during its read phase; mirrors (Modbus server, HMI, telemetry) never touch
 the live image: they read the immutable `Snapshot` published at the end of each scan, and
 their writes are queued and applied whole at the next scan boundary.
+
+A durable write (a client's: Modbus, later cloud and panel) is recorded before it is applied:
+`request_writes(..., durable=True)` hands it to the `write_recorders` in turn (the event log,
+then the retain store, each committing in its own writer thread), and only once every record
+has committed may the scan apply it; its `done` future resolves when the scan has applied it.
+A write whose records could not be committed is never applied: `done` fails with
+`StorageError` and the scan drops it. Durable writes are applied in the order they were
+requested; other writes (scenarios, tests, in-process callers) are applied at the next scan
+boundary as before, and recorded by the `write_listeners` as they apply.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import attrs
@@ -86,12 +97,33 @@ class Snapshot:
         return dict(zip(self.names, self.values))
 
 
-@attrs.frozen
+class StorageError(Exception):
+    """A durable write's records could not be committed: it is refused and never applied."""
+
+
+@attrs.define(eq=False)
 class WriteRequest:
-    """Validated writes from one mirror request, applied together at the next scan boundary."""
+    """Validated writes from one mirror request, applied together at a scan boundary.
+
+    `done` resolves (None) once the scan applied the request, or fails with StorageError when
+    a durable request could not be recorded (then it is never applied)."""
 
     source: str
     items: tuple[tuple[Tag, Any], ...]
+    durable: bool = False
+    ready: bool = True  # may be applied: not durable, or every record committed
+    recorded: bool = False  # its event is in the log already (durable writes are recorded first)
+    done: Future[None] = attrs.field(factory=Future)
+
+    def fail(self, reason: str) -> None:
+        self.ready = False
+        if not self.done.done():
+            self.done.set_exception(StorageError(reason))
+
+
+# A recorder takes a durable request and a continuation: it returns False when it has nothing to
+# record, else True, and calls the continuation (None or the exception) once its commit is done.
+Recorder = Callable[[WriteRequest, Callable[[BaseException | None], None]], bool]
 
 
 class ProcessImage:
@@ -107,6 +139,9 @@ class ProcessImage:
         self._snapshot: Snapshot | None = None
         self._subscribers: list[Callable[[Snapshot], None]] = []
         self.write_listeners: list[Callable[[WriteRequest], None]] = []
+        self.write_recorders: list[tuple[int, Recorder]] = []  # (rank, recorder), run by rank: see add_recorder
+        # told (in a writer thread) of a durable request refused because a record failed
+        self.refusal_listeners: list[Callable[[WriteRequest, BaseException], None]] = []
 
     # --- declaration -----------------------------------------------------------------------
     def add(self, spec: TagSpec) -> Tag:
@@ -151,11 +186,30 @@ class ProcessImage:
         self._now[0] = t_s
 
     def apply_pending_writes(self) -> list[WriteRequest]:
-        """Apply the mirrors' queued writes, each request whole. Called at the scan boundary."""
+        """Apply the mirrors' queued writes, each request whole. Called at the scan boundary.
+
+        A durable request is applied once it is recorded, and not before any durable request
+        queued ahead of it; one that could not be recorded is dropped."""
         if not self._pending:
             return []
         with self._pending_lock:
-            pending, self._pending = self._pending, []
+            queued = self._pending
+            if all(request.ready for request in queued):
+                pending, self._pending = queued, []
+            else:
+                pending, waiting = [], []
+                blocked = False
+                for request in queued:
+                    if not request.durable:
+                        pending.append(request)
+                    elif request.done.done() and not request.ready:
+                        continue  # could not be recorded: refused, never applied
+                    elif blocked or not request.ready:
+                        blocked = True
+                        waiting.append(request)
+                    else:
+                        pending.append(request)
+                self._pending = waiting
         now = self._now[0]
         for request in pending:
             for tag, value in request.items:
@@ -165,7 +219,15 @@ class ProcessImage:
         for request in pending:
             for listener in self.write_listeners:
                 listener(request)
+        for request in pending:
+            if not request.done.done():
+                request.done.set_result(None)  # the waiting server answers (a non-blocking hand-over)
         return pending
+
+    def writes_waiting(self) -> bool:
+        """Whether a queued write is ready for the next scan boundary (any thread; tests, tools)."""
+        with self._pending_lock:
+            return any(request.ready for request in self._pending)
 
     def publish(self, scan: int, wall_s: float) -> Snapshot:
         """Freeze the image into a snapshot and hand it to every subscriber."""
@@ -198,11 +260,18 @@ class ProcessImage:
         """Call `callback(snapshot)` from the scan thread after every scan. It must not block."""
         self._subscribers.append(callback)
 
-    def request_writes(self, items: Sequence[tuple[str, Any]], source: str) -> WriteRequest:
+    def add_recorder(self, rank: int, recorder: Recorder) -> None:
+        """Record durable writes with `recorder`, after those of lower rank (the event log is 0,
+        the retain store 1: a value is only ever stored once its event is in the log)."""
+        self.write_recorders.append((rank, recorder))
+        self.write_recorders.sort(key=lambda entry: entry[0])
+
+    def request_writes(self, items: Sequence[tuple[str, Any]], source: str, durable: bool = False) -> WriteRequest:
         """Validate writes from outside the scan and queue them for the next scan boundary.
 
         Raises KeyError for an unknown tag, PermissionError for a read-only one and
         TagValueError for a bad value; in each case nothing of the request is queued.
+        A `durable` request is first recorded (module docstring); wait on its `done`.
         """
         checked: list[tuple[Tag, Any]] = []
         for name, value in items:
@@ -210,7 +279,31 @@ class ProcessImage:
             if tag.spec.access is not Access.RW:
                 raise PermissionError(f"tag {name!r} is read-only")
             checked.append((tag, tag.check(value)))
-        request = WriteRequest(source=source, items=tuple(checked))
-        with self._pending_lock:
+        request = WriteRequest(source=source, items=tuple(checked), durable=durable, ready=not durable)
+        with self._pending_lock:  # recorders are handed requests in queue order, so they commit in it
             self._pending.append(request)
+            if durable:
+                self._record(request, 0)
         return request
+
+    def _record(self, request: WriteRequest, stage: int) -> None:
+        recorders = self.write_recorders
+        while stage < len(recorders):
+            recorder = recorders[stage][1]
+            stage += 1
+            try:
+                taken = recorder(request, functools.partial(self._recorded, request, stage))
+            except Exception as exc:  # noqa: BLE001 - a recorder that cannot even queue refuses the write
+                request.fail(f"{type(exc).__name__}: {exc}")
+                return
+            if taken:
+                return  # goes on in _recorded, in that recorder's writer thread
+        request.ready = True
+
+    def _recorded(self, request: WriteRequest, stage: int, error: BaseException | None) -> None:
+        if error is not None:
+            request.fail(f"{type(error).__name__}: {error}")
+            for listener in self.refusal_listeners:
+                listener(request, error)
+            return
+        self._record(request, stage)

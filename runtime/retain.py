@@ -4,7 +4,10 @@ Every tag declared with `retain` (the programs' writable parameters, the monitor
 history, the system information below) is saved when it changes: at once after a write from
 Modbus/cloud/HMI, and otherwise by a comparison every `save_interval_s` of scan time. Saving is
 a transaction in a background writer, so a process killed at any moment leaves either the old
-or the new value, never a torn one. At start, before the first scan, stored values go back
+or the new value, never a torn one. A durable write (a client's, runtime/image.py) is stored
+before it is applied (`Retainer.record`): its answer waits for that commit, so a write that was
+acknowledged is the value found after a kill. A save that fails (a full disk) is tried again
+with every retained tag at the next `save_interval_s`. At start, before the first scan, stored values go back
 into their tags through the tags' own checks; a value that no longer fits (type, range) or whose
 io_map starting value has changed since it was stored is skipped with a log line.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +93,10 @@ class RetainStore:
                 log.warning("retained %s: stored value %r is not readable; skipped", name, value)
         return out
 
-    def save(self, values: dict[str, tuple[Any, Any]], wall_s: float, wait: bool = False) -> None:
-        """Store name -> (value, initial) in one transaction (queued, or at once with `wait`)."""
+    def save(self, values: dict[str, tuple[Any, Any]], wall_s: float, wait: bool = False,
+             on_done: Callable[[BaseException | None], None] | None = None, urgent: bool = False) -> None:
+        """Store name -> (value, initial) in one transaction (queued, or at once with `wait`);
+        `on_done(None | exception)` once committed or failed (writer thread)."""
         rows = [(name, json.dumps(value), json.dumps(initial), wall_s) for name, (value, initial) in values.items()]
 
         def job(db: sqlite3.Connection) -> None:
@@ -100,7 +106,7 @@ class RetainStore:
         if wait:
             self.writer.run_now(job)
         else:
-            self.writer.submit(job)
+            self.writer.submit(job, on_done, urgent)
 
     def close(self) -> None:
         self.writer.close()
@@ -123,7 +129,9 @@ class Retainer:
         self.last_mode = None
         self.sys = {name: image[name] for name, *_ in SYSTEM_TAGS if name in image}
         self.previous_clean = True
+        self.unsaved = False  # a save failed: store every retained tag again at the next interval
         image.write_listeners.append(self.on_write)
+        image.add_recorder(1, self.record)
 
     def restore(self) -> int:
         """Put stored values back into their tags; returns how many were restored."""
@@ -175,6 +183,20 @@ class Retainer:
             if tag.spec.retain:
                 self.dirty = True
 
+    def record(self, request: WriteRequest, then: Callable[[BaseException | None], None]) -> bool:
+        """Store a durable request's retained values before it is applied (any thread); `then`
+        once committed. (The scan saves them again once applied: that save comes after any
+        the scan queued meanwhile, so the store ends with the applied value.)"""
+        rows = {tag.name: (value, _jsonable(tag.spec.initial)) for tag, value in request.items if tag.spec.retain}
+        if not rows:
+            return False
+        self.store.save(rows, self.wall(), on_done=then, urgent=True)
+        return True
+
+    def _saved(self, error: BaseException | None) -> None:
+        if error is not None:
+            self.unsaved = True  # writer thread; read by the scan at its next interval
+
     def __call__(self, ctx: ScanContext) -> None:
         mode = self.mode
         if mode is not None and mode.value != self.last_mode:
@@ -188,6 +210,9 @@ class Retainer:
             if ctx.t_s >= self.next_check_s:
                 self.next_check_s = ctx.t_s + self.interval_s
                 self._update_runtime(ctx.t_s)
+                if self.unsaved:
+                    self.unsaved = False
+                    self.saved.clear()  # not known to be stored: store them all
             self.dirty = False
             self.save()
 
@@ -206,7 +231,7 @@ class Retainer:
             changed[tag.name] = (value, _jsonable(tag.spec.initial))
             self.saved[tag.name] = value
         if changed or wait:
-            self.store.save(changed, self.wall(), wait=wait)
+            self.store.save(changed, self.wall(), wait=wait, on_done=None if wait else self._saved)
         return len(changed)
 
     def stop(self, t_s: float | None) -> None:

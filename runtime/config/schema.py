@@ -113,6 +113,8 @@ class ModbusServerConfig:
     write_allow: tuple[str, ...] = attrs.field(default=("127.0.0.1",), validator=_write_allow)
     runtime_base: int = attrs.field(default=9000, validator=[v.ge(0), v.le(65000)])  # the runtime's own tags
     serial: SerialPortConfig | None = None
+    # the longest a write waits for its scan and commit before it is answered 06 (docs/modbus.md)
+    write_timeout_s: float = attrs.field(default=1.0, validator=[v.ge(0.05), v.le(10.0)])
     # TCP clients held at once, and how long one may stay without completing a request (docs/modbus.md)
     max_connections: int = attrs.field(default=16, validator=_MAX_CONNECTIONS)
     idle_timeout_s: float = attrs.field(default=60.0, validator=_IDLE_TIMEOUT)

@@ -6,8 +6,11 @@ it changed, and slices every response from those tables. So all registers of a r
 come from the same scan, and the scan pays nothing per client.
 
 Writes: the registers of one request are decoded into tag values and queued with
-`ProcessImage.request_writes` as one request, which the scan applies whole at its next
-boundary, or rejected with an exception code and nothing queued (docs/modbus.md).
+`ProcessImage.request_writes` as one durable request, or rejected with an exception code and
+nothing queued (docs/modbus.md). A durable request is recorded first (event log, then retain
+store), then applied whole at a scan boundary; the server answers once it is applied, with
+exception 04 when it could not be stored (never applied), or 06 when that took longer than
+`[modbus_server] write_timeout_s` (runtime/servers/host.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from concurrent.futures import Future
 from typing import Any
 
 from plc.tags import ModbusTable, TagValueError
@@ -78,6 +82,7 @@ class TagStore:
         self.unit_ids = frozenset(unit_ids)
         self.policy = policy
         self.rejected = 0  # writes refused since start
+        self.write_timeout_s = 1.0  # the longest a write waits to be applied and stored ([modbus_server])
         self._latest: Snapshot | None = image.snapshot
         self._encoded: EncodedTables | None = None
         self._encoded_from: Snapshot | None = None
@@ -104,7 +109,7 @@ class TagStore:
             return DEVICE_BUSY
         return self.map.read(encoded, table, address, count)
 
-    def write(self, table: ModbusTable, address: int, values: list[Any], peer: Peer) -> int | None:
+    def write(self, table: ModbusTable, address: int, values: list[Any], peer: Peer) -> int | Future[None] | None:
         if not self.policy.allows(peer):
             why = "writes are disabled ([modbus_server] writes_enabled)" if not self.policy.enabled else \
                 "the client is not in [modbus_server] write_allow"
@@ -114,12 +119,12 @@ class TagStore:
         except WriteRejected as rejected:
             return self._refuse(peer, rejected.code, rejected.reason)
         try:
-            self.image.request_writes(items, source=f"modbus {peer}")
+            request = self.image.request_writes(items, source=f"modbus {peer}", durable=True)
         except TagValueError as exc:
             return self._refuse(peer, ILLEGAL_VALUE, str(exc))
         except (KeyError, PermissionError) as exc:
             return self._refuse(peer, ILLEGAL_ADDRESS, str(exc.args[0] if exc.args else exc))
-        return None
+        return request.done  # answered once applied (or refused: not stored)
 
     def _refuse(self, peer: Peer, code: int, reason: str, key: str | None = None) -> int:
         self.rejected += 1
@@ -138,5 +143,6 @@ class ModbusTagServer(ServedMirror):
         self.cfg = cfg
         self.map = register_map
         store = TagStore(register_map, image, cfg.unit_ids, WritePolicy(cfg.writes_enabled, cfg.write_allow))
+        store.write_timeout_s = cfg.write_timeout_s
         super().__init__("modbus-server", store, cfg.host, cfg.port, cfg.serial,
                          ConnectionLimits(cfg.max_connections, cfg.idle_timeout_s), "modbus_server")

@@ -9,14 +9,17 @@ import attrs
 import pytest
 from modbus_kit import SERVER, ServedSite
 from pymodbus.client import ModbusTcpClient
+from testkit.write_scanner import WriteScanner
 
 from runtime.config.schema import MeterGatewayConfig
 
 
 @pytest.fixture
 def make_site() -> Iterator[Callable[..., ServedSite]]:
-    """Build, start and (at teardown) stop a served site; keywords override [modbus_server]."""
+    """Build, start and (at teardown) stop a served site; keywords override [modbus_server].
+    A scan runs whenever a client's write waits for one (WriteScanner)."""
     sites: list[ServedSite] = []
+    scanners: list[WriteScanner] = []
 
     def make(meter: MeterGatewayConfig = MeterGatewayConfig(), scans: int = 1, **modbus: Any) -> ServedSite:
         site = ServedSite(attrs.evolve(SERVER, **modbus), meter)
@@ -24,9 +27,14 @@ def make_site() -> Iterator[Callable[..., ServedSite]]:
         sites.append(site)
         site.start()
         site.scan(scans)
+        scanner = WriteScanner(site.image, lambda scan=site.scan: scan(1))
+        site.scan = scanner.scan  # type: ignore[method-assign]  # the test's scans take turns with it
+        scanners.append(scanner)
         return site
 
     yield make
+    for scanner in scanners:
+        scanner.stop()
     for site in sites:
         site.stop()
 

@@ -18,6 +18,7 @@ import attrs
 import pytest
 from modbus_kit import exception_code, read_tag, write_tag
 from pymodbus.client import ModbusTcpClient
+from testkit.write_scanner import scanning_writes
 
 from plc.tags import Access, DType, TagSpec
 from runtime.clock import VirtualClock
@@ -82,18 +83,18 @@ def another_value(spec: TagSpec, current: Any) -> Any:
     return value if value != current else (value + 1 if spec.dtype is not DType.FLOAT32 else value + 0.5)
 
 
-def test_every_writable_tag_of_the_default_site_is_written_at_the_next_scan(sim_site: Site,
-                                                                             sim_client: ModbusTcpClient):
+def test_every_writable_tag_of_the_default_site_is_applied_by_a_scan_before_its_answer(
+        sim_site: Site, sim_client: ModbusTcpClient):
     applied: list[WriteRequest] = []
     sim_site.image.write_listeners.append(applied.append)
     writable = [s for s in addressed(sim_site) if s.access is Access.RW]
     assert len(writable) > 20
     wanted = {}
-    for spec in writable:
-        wanted[spec.name] = another_value(spec, sim_site.image[spec.name].value)
-        response = write_tag(sim_client, spec, wanted[spec.name])
-        assert not response.isError(), (spec.name, wanted[spec.name], response)
-    sim_site.engine.run(max_scans=1)
+    with scanning_writes(sim_site.image, lambda: sim_site.engine.run(max_scans=1)):
+        for spec in writable:
+            wanted[spec.name] = another_value(spec, sim_site.image[spec.name].value)
+            response = write_tag(sim_client, spec, wanted[spec.name])
+            assert not response.isError(), (spec.name, wanted[spec.name], response)
     got = {tag.name: value for request in applied for tag, value in request.items}
     assert got == pytest.approx(wanted)
 
@@ -121,8 +122,8 @@ def test_mbpoll_reads_the_soc_and_writes_a_setpoint_of_the_default_site(sim_site
     assert read.returncode == 0, read.stdout + read.stderr
     shown = float(re.search(rf"\[{soc.address + 1}\]:\s+(\S+)", read.stdout).group(1))  # type: ignore[union-attr]
     assert shown == pytest.approx(sim_site.image["soc_pct"].value, rel=1e-5)
-    write = subprocess.run(base + ["-t", "4:float", "-r", str(setpoint.address + 1), "127.0.0.1", "--", "-350"],
-                           capture_output=True, text=True, timeout=20)
+    with scanning_writes(sim_site.image, lambda: sim_site.engine.run(max_scans=1)):
+        write = subprocess.run(base + ["-t", "4:float", "-r", str(setpoint.address + 1), "127.0.0.1", "--", "-350"],
+                               capture_output=True, text=True, timeout=20)
     assert write.returncode == 0, write.stdout + write.stderr
-    sim_site.engine.run(max_scans=1)
     assert sim_site.image["grid_setpoint_w"].value == -350.0

@@ -96,13 +96,16 @@ NEW_VALUES = {
 }
 
 
-def test_every_writable_tag_is_written_at_the_next_scan(site: ServedSite, client: ModbusTcpClient):
+def test_every_writable_tag_is_applied_by_a_scan_before_its_write_is_answered(site: ServedSite,
+                                                                              client: ModbusTcpClient):
     writable = [t.spec for t in site.image if t.spec.modbus is not None and t.spec.access is Access.RW]
     assert sorted(s.name for s in writable) == sorted(NEW_VALUES)
     for spec in writable:
+        scans = site.engine.ctx.scan
         response = write_tag(client, spec, NEW_VALUES[spec.name])
         assert not response.isError(), (spec.name, response)
-        assert site.image[spec.name].value != NEW_VALUES[spec.name], "applied before the scan boundary"
+        assert site.image[spec.name].value == NEW_VALUES[spec.name], "answered before a scan applied it"
+        assert site.engine.ctx.scan > scans
     site.scan()
     for spec in writable:
         assert site.image[spec.name].value == NEW_VALUES[spec.name]
