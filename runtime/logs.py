@@ -89,8 +89,7 @@ class LogLimiter:
             if state is None:
                 state = self._keys[key] = [now, 0, 0, ""]
         if now - state[0] >= self.window_s:
-            self._summary(key, state)
-            state[0], state[1] = now, 0
+            state[0], state[1] = now, 0  # a new window: what was held back is said with this record
         if state[1] >= self.burst:
             state[2] += 1
             state[3] = msg % args if args else msg
