@@ -239,6 +239,22 @@ def test_connections_are_capped_well_below_the_descriptor_limit(make_site, monke
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_the_service_states_a_descriptor_limit_that_leaves_the_drivers_their_reserve():
+    from pathlib import Path
+
+    from runtime.config.schema import MeterGatewayConfig, ModbusServerConfig
+    from runtime.servers.host import RESERVED_FDS, SERVERS_SHARING_FDS
+
+    unit = (Path(__file__).resolve().parents[2] / "deploy" / "ems.service").read_text()
+    limit = int(next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("LimitNOFILE=")))
+    assert limit == 1024
+    for section in (ModbusServerConfig, MeterGatewayConfig):
+        section(max_connections=256)
+        with pytest.raises(ValueError):
+            section(max_connections=257)
+    assert SERVERS_SHARING_FDS * 256 + RESERVED_FDS <= limit  # 2 x 256 + 256 = 768: never lowered
+
+
 # --- slowloris -----------------------------------------------------------------------------------------
 def test_a_slowloris_is_closed_after_the_idle_timeout_though_it_keeps_sending(live_site):  # type: ignore[no-untyped-def]
     site, watch = live_site
