@@ -80,7 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--since", help="only newer events: a duration (30m, 2h, 7d) or a date (2026-01-31T12:00)")
     events.add_argument("--severity", default="info", help="lowest severity: info, warning, error, critical")
     events.add_argument("--kind", action="append", default=[], help="only this kind (state, mode, error, "
-                                                                   "monitor, write, service); repeatable")
+                                                                   "monitor, write, service, clock); repeatable")
     events.add_argument("--limit", type=int, help="only the newest N events")
     events.set_defaults(handler=cmd_events)
     devsim_command.add_parser(sub)  # ems simulate-devices
