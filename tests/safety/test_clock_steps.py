@@ -7,15 +7,19 @@ Pi's system clock (monotonic time, and with it every deadline and timer, does no
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
 from site_run import HOME, SiteRun
+from testkit.waiting import wait_until
 
 from ems.simulate import prepare
 from programs.schedule import Schedule, ScheduleEntry
 from programs.site_control import TariffEntry
-from runtime.clock import VirtualClock
+from runtime.clock import ClockSync, RealClock, VirtualClock
 from runtime.events import Event, EventLog, read_events
 from runtime.site import build_site
 
@@ -84,6 +88,29 @@ def test_a_step_is_in_the_event_log_and_counted_in_the_tags(tmp_path):
     assert logged.text().startswith("2026-01-01 02:30:05  warning  clock")
     assert (run["clock_steps"], run["clock_last_step_s"]) == (1, 2400.0)
     run.stop()
+
+
+def test_on_the_real_clock_no_scan_after_an_ntp_step_runs_the_slot_before_it(tmp_path):
+    cfg, _ = prepare(str(HOME), None, None, None)
+    params = {**cfg.program_params, "control": attrs.evolve(cfg.program_params["control"], mode="external")}
+    started, offset = time.monotonic(), [DAY + AT_01_50]
+    clock = RealClock(wall=lambda: time.monotonic() - started + offset[0], sync=lambda: ClockSync(True, 0.0, 0.01))
+    site = build_site(attrs.evolve(cfg, program_params=params), clock)
+    next(p for p in site.programs if p.kind == "site_control").replace_schedule(SCHEDULE)  # type: ignore[attr-defined]
+    seen: list[tuple[float, float]] = []
+    site.engine.after_scan.append(lambda ctx: seen.append((ctx.wall_s, site.image["mode_request_w"].value)))
+    thread = threading.Thread(target=site.run, args=(60.0,), daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: len(seen) > 5 and seen[-1][1] == -3000.0)
+        offset[0] += 40 * 60.0  # NTP steps the Pi's clock from 01:50 to 02:30
+        wait_until(lambda: seen[-1][0] >= DAY + 2.5 * H)
+    finally:
+        site.stop()
+        thread.join(5.0)
+    after = [request for wall_s, request in seen if wall_s >= DAY + 2.5 * H]
+    assert after and set(after) == {2000.0}  # the first scan on the new time already runs the 02:00 slot
+    assert site.image["clock_steps"].value == 1
 
 
 # --- the event log's history ---------------------------------------------------------------------
