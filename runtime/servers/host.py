@@ -31,6 +31,7 @@ that arrive behind the write on its own connection are held and handled after it
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import resource
 import sys
@@ -72,6 +73,11 @@ DEFAULT_WRITE_TIMEOUT_S = 1.0  # a datastore's write_timeout_s, when it has none
 RESERVED_FDS = 256
 SERVERS_SHARING_FDS = 2
 MAX_MBAP_LENGTH = 254  # unit id + a PDU of at most 253 bytes
+# The listening socket's backlog (asyncio's default: 100). asyncio accepts up to this many
+# connections in one go and opens their descriptors before any is reported connected (and the
+# ones past max_connections closed), so it bounds the descriptors a burst of connects takes
+# beyond max_connections.
+LISTEN_BACKLOG = 16
 
 
 def bound_gil_switch_interval(limit_s: float = SWITCH_INTERVAL_S) -> None:
@@ -385,6 +391,9 @@ class _TcpServer(ModbusTcpServer):
         self.max_connections = max_connections
         self.admitted: set[_Handler] = set()  # connections counted against max_connections
         self.framer = _SocketFramer
+        create = self.call_create  # pymodbus's partial(loop.create_server, ...)
+        self.call_create = functools.partial(create.func, *create.args,  # type: ignore[attr-defined]
+                                             **{**create.keywords, "backlog": LISTEN_BACKLOG})  # type: ignore[attr-defined]
         self.decoder = RequestDecoder(_served(thread.store))
 
     def callback_new_connection(self) -> _Handler:

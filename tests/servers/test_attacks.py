@@ -35,12 +35,12 @@ import socket, sys, time
 mode, port, count, seconds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 end = time.monotonic() + seconds
 held = []
-if mode == "hold":  # open `count` connections, send nothing, keep them
+if mode == "hold":  # start `count` connections at once (the kernel completes them), send nothing, keep them
     for _ in range(count):
-        try:
-            held.append(socket.create_connection(("127.0.0.1", port), timeout=2))
-        except OSError:
-            pass
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        held.append(s)
     print("opened", len(held), flush=True)
     while time.monotonic() < end:
         time.sleep(0.05)
@@ -221,7 +221,8 @@ def test_a_thousand_idle_connections_get_16_and_lose_them_after_the_idle_timeout
     report("hold 1000", watch, peak_connections=max(watch.connections), extra_fds=max(watch.fds) - before,
            refused=site.server.thread.refused, idle_closed=site.server.thread.idle_closed)
     assert max(watch.connections) == 16
-    assert max(watch.fds) - before <= 16 + 8  # the server's 16 and a few accepted but not yet closed
+    # its 16, a burst accepted (LISTEN_BACKLOG) and being closed, the meter's: a quarter of the 256 reserved
+    assert max(watch.fds) - before <= 64
     assert site.server.thread.idle_closed >= 16  # after 3 s without a request
     check_site(watch)
 
