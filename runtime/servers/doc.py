@@ -47,7 +47,7 @@ the programs' own tags and the runtime's): nothing in it is kept by hand.
   40001 (reference = base + address).
 - Tables and function codes: coils 01 (read), 05 and 15 (write); discrete inputs 02; input
   registers 04; holding registers 03 (read), 06 and 16 (write), 22 (mask write) and 23
-  (read/write).
+  (read/write). No other function is served (see "Requests and exceptions").
 - Measurements and status are input registers (booleans: discrete inputs); control tags are
   holding registers (booleans: coils). A holding register or coil marked `ro` may be read, not
   written.
@@ -100,14 +100,59 @@ and the scan's wake-up jitter under load.
   listeners (the event log) with the client's address as its source.
 - A single-register or single-coil write is answered with the echo the standard asks for.
 
+## Requests and exceptions
+
+Every request is checked against the Modbus Application Protocol Specification V1.1b3 (section
+6, one state diagram per function) before it reaches the tags (runtime/servers/requests.py):
+
+| function | quantity and data allowed (else exception 03) |
+|---|---|
+| 01 read coils, 02 read discrete inputs | 1..2000 bits |
+| 03 read holding registers, 04 read input registers | 1..125 registers |
+| 05 write single coil | value 0x0000 (off) or 0xFF00 (on) |
+| 06 write single register | any value (the tag's range is checked as for every write) |
+| 15 write multiple coils | 1..1968 bits, byte count = ceil(quantity / 8) |
+| 16 write multiple registers | 1..123 registers, byte count = 2 x quantity |
+| 22 mask write register | any masks |
+| 23 read/write multiple registers | read 1..125, write 1..121, byte count = 2 x write quantity |
+
+A request whose length does not match its function is exception 03 too. Quantities are
+checked before addresses, and both before the write policy: a write of 0 registers is 03 even
+with writes disabled.
+
 | exception | when |
 |---|---|
-| 01 illegal function | writes are disabled, or the client is not in `write_allow` (the write functions are not offered to that client); logged once per client |
+| 01 illegal function | a function not in the table above (07, 08, 0B, 0C, 11, 14, 15 write file record, 18, 2B, user-defined codes, 0x83 or 0xFF sent as a request); writes are disabled, or the client is not in `write_allow` (the write functions are not offered to that client) |
 | 02 illegal data address | an address in the write holds no tag or a read-only tag, or the write covers only part of a multi-register tag (one register of a float32); a read past the end of a table |
-| 03 illegal data value | a value outside the tag's min/max or its enum labels, a NaN or infinite float, a scaled register that is not a whole value of an integer tag, a non-ASCII string; nothing of the request is applied |
+| 03 illegal data value | a quantity, byte count or coil value outside the table above; a value outside the tag's min/max or its enum labels, a NaN or infinite float, a scaled register that is not a whole value of an integer tag, a non-ASCII string; nothing of the request is applied |
 | 04 server device failure | an internal error (logged once) |
 | 06 server busy | no scan has been published yet |
 | 0B gateway target failed to respond | TCP request for a unit id the server does not serve (on RTU such requests, and broadcasts to unit id 0, get no answer) |
+
+Each refusal is logged as one line without traceback, at most once a minute per client,
+function and exception (what was held back is counted in the next line).
+
+## Limits
+
+What one client sends or holds must not take what the controller needs:
+
+- **Connections**: the server holds at most `[modbus_server] max_connections` TCP clients (16 by
+  default, 1..256); a connection beyond them is closed at once (logged at most once a minute).
+  The meter gateway has its own `[meter_gateway] max_connections`.
+- **Idle connections**: a connection that has completed no request for `idle_timeout_s` (60 s by
+  default, 0.5..3600 s) is closed, whether it never sent anything or sends a byte at a time
+  without finishing a frame. A client that polls less often than that reconnects.
+- **File descriptors**: each client takes one. At start a server lowers `max_connections` to
+  (the process's `RLIMIT_NOFILE` - 256) / 2, so that 256 descriptors stay for the drivers'
+  sockets and serial ports, the logs and SQLite whatever the clients do; `deploy/ems.service`
+  sets `LimitNOFILE=1024` (two servers at 256 clients take 512). The listen backlog is 16.
+- **Bad frames**: a TCP frame whose MBAP header is not Modbus (protocol id other than 0, length
+  outside 2..254) closes the connection, since the stream cannot be re-synchronised; logged at
+  most once a minute per client.
+- **Logs**: one log record is at most 2,000 characters; pymodbus's and asyncio's records pass
+  at most five a minute per message; the controller's own warnings and errors are also written
+  to `ems-errors.log` beside `ems.log`, which takes none of the records a client's input causes
+  (runtime/logs.py). The event log (SQLite) records applied writes, never refused requests.
 
 ## Control and heartbeat
 
@@ -207,8 +252,11 @@ quantities, missing tags and units that do not fit are configuration errors.
 - Values are weighted integers: V x10, A x1000, W, VA and var x10, PF x1000, Hz x10, kWh and
   kvarh x10. Signs as the EM24: power positive when imported from the grid, negative when
   exported; PF negative when leading.
-- Function codes 03 and 04 read the same registers. Coils, discrete inputs: exception 01.
-  Writes: exception 02 (a meter's readings are not written).
+- Function codes 03 and 04 read the same registers. Coils and discrete inputs (01, 02, 05,
+  15) and every function but 03, 04, 06, 16, 22 and 23: exception 01. Register writes (06, 16,
+  22, 23): exception 02 (a meter's readings are not written). Quantities and byte counts are
+  checked as by the tag server (docs/modbus.md, "Requests and exceptions"), and so are its
+  limits: `[meter_gateway] max_connections` and `idle_timeout_s`.
 - Quantities not mapped read 0. A read that touches a mapped quantity whose tag is not GOOD
   (meter silent, stale, never read) gets exception 04 (server device failure), as from a
   failed meter, so that the reader falls back to its own safe behaviour instead of acting on
