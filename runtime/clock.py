@@ -295,4 +295,7 @@ class ClockWatch:
 
     def _tell(self, event: ClockEvent) -> None:
         for listener in self.listeners:
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # a listener (the event log) must never stop the scan
+                log.exception("clock event %s not delivered", event.name)

@@ -243,3 +243,18 @@ def test_adjtimex_offset_is_in_ns_with_sta_nano_and_in_us_without():
 def test_the_kernel_answers_with_a_bounded_error():
     state = kernel_clock_sync()
     assert 0.0 <= state.max_error_s <= 16.0
+
+
+def test_a_listener_that_raises_never_stops_the_scan():
+    clock = VirtualClock(start_wall_s=AT_01_50)
+    engine, recorder, _ = engine_on(clock)
+
+    def broken(event: ClockEvent) -> None:
+        raise OSError("event log closed")
+
+    engine.clock_watch.listeners.insert(0, broken)
+    scan(engine, 10)
+    clock.step_wall(2400.0)
+    scan(engine, 10)
+    assert len(recorder.scans) == 20
+    assert tag(engine, "clock_steps") == 1
