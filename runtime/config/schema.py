@@ -117,6 +117,7 @@ class ModbusServerConfig:
     write_timeout_s: float = attrs.field(default=1.0, validator=[v.ge(0.05), v.le(10.0)])
     # TCP clients held at once, and how long one may stay without completing a request (docs/modbus.md)
     max_connections: int = attrs.field(default=16, validator=_MAX_CONNECTIONS)
+    max_connections_per_client: int = attrs.field(default=4, validator=_MAX_CONNECTIONS)  # per address
     idle_timeout_s: float = attrs.field(default=60.0, validator=_IDLE_TIMEOUT)
 
 
@@ -133,6 +134,7 @@ class MeterGatewayConfig:
     quantities: dict[str, str] = attrs.field(factory=dict)  # layout quantity -> tag name
     serial: SerialPortConfig | None = None
     max_connections: int = attrs.field(default=16, validator=_MAX_CONNECTIONS)
+    max_connections_per_client: int = attrs.field(default=4, validator=_MAX_CONNECTIONS)  # per address
     idle_timeout_s: float = attrs.field(default=60.0, validator=_IDLE_TIMEOUT)
 
 

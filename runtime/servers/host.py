@@ -11,7 +11,8 @@ What a client sends is checked before pymodbus decodes it (runtime/servers/reque
 Modbus application protocol specification): a function the datastore does not serve is answered
 01, a bad quantity, byte count or coil value 03. A TCP frame whose MBAP header is not Modbus
 (protocol id not 0, length outside 2..254) closes the connection, as the stream cannot be
-re-synchronised. Each server holds at most `max_connections` clients and closes a connection
+re-synchronised. Each server holds at most `max_connections` clients (and
+`max_connections_per_client` from one address) and closes a connection
 that has not completed a request for `idle_timeout_s` (one that never sends, or sends a byte at
 a time); a client's bad input is logged at most once a minute per client and kind, with a count
 of what was held back (runtime/logs.py, LogLimiter).
@@ -122,6 +123,7 @@ class ConnectionLimits:
 
     max_connections: int = 16
     idle_timeout_s: float = 60.0
+    max_connections_per_client: int = 4  # per client address: one client cannot take every place
 
 
 def connection_ceiling() -> int:
@@ -236,14 +238,21 @@ class _Handler(ServerRequestHandler):
         self.peer = Peer("tcp", str(host), int(port))
         # Counted here, not in pymodbus's active_connections: asyncio accepts a burst of connections
         # (and pymodbus lists them) before any of them is reported connected.
+        thread = owner.thread
+        same = owner.per_client.get(self.peer.host, 0)
         if len(owner.admitted) >= owner.max_connections:
-            owner.thread.refused += 1
-            owner.thread.limiter.log(logging.WARNING, ("limit",), "%s: connection from %s closed: %d clients "
-                                     "connected, the most it holds ([%s] max_connections)", owner.thread.name,
-                                     self.peer, len(owner.admitted), owner.thread.section)
-            self.close()
+            why = f"{len(owner.admitted)} clients connected, the most it holds ([{thread.section}] max_connections)"
+        elif same >= thread.limits.max_connections_per_client:
+            why = f"{same} connections from that address, the most it takes from one " \
+                  f"([{thread.section}] max_connections_per_client)"
+        else:
+            owner.admitted.add(self)
+            owner.per_client[self.peer.host] = same + 1
             return
-        owner.admitted.add(self)
+        thread.refused += 1
+        thread.limiter.log(logging.WARNING, (self.peer.host, "limit"), "%s: connection from %s closed: %s",
+                           thread.name, self.peer, why)
+        self.close()
 
     def callback_disconnected(self, exc: Exception | None) -> None:
         self._leave()
@@ -254,8 +263,14 @@ class _Handler(ServerRequestHandler):
         super().close(reconnect)
 
     def _leave(self) -> None:
-        if isinstance(self.server, _TcpServer):
-            self.server.admitted.discard(self)
+        owner = self.server
+        if isinstance(owner, _TcpServer) and self in owner.admitted:
+            owner.admitted.discard(self)
+            left = owner.per_client[self.peer.host] - 1
+            if left:
+                owner.per_client[self.peer.host] = left
+            else:
+                del owner.per_client[self.peer.host]
 
     def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
         """Answer every complete request in `data`, in order; return the bytes used."""
@@ -390,6 +405,7 @@ class _TcpServer(ModbusTcpServer):
         self.store = thread.store
         self.max_connections = max_connections
         self.admitted: set[_Handler] = set()  # connections counted against max_connections
+        self.per_client: dict[str, int] = {}  # admitted connections per client address
         self.framer = _SocketFramer
         create = self.call_create  # pymodbus's partial(loop.create_server, ...)
         self.call_create = functools.partial(create.func, *create.args,  # type: ignore[attr-defined]

@@ -312,4 +312,4 @@ class MeterGateway(ServedMirror):
         self.cfg = cfg
         store = MeterStore(LAYOUTS[cfg.layout], sources, image, cfg.unit_ids, cfg.serial_number)
         super().__init__("meter-gateway", store, cfg.host, cfg.port, cfg.serial,
-                         ConnectionLimits(cfg.max_connections, cfg.idle_timeout_s), "meter_gateway")
+                         ConnectionLimits(cfg.max_connections, cfg.idle_timeout_s, cfg.max_connections_per_client), "meter_gateway")

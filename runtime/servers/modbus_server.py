@@ -145,4 +145,4 @@ class ModbusTagServer(ServedMirror):
         store = TagStore(register_map, image, cfg.unit_ids, WritePolicy(cfg.writes_enabled, cfg.write_allow))
         store.write_timeout_s = cfg.write_timeout_s
         super().__init__("modbus-server", store, cfg.host, cfg.port, cfg.serial,
-                         ConnectionLimits(cfg.max_connections, cfg.idle_timeout_s), "modbus_server")
+                         ConnectionLimits(cfg.max_connections, cfg.idle_timeout_s, cfg.max_connections_per_client), "modbus_server")

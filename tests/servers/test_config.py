@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import attrs
 import pytest
 
 from runtime.clock import VirtualClock
@@ -117,30 +118,33 @@ def test_an_unknown_layout_is_refused(tmp_path: Path):
     assert [e.message for e in info.value.errors] == ["must be one of 'em24_e1', 'em24_din', got 'em340'"]
 
 
-LIMITS = SITE.replace("runtime_base = 8000\n", "runtime_base = 8000\nmax_connections = 4\nidle_timeout_s = 30\n").replace(
-    'layout = "em24_din"\n', 'layout = "em24_din"\nmax_connections = 2\nidle_timeout_s = 5.5\n')
+LIMITS = SITE.replace("runtime_base = 8000\n", "runtime_base = 8000\nmax_connections = 4\nidle_timeout_s = 30\n"
+                      "max_connections_per_client = 3\n").replace(
+    'layout = "em24_din"\n', 'layout = "em24_din"\nmax_connections = 2\nidle_timeout_s = 5.5\nmax_connections_per_client = 1\n')
 
 
 def test_both_servers_read_their_connection_limits(tmp_path: Path):
     io_map = load(tmp_path, LIMITS)
     m, g = io_map.modbus_server, io_map.meter_gateway
-    assert (m.max_connections, m.idle_timeout_s, g.max_connections, g.idle_timeout_s) == (4, 30.0, 2, 5.5)
+    assert (m.max_connections, m.idle_timeout_s, m.max_connections_per_client) == (4, 30.0, 3)
+    assert (g.max_connections, g.idle_timeout_s, g.max_connections_per_client) == (2, 5.5, 1)
 
 
-def test_the_connection_limits_default_to_16_clients_and_60_s():
+def test_the_connection_limits_default_to_16_clients_4_from_one_address_and_60_s():
     from runtime.config.schema import MeterGatewayConfig, ModbusServerConfig
 
     for section in (ModbusServerConfig(), MeterGatewayConfig()):
-        assert (section.max_connections, section.idle_timeout_s) == (16, 60.0)
+        assert (section.max_connections, section.max_connections_per_client, section.idle_timeout_s) == (16, 4, 60.0)
 
 
 def test_the_servers_get_the_limits_of_their_sections(tmp_path: Path):
     server, gateway = build_site(load(tmp_path, LIMITS), VirtualClock()).mirrors
-    assert (server.thread.limits.max_connections, server.thread.limits.idle_timeout_s) == (4, 30.0)  # type: ignore[attr-defined]
-    assert (gateway.thread.limits.max_connections, gateway.thread.limits.idle_timeout_s) == (2, 5.5)  # type: ignore[attr-defined]
+    assert attrs.astuple(server.thread.limits) == (4, 30.0, 3)  # type: ignore[attr-defined]
+    assert attrs.astuple(gateway.thread.limits) == (2, 5.5, 1)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(("key", "value"), [("max_connections", "0"), ("max_connections", "257"),
+                                            ("max_connections_per_client", "0"),
                                             ("idle_timeout_s", "0.1"), ("idle_timeout_s", "3601")])
 def test_a_connection_limit_out_of_range_is_an_error_on_its_line(tmp_path: Path, key: str, value: str):
     with pytest.raises(ConfigErrors) as info:
