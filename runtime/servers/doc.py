@@ -137,8 +137,10 @@ function and exception (what was held back is counted in the next line).
 What one client sends or holds must not take what the controller needs:
 
 - **Connections**: the server holds at most `[modbus_server] max_connections` TCP clients (16 by
-  default, 1..256); a connection beyond them is closed at once (logged at most once a minute).
-  The meter gateway has its own `[meter_gateway] max_connections`.
+  default, 1..256), and at most `max_connections_per_client` (4) from one address, so that one
+  client holding connections leaves room for the others; a connection beyond them is closed at
+  once (logged at most once a minute per address). The meter gateway has its own
+  `[meter_gateway] max_connections` and `max_connections_per_client`.
 - **Idle connections**: a connection that has completed no request for `idle_timeout_s` (60 s by
   default, 0.5..3600 s) is closed, whether it never sent anything or sends a byte at a time
   without finishing a frame. A client that polls less often than that reconnects.
