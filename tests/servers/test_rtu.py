@@ -78,3 +78,29 @@ def test_mbpoll_reads_the_meter_gateway_over_rtu(make_site, line):  # type: igno
                            "-1", "-o", "2", line.b], capture_output=True, text=True, timeout=20)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"[41]: \t{round(site.image['grid_power_w'].value * 10)}" in done.stdout  # 0028h, low word first
+
+
+def rtu_request(path: str, frame: bytes) -> bytes:
+    """One raw RTU request (unit id, PDU; the CRC is added) and whatever comes back within 0.5 s."""
+    from pymodbus.framer import FramerRTU
+
+    crc = FramerRTU.compute_CRC(frame).to_bytes(2, "big")
+    with serial.Serial(path, 19200, timeout=0.5) as port:
+        port.write(frame + crc)
+        answer = port.read(5)
+    return answer
+
+
+def test_a_coil_value_other_than_0000_or_ff00_is_exception_03_over_rtu(rtu_site: ServedSite, line: NullModem):
+    answer = rtu_request(line.b, bytes([5, 0x05, 0, 1, 0x12, 0x34]))  # unit 5, coil 1 (run_enable) := 0x1234
+    assert answer[:3] == bytes([5, 0x85, 0x03])
+    rtu_site.scan()
+    assert rtu_site.image["run_enable"].value is False
+
+
+def test_a_read_of_0_registers_is_exception_03_over_rtu(rtu_site: ServedSite, line: NullModem):
+    assert rtu_request(line.b, bytes([5, 0x03, 0, 0, 0, 0]))[:3] == bytes([5, 0x83, 0x03])
+
+
+def test_read_exception_status_is_exception_01_over_rtu(rtu_site: ServedSite, line: NullModem):
+    assert rtu_request(line.b, bytes([5, 0x07]))[:3] == bytes([5, 0x87, 0x01])
