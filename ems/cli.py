@@ -155,9 +155,14 @@ def cmd_events(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from runtime import grid_log
     from runtime.site import build_site
+    from runtime.storage import check_data_dir
 
     io_map = _load(args.io_map)
     data_dir = Path(args.data_dir or io_map.site.data_dir)
+    problem = check_data_dir(data_dir)  # before logging, which writes its file there
+    if problem is not None:
+        print(f"ems: cannot start site {io_map.site.id}: {problem}", file=sys.stderr)
+        return EXIT_START
     setup_logging(args.log_level or io_map.logging.level, data_dir / "log" / io_map.logging.file,
                   io_map.logging.max_bytes, io_map.logging.backups)
     from ems.simulate import virtual_clock_for

@@ -108,6 +108,9 @@ CATALOGUE: tuple[ErrorDef, ...] = (
     _e(503, "soc_drift", B, S.WARNING, "BMS SOC drifted from the recalibrated SOC", AutoClear(0.0)),
     _e(601, "cluster_unit_not_following", Source.CLUSTER, S.WARNING,
        "A cluster unit does not follow its setpoint: out of the split", AutoClear(0.0)),
+    _e(411, "storage_near_full", Source.RASPBERRY_PI, S.WARNING, "Data disk nearly full", AutoClear(0.0)),
+    _e(412, "storage_write_failed", Source.RASPBERRY_PI, S.ERROR,
+       "A write to the data disk failed: client writes are refused", AutoClear(0.0)),
 )
 BY_NAME: dict[str, ErrorDef] = {e.name: e for e in CATALOGUE}
 BY_ID: dict[int, ErrorDef] = {e.id: e for e in CATALOGUE}

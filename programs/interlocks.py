@@ -88,6 +88,8 @@ TABLE: tuple[InterlockDef, ...] = (
     InterlockDef("bms_inactive", "flag", ("bms_inactive",), R.WARN, 0.0, optional=True),
     InterlockDef("soc_drift", "flag", ("soc_drift_alarm",), R.WARN, 0.0, optional=True),
     InterlockDef("cluster_unit_not_following", "flag", ("cluster_unit_alarm",), R.WARN, 0.0, optional=True),
+    InterlockDef("storage_near_full", "flag", ("storage_near_full",), R.WARN, 0.0, optional=True),
+    InterlockDef("storage_write_failed", "flag", ("storage_write_failed",), R.WARN, 0.0, optional=True),
 )
 BY_NAME = {d.name: d for d in TABLE}
 THRESHOLD_KINDS = ("above", "below", "spread", "overcurrent", "grid_loss", "bits")

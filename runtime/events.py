@@ -200,8 +200,12 @@ class EventRecorder:
         events = self._write_events(request)
         if not events:
             return False
-        request.recorded = True
-        self.sink.append_all(events, then)
+
+        def committed(error: BaseException | None) -> None:
+            request.recorded = error is None
+            then(error)
+
+        self.sink.append_all(events, committed)
         return True
 
     def on_refused(self, request: WriteRequest, error: BaseException) -> None:

@@ -172,7 +172,10 @@ class Retainer:
         if previous and previous != __version__:
             log.warning("firmware changed from %s to %s", previous, __version__)
         self.runtime_base_s = sys["sys_runtime_total_s"].value if "sys_runtime_total_s" in sys else 0
-        self.save(wait=True)
+        try:
+            self.save(wait=True)
+        except sqlite3.Error:  # a full disk: the writer has said so; the controller runs, client writes are refused
+            self.unsaved = True
         if not clean:
             log.warning("the previous run did not stop cleanly (killed, crashed or power lost)")
         self.previous_clean = clean
@@ -240,7 +243,10 @@ class Retainer:
             self._update_runtime(t_s)
         if "sys_last_stop_clean" in self.sys:
             self.sys["sys_last_stop_clean"].set(True)
-        self.save(wait=True)
+        try:
+            self.save(wait=True)
+        except sqlite3.Error:  # a full disk: said once by the writer; the next start counts an unclean stop
+            pass
 
 
 def _jsonable(value: Any) -> Any:

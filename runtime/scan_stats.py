@@ -33,6 +33,11 @@ STATS_TAGS = (
     ("clock_max_error_s", DType.FLOAT32, "s", "The kernel's bound on the wall clock's error (16 s: unsynchronized)"),
     ("clock_steps", DType.UINT32, "", "Steps of the wall clock seen since start (more than 1 s off the monotonic clock)"),
     ("clock_last_step_s", DType.FLOAT32, "s", "Size of the last wall clock step (+ forwards)"),
+    ("storage_free_pct", DType.FLOAT32, "%", "Free space on the data directory's disk (runtime/storage.py)"),
+    ("storage_near_full", DType.BOOL, "", "The data disk is nearly full (warning 411)"),
+    ("storage_write_failed", DType.BOOL, "",
+     "A write to the event log or retain store failed (error 412): client writes are refused until one succeeds"),
+    ("storage_failed_writes", DType.UINT32, "", "Transactions of the event log and retain store that failed since start"),
 )
 
 

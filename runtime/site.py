@@ -56,6 +56,7 @@ class Site:
         self.actions = StateActions(self)  # Restart and Reboot states stop the site with an exit code
         engine.after_scan.append(self.actions)
         self._closers: list[Callable[[], None]] = []  # services of attach_services, closed by stop
+        self.storage: Any = None  # runtime/storage.py StorageHealth, once attach_services has run
 
     @property
     def period_s(self) -> float:
@@ -123,15 +124,18 @@ class Site:
             close()
 
     def attach_services(self, data_dir: FsPath) -> None:
-        """Retained tags (restored now, before the first scan), the event log and the watchdog
-        (runtime/retain.py, events.py, systemd.py), as configured; `stop` closes them."""
-        from runtime import events, retain, systemd
+        """Retained tags (restored now, before the first scan), the event log, the storage health
+        of both and the watchdog (runtime/retain.py, events.py, storage.py, systemd.py), as
+        configured; `stop` closes them."""
+        from runtime import events, retain, storage, systemd
 
         cfg = self.io_map
         clean = True
+        writers = []
         if cfg.retain.enabled:
             retainer = retain.attach(self, data_dir, cfg.retain)
             clean = retainer.previous_clean
+            writers.append(retainer.store.writer)
 
             def close_retain() -> None:
                 retainer.stop(self.clock.now())
@@ -140,6 +144,7 @@ class Site:
             self._closers.append(close_retain)
         if cfg.event_log.enabled:
             event_log = events.attach(self, data_dir, cfg.event_log)
+            writers.append(event_log.writer)
             event_log.append(events.service_event(self, "started", clean))
 
             def clock_event(e: ClockEvent) -> None:  # a step of the wall clock, a change of its sync
@@ -155,6 +160,9 @@ class Site:
                 event_log.close(self.clock.wall())
 
             self._closers.append(close_event_log)
+        if writers:
+            self.storage = storage.attach(self, data_dir, writers)
+            self._closers.append(self.storage.stop)
         watchdog = systemd.attach(self, cfg.watchdog)
         if watchdog is not None:
             self._closers.insert(0, watchdog.stop)

@@ -166,12 +166,12 @@ class SqliteWriter:
                 pass
             self._failed(exc, len(items))
             return exc
-        if self.last_error is not None:
-            log.warning("%s: %s takes writes again (after %d failed transactions)", self._thread.name, self.path,
-                        self.failures)
-            self.last_error = None
         if self.health is not None:
             self.health.committed(self.path)
+        elif self.last_error is not None:
+            log.warning("%s: %s takes writes again (after %d failed transactions)", self._thread.name, self.path,
+                        self.failures)
+        self.last_error = None
         return None
 
     def _failed(self, exc: BaseException, jobs: int) -> None:

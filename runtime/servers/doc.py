@@ -94,10 +94,23 @@ and the scan's wake-up jitter under load.
 - Writes are off unless `[modbus_server] writes_enabled = true`, and then accepted only from
   clients whose address is in `write_allow` (addresses or networks such as `10.0.0.0/24`; the
   entry `"rtu"` admits the serial line).
-- A write is decoded whole, validated whole and queued as one request; the scan applies it at
-  its next boundary (within one scan period), all of it or nothing. A read right after a write
-  answers the value of the last scan until then. Each applied write reaches the image's write
-  listeners (the event log) with the client's address as its source.
+- A write is decoded whole, validated whole and queued as one request, all of it or nothing.
+- **When a write is answered**: only once it is durably recorded and applied. Its event (with
+  the client's address as its source) is committed to the event log, then its retained values
+  to the retain store (SQLite, WAL, `synchronous=FULL`); then the scan applies it whole at its
+  next boundary, and then the server answers. A write that was acknowledged survives a SIGKILL
+  or a power cut: its event is in the log and the value is restored at the next start
+  (tests/safety/test_sigkill_writes.py). The wait is a commit and at most one scan period (10 Hz:
+  median and 99th percentile in `bench/write_latency.py`); other connections are served
+  meanwhile, and requests behind the write on the same connection are answered after it, in
+  order.
+- A write that could not be recorded (a full disk, an I/O error: `storage_write_failed`, error
+  412) is **not applied at all** and answered with exception 04: the value the programs see,
+  the retain store and what a read returns stay as they were. (When the event was stored but
+  the retained value was not, the log also gets a "refused, not applied" event.)
+- A write not recorded and applied within `[modbus_server] write_timeout_s` (1 s by default,
+  0.05..10 s; keep it well below the client's own timeout) is answered with exception 06: it
+  was not acknowledged but may still apply, as if its answer had been lost; a client repeats it.
 - A single-register or single-coil write is answered with the echo the standard asks for.
 
 ## Requests and exceptions
@@ -125,8 +138,8 @@ with writes disabled.
 | 01 illegal function | a function not in the table above (07, 08, 0B, 0C, 11, 14, 15 write file record, 18, 2B, user-defined codes, 0x83 or 0xFF sent as a request); writes are disabled, or the client is not in `write_allow` (the write functions are not offered to that client) |
 | 02 illegal data address | an address in the write holds no tag or a read-only tag, or the write covers only part of a multi-register tag (one register of a float32); a read past the end of a table |
 | 03 illegal data value | a quantity, byte count or coil value outside the table above; a value outside the tag's min/max or its enum labels, a NaN or infinite float, a scaled register that is not a whole value of an integer tag, a non-ASCII string; nothing of the request is applied |
-| 04 server device failure | an internal error (logged once) |
-| 06 server busy | no scan has been published yet |
+| 04 server device failure | a write that could not be stored (never applied; see "Writes"); an internal error (logged once) |
+| 06 server busy | no scan has been published yet; a write not recorded and applied within `write_timeout_s` |
 | 0B gateway target failed to respond | TCP request for a unit id the server does not serve (on RTU such requests, and broadcasts to unit id 0, get no answer) |
 
 Each refusal is logged as one line without traceback, at most once a minute per client,

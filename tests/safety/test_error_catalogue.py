@@ -26,7 +26,8 @@ STABLE_IDS = {  # a register value and a line in the service manual: never renum
     "cell_overtemperature": 121, "cell_undertemperature": 122, "overcurrent": 131, "cell_imbalance": 141,
     "bms_trip": 151, "grid_loss": 201, "underfrequency": 202, "overfrequency": 203, "inverter_fault": 211,
     "bms_comm_timeout": 301, "inverter_comm_timeout": 302, "meter_comm_timeout": 303, "cpu_overtemperature": 401,
-    "humidity_high": 402, "sensor_fault": 403, "soc_critically_low": 501, "bms_inactive": 502, "soc_drift": 503,
+    "humidity_high": 402, "sensor_fault": 403, "storage_near_full": 411, "storage_write_failed": 412,
+    "soc_critically_low": 501, "bms_inactive": 502, "soc_drift": 503,
     "cluster_unit_not_following": 601,
 }
 
