@@ -279,10 +279,29 @@ def _programs(items: list[tuple[Path, Any]], kinds: Mapping[str, ProgramKind],
             errors.add(path + ("kind",), f"unknown program kind {program.kind!r}{_suggest(program.kind, kinds)}")
             continue
         value = structure(cls.params_type, raw if raw is not None else {}, path + ("params",), errors)
+        _check_durations(raw, path + ("params",), errors)
         programs.append(program)
         if value is not MISSING:
             params[program.name] = value
     return programs, params
+
+
+PROGRAM_DURATION_MAX_S = 366 * 86400.0  # a year: no program parameter in seconds means more (an SOH filter's tau is a day)
+
+
+def _check_durations(data: Any, path: Path, errors: Errors) -> None:
+    """Every program parameter in seconds (a key ending in `_s`, in nested tables and arrays too)
+    is at most PROGRAM_DURATION_MAX_S: 1e300 s is finite, and no site works with it."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if (isinstance(key, str) and key.endswith("_s") and isinstance(value, (int, float))
+                    and not isinstance(value, bool) and value > PROGRAM_DURATION_MAX_S):
+                errors.add(path + (key,), f"{value:g} s is more than a year ({PROGRAM_DURATION_MAX_S:g} s)")
+            else:
+                _check_durations(value, path + (key,), errors)
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            _check_durations(item, path + (index,), errors)
 
 
 def _check_drivers(devices: dict[str, DeviceConfig], options: dict[str, Any], tags: dict[str, TagSpec],

@@ -316,6 +316,20 @@ def test_durations_beyond_any_working_site_are_named_errors(site: str, table: st
     assert any(key in str(e) and e.line is not None for e in info.value.errors), info.value
 
 
+@pytest.mark.parametrize(("anchor", "line", "key"), [
+    ('kind = "site_control"\n[programs.params]\n', "heartbeat_timeout_s = 1e300", "heartbeat_timeout_s"),
+    ("[programs.params.interlocks]\n", "cell_imbalance = { debounce_s = 4e7 }", "interlocks.cell_imbalance.debounce_s"),
+])
+def test_a_program_parameter_of_more_than_a_year_in_seconds_is_a_named_error(anchor: str, line: str, key: str) -> None:
+    path = ROOT / "io_maps" / "sim_home.toml"
+    text = path.read_text()
+    assert anchor in text
+    with pytest.raises(ConfigErrors) as info:
+        parse_io_map(text.replace(anchor, anchor + line + "\n", 1), str(path))
+    named = [e for e in info.value.errors if key in str(e) and "more than a year" in str(e)]
+    assert named and named[0].line is not None, info.value
+
+
 @pytest.mark.parametrize(("table", "line", "key"), [("event_log", "max_age_days = 1e9", "event_log.max_age_days"),
                                                     ("retain", "save_interval_s = 1e9", "retain.save_interval_s")])
 def test_store_settings_beyond_any_working_site_are_named_errors(table: str, line: str, key: str) -> None:
