@@ -74,6 +74,7 @@ DEFAULT_WRITE_TIMEOUT_S = 1.0  # a datastore's write_timeout_s, when it has none
 RESERVED_FDS = 256
 SERVERS_SHARING_FDS = 2
 MAX_MBAP_LENGTH = 254  # unit id + a PDU of at most 253 bytes
+MAX_ADU = 6 + MAX_MBAP_LENGTH  # the longest Modbus TCP frame
 # The listening socket's backlog (asyncio's default: 100). asyncio accepts up to this many
 # connections in one go and opens their descriptors before any is reported connected (and the
 # ones past max_connections closed), so it bounds the descriptors a burst of connects takes
@@ -272,12 +273,24 @@ class _Handler(ServerRequestHandler):
             else:
                 del owner.per_client[self.peer.host]
 
+    def data_received(self, data: bytes) -> None:
+        """TCP: keep what is not a complete frame yet and answer the rest. (pymodbus drops the whole
+        receive buffer once it passes 264 bytes: requests pipelined in one segment were lost.) What
+        is kept is at most one incomplete frame, under MAX_ADU bytes."""
+        if isinstance(self.server, _SerialServer):
+            super().data_received(data)
+            return
+        buffer = self.recv_buffer + data if self.recv_buffer else data
+        used = self.callback_data(buffer, None)
+        self.recv_buffer = buffer[used:] if self.transport is not None else b""
+
     def callback_data(self, data: bytes, addr: tuple[Any, ...] | None = None) -> int:
         """Answer every complete request in `data`, in order; return the bytes used."""
         used = 0
+        window = MAX_ADU if isinstance(self.server, _TcpServer) else len(data)  # at most one TCP frame a step
         while used < len(data):
             try:
-                step = TransactionManager.callback_data(self, data[used:], addr)
+                step = TransactionManager.callback_data(self, data[used:used + window], addr)
             except BadFrame as bad:
                 self.server.thread.limiter.log(logging.WARNING, (self.peer.host, "frame"),
                                                "%s: closed the connection of %s: %s", self.server.thread.name,

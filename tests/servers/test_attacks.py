@@ -80,6 +80,17 @@ elif mode == "garbage":  # garbage as fast as it goes for `seconds`, on `count` 
         for s in conns:
             s.close()
     print("sent", sent, flush=True)
+elif mode == "badreq":  # `count` well-framed requests to read 0 registers, pipelined; count the answers
+    request = bytes([0, 1, 0, 0, 0, 6, 1, 3, 0, 0, 0, 0])
+    answers = b""
+    print("opened", 1, flush=True)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        for start in range(0, count, 100):
+            s.sendall(request * min(100, count - start))
+            while len(answers) < 9 * min(start + 100, count):
+                answers += s.recv(65536)
+    exceptions = sum(1 for i in range(0, len(answers), 9) if answers[i + 7:i + 9] == bytes([0x83, 0x03]))
+    print("answered", exceptions, flush=True)
 """
 
 
@@ -160,9 +171,23 @@ def _meter_listener() -> tuple[int, Callable[[], None]]:
     return server.getsockname()[1], close
 
 
+ATTACKERS: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def no_attacker_left() -> Iterator[None]:
+    yield
+    while ATTACKERS:
+        process = ATTACKERS.pop()
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=10)
+
+
 def attack(mode: str, port: int, count: int, seconds: float) -> subprocess.Popen[str]:
     process = subprocess.Popen([sys.executable, "-c", ATTACKER, mode, str(port), str(count), str(seconds)],
                                stdout=subprocess.PIPE, text=True)
+    ATTACKERS.append(process)
     assert process.stdout is not None
     assert process.stdout.readline().startswith("opened")
     return process
@@ -339,4 +364,19 @@ def test_three_seconds_of_garbage_log_a_few_lines(live_site, caplog):  # type: i
     assert size < 1000
     assert not any(r.exc_info for r in logged)
     assert read_soc(port) == 55.5
+    check_site(watch)
+
+
+def test_fifty_thousand_bad_requests_are_each_answered_03_and_logged_once(live_site, caplog):  # type: ignore[no-untyped-def]
+    site, watch = live_site
+    watch.recording = True
+    with caplog.at_level(logging.INFO):
+        attacker = attack("badreq", site.server.port, 50_000, seconds=30.0)
+        out = finish(attacker)
+        scans(site, 10)
+    watch.recording = False
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith(("runtime.servers", "pymodbus"))]
+    report("bad requests", watch, answered=out.split()[-1], log_records=len(logged))
+    assert out.split()[-1] == "50000"  # every one answered exception 03
+    assert len(logged) == 1 and "quantity 0 is outside 1..125" in logged[0]
     check_site(watch)

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import struct
 import subprocess
 
 import pytest
-from modbus_kit import ServedSite, exception_code, raw_request
+from modbus_kit import ServedSite, exception_code, mbap, raw_request
 from pymodbus.client import ModbusTcpClient
 
 from runtime.config.schema import MeterGatewayConfig
@@ -243,3 +244,16 @@ def test_no_request_logs_a_traceback_or_a_pymodbus_error(site: ServedSite, caplo
     assert [r.getMessage() for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR] == []
     assert [r.getMessage() for r in caplog.records if r.name.startswith("pymodbus") and r.levelno >= logging.WARNING] \
         == []
+
+
+# --- pipelining -------------------------------------------------------------------------------------
+def test_a_hundred_requests_in_one_segment_are_all_answered_in_order(site: ServedSite):
+    frames = b"".join(mbap(pdu(0x04, 21, 1), tid=tid) for tid in range(100))  # 1,200 bytes, past pymodbus's 264
+    with socket.create_connection(("127.0.0.1", site.server.port), timeout=2) as s:
+        s.sendall(frames)
+        data = b""
+        while len(data) < 100 * 11:
+            chunk = s.recv(4096)
+            assert chunk, f"closed after {len(data) // 11} answers"
+            data += chunk
+    assert [int.from_bytes(data[i * 11:i * 11 + 2], "big") for i in range(100)] == list(range(100))
