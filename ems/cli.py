@@ -21,6 +21,7 @@ from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigErrors
 from runtime.logs import setup_logging
 from runtime.paths import DEFAULT_IO_MAP
+from runtime.site_lock import SiteBusy, SiteLock
 
 log = logging.getLogger("ems")
 
@@ -152,14 +153,41 @@ def cmd_events(args: argparse.Namespace) -> int:
         print(event.text())
     return 0
 
+_SITE_LOCK: SiteLock | None = None  # `ems run`'s hold on its site, for the life of the process
+
+
+def _claim_site(data_dir: Path) -> str | None:
+    """Take the site's lock (one controller per site), in a data directory that can be written;
+    None when held, else the reason in one line. The lock comes first when the directory
+    exists, so that a second controller writes nothing at all, not even the storage probe."""
+    from runtime.storage import check_data_dir
+
+    global _SITE_LOCK
+    lock = SiteLock(data_dir)
+    try:
+        if data_dir.is_dir():
+            lock.acquire()
+        problem = check_data_dir(data_dir)
+        if problem is None and not lock.held:
+            lock.acquire()
+    except SiteBusy as busy:
+        return str(busy)
+    except OSError as exc:  # the lock file cannot be made: the directory check says why
+        problem = check_data_dir(data_dir) or f"data directory {data_dir}: {exc.strerror or exc}"
+    if problem is not None:
+        lock.release()
+        return problem
+    _SITE_LOCK = lock  # held until the process ends
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from runtime import grid_log
     from runtime.site import build_site
-    from runtime.storage import check_data_dir
 
     io_map = _load(args.io_map)
     data_dir = Path(args.data_dir or io_map.site.data_dir)
-    problem = check_data_dir(data_dir)  # before logging, which writes its file there
+    problem = _claim_site(data_dir)  # before logging, which writes its file there
     if problem is not None:
         print(f"ems: cannot start site {io_map.site.id}: {problem}", file=sys.stderr)
         return EXIT_START
