@@ -330,6 +330,15 @@ class _Handler(ServerRequestHandler):
 
     _held: deque[tuple[ModbusPDU, tuple[Any, ...] | None]] | None = None  # behind a write being applied
 
+    def _pause(self, paused: bool) -> None:
+        """Stop (or resume) reading a TCP connection."""
+        transport = self.transport
+        if isinstance(self.server, _TcpServer) and transport is not None and not transport.is_closing():
+            if paused:
+                transport.pause_reading()  # type: ignore[attr-defined]
+            else:
+                transport.resume_reading()  # type: ignore[attr-defined]
+
     def _answer(self, pdu: ModbusPDU, addr: tuple[Any, ...] | None) -> None:
         if self._held is not None:
             self._held.append((pdu, addr))  # answered in order, once the write ahead of it is
@@ -370,6 +379,7 @@ class _Handler(ServerRequestHandler):
         """Send `response` once the write is applied and stored (04 if it could not be stored,
         06 after write_timeout_s); hold this connection's next requests until then."""
         self._held = deque()
+        self._pause(True)  # and read no more of them meanwhile: what is held stays what has arrived
         loop = asyncio.get_running_loop()
         answered = False
 
@@ -391,6 +401,8 @@ class _Handler(ServerRequestHandler):
             if held:  # waiting again: what is left stays ahead of what comes next
                 assert self._held is not None
                 self._held.extendleft(reversed(held))
+            if self._held is None:
+                self._pause(False)
 
         def resolved(future: Future[None]) -> None:  # in the thread that resolved it (scan, writer)
             code = ExcCodes.DEVICE_FAILURE if future.exception() is not None else None

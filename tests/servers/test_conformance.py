@@ -21,6 +21,7 @@ import subprocess
 import pytest
 from modbus_kit import ServedSite, exception_code, mbap, raw_request
 from pymodbus.client import ModbusTcpClient
+from testkit.waiting import wait_until
 
 from runtime.config.schema import MeterGatewayConfig
 
@@ -257,3 +258,23 @@ def test_a_hundred_requests_in_one_segment_are_all_answered_in_order(site: Serve
             assert chunk, f"closed after {len(data) // 11} answers"
             data += chunk
     assert [int.from_bytes(data[i * 11:i * 11 + 2], "big") for i in range(100)] == list(range(100))
+
+
+def test_requests_behind_a_write_being_applied_wait_unread_then_are_answered_in_order(site: ServedSite):
+    scanner = site.scan.__self__  # type: ignore[attr-defined]  # the conftest's WriteScanner
+    frames = mbap(pdu(0x06, 5, 20), tid=0) + b"".join(mbap(pdu(0x04, 21, 1), tid=t) for t in range(1, 2001))
+    with socket.create_connection(("127.0.0.1", site.server.port), timeout=5) as s:
+        with scanner.lock:  # no scan applies the write meanwhile
+            s.sendall(frames)
+            (handler,) = site.server.thread._servers[0].admitted
+            wait_until(lambda: handler._held is not None and not handler.transport.is_reading(),
+                       what="the connection paused while its write waits")
+        data = b""
+        while len(data) < 12 + 2000 * 11:
+            chunk = s.recv(65536)
+            assert chunk
+            data += chunk
+        assert handler.transport.is_reading()  # reading again once the write is answered
+    assert data[:12] == mbap(pdu(0x06, 5, 20), tid=0)  # the write's echo first
+    tids = [int.from_bytes(data[12 + i * 11:14 + i * 11], "big") for i in range(2000)]
+    assert tids == list(range(1, 2001))
