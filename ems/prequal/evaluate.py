@@ -16,9 +16,9 @@ import attrs
 import numpy as np
 
 from ems.prequal.recording import Recording
-from ems.prequal.sequences import Sequence, spec_of
+from ems.prequal.sequences import NOT_LER_MIN, Sequence, spec_of
 from ems.prequal.stability import ACCEPTED_RADIUS, PERFORMANCE_LIMIT, STABILITY_RADIUS, T_FME_S, SinePoint, sine_point
-from programs.grid.products import ffr_full_activation_s
+from programs.grid.products import FCR_N, ffr_full_activation_s
 
 STEADY_S = 60.0  # steady state: the mean of the last 60 s of a hold
 SHORT_STEADY_S = 10.0  # ... or of its last 10 s when the hold is shorter than 2 minutes
@@ -97,8 +97,8 @@ def context(rec: Recording, seq: Sequence) -> Context:
     sign = -1.0 if rec.product == "fcr-d-down" else 1.0
     a = sign * rec.delta_p / c
     if spec is not None:
-        droop = spec.droop(c)
-        theory = np.vectorize(lambda f: sign * droop.power_w(float(f)) / c)
+        droops = [spec.droop(c)] + ([FCR_N.droop(c)] if rec.test == "combined" else [])  # 1b: both at C
+        theory = np.vectorize(lambda f: sign * sum(d.power_w(float(f)) for d in droops) / c)
     else:
         theory = np.vectorize(lambda f: 0.0)
     return Context(rec, seq, sign, a, theory)
@@ -107,7 +107,8 @@ def context(rec: Recording, seq: Sequence) -> Context:
 def evaluate(rec: Recording, seq: Sequence) -> list[Check]:
     """Every check that applies to this test."""
     ctx = context(rec, seq)
-    judge = {"ramp": _ramp, "linearity": _linearity, "step": _step, "sine": _sine, "ler": _ler, "ffr": _ffr}
+    judge = {"ramp": _ramp, "linearity": _linearity, "step": _step, "sine": _sine, "ler": _ler, "ffr": _ffr,
+             "combined": _combined, "endurance": _endurance}
     checks = judge[rec.test](ctx)
     checks += _logging(rec)
     return checks
@@ -307,28 +308,39 @@ def _held_for(mask: np.ndarray, seconds: float, period_s: float) -> np.ndarray:
     return held
 
 
-def _ler(ctx: Context) -> list[Check]:
-    rec, seq = ctx.rec, ctx.seq
+def _nem_common(ctx: Context) -> list[Check]:
+    """NEM allowed only inside its frequency window; its power is gain x C x NEM_current throughout,
+    so it ramps in and out through the 300 s mean and never steps at a window crossing (TR 3.5)."""
+    rec = ctx.rec
     spec = spec_of(rec.product)
     assert spec is not None
-    checks: list[Check] = []
-    e = _energy_min(ctx)
-    nem_sign = 1 if rec.product == "fcr-d-down" else -1
     f = rec["filtered_hz"]
     window = (f > 49.9) & (f < 50.1)
-    aem = rec["aem"] > 0.5
-    nem_on = rec["nem_allowed"] == nem_sign
-    # NEM allowed only inside its frequency window; its power is gain x C x NEM_current throughout,
-    # so it ramps in and out through the 300 s mean and never steps at a window crossing (TR 3.5)
     outside = _held_for(~window, 1.0 + 1.5 * rec.period_s, rec.period_s)  # NEM_allowed is a 1 s sample
     allowed_out = float(np.abs(rec["nem_allowed"][outside]).max()) if outside.any() else 0.0
-    checks.append(Check("NEM_allowed outside 49.9 < f < 50.1 Hz for over 1 s (largest)", allowed_out, "", hi=0.0))
+    checks = [Check("NEM_allowed outside 49.9 < f < 50.1 Hz for over 1 s (largest)", allowed_out, "", hi=0.0)]
     expected = spec.nem_gain * rec.capacity_w * rec["nem_current"]
     err = float(np.abs(rec["nem_w"] - expected).max()) / rec.capacity_w
     checks.append(Check("NEM power = gain x C x NEM_current (largest error)", err, "C", hi=0.01))
     step = float(np.abs(np.diff(rec["nem_w"])).max()) / rec.capacity_w if len(rec.t) > 1 else 0.0
     checks.append(Check("NEM power step between samples (largest; 300 s mean: gain / 300 per second)", step, "C",
                         hi=spec.nem_gain / 300.0 * 1.05 + 1e-6))
+    return checks
+
+
+def _ler(ctx: Context) -> list[Check]:
+    rec, seq = ctx.rec, ctx.seq
+    if rec.product == "fcr-n":
+        return _ler_fcr_n(ctx)
+    spec = spec_of(rec.product)
+    assert spec is not None
+    e = _energy_min(ctx)
+    nem_sign = 1 if rec.product == "fcr-d-down" else -1
+    f = rec["filtered_hz"]
+    window = (f > 49.9) & (f < 50.1)
+    aem = rec["aem"] > 0.5
+    nem_on = rec["nem_allowed"] == nem_sign
+    checks = _nem_common(ctx)
     # NEM comes on below its threshold while the frequency is in the window, and ramps over 5 minutes
     nem_i = next(i for i, s in enumerate(seq.segments) if s.label == "nem")
     seg = seq.segments[nem_i]
@@ -372,6 +384,203 @@ def _ler(ctx: Context) -> list[Check]:
     checks.append(Check("endurance reported vs energy left / (baseline + C) (largest error)",
                         float(np.abs(reported[ok] - expected_min[ok]).max()), "min", hi=0.5,
                         note="the unit updates it once per second"))
+    return checks
+
+
+def _energy_side(ctx: Context, side: int) -> np.ndarray:
+    """Minutes of full activation (of C) left below the top (side +1) or above the bottom (side -1) of
+    the service window, from the recorded SOC."""
+    rec, meta = ctx.rec, ctx.rec.meta
+    cap, c = meta["battery_capacity_wh"], rec.capacity_w
+    if side > 0:
+        left = (meta["soc_ceiling_pct"] - rec["soc_pct"]) / 100.0 * cap
+    else:
+        left = (rec["soc_pct"] - meta["soc_floor_pct"]) / 100.0 * cap
+    return left / c * 60.0
+
+
+SETTLE_S = 5.0  # a frequency step's response settles (filter, inverter) within this; not judged meanwhile
+MODEL_TOLERANCE = 0.05  # C: the response against the TR's formula, recomputed here
+AEM_WINDOW_S = 300  # f_ref: the mean of the last 300 one-second values of f_AEM (TR 3.5)
+
+
+def aem_model(ctx: Context) -> tuple[np.ndarray, np.ndarray]:
+    """The TR 3.5 response of an LER unit, recomputed from what was recorded (the measured frequency,
+    the AEM flag, NEM's power): f_AEM is the band edge while AEM is off and the measured frequency
+    saturated to the linear range while it is on; f_ref is its 300 s mean of 1 s samples; the response
+    is `C / band x (f_ref - f_sat)` within the product's range, plus NEM. Returns (f_ref, activated
+    power in C) per row."""
+    rec = ctx.rec
+    spec = spec_of(rec.product)
+    assert spec is not None
+    f = rec["filtered_hz"]
+    lo, hi = spec.f_sat_hz
+    f_sat = np.clip(f, lo, hi)
+    step = max(1, int(round(1.0 / rec.period_s)))
+    idx = np.arange(0, len(f), step)
+    f_aem = np.where(rec["aem"][idx] > 0.5, f_sat[idx], spec.edge_hz)
+    padded = np.concatenate([np.full(AEM_WINDOW_S, spec.edge_hz), f_aem])
+    sums = np.cumsum(np.concatenate([[0.0], padded]))
+    f_ref_s = (sums[AEM_WINDOW_S + 1:] - sums[1:len(f_aem) + 1]) / AEM_WINDOW_S
+    f_ref = f_ref_s[np.minimum(np.arange(len(f)) // step, len(f_ref_s) - 1)]
+    p_lo, p_hi = spec.p_range
+    a = ctx.sign * np.clip((f_ref - f_sat) / spec.band_hz, p_lo, p_hi) + ctx.sign * rec["nem_w"] / rec.capacity_w
+    return f_ref, a
+
+
+def _settled(ctx: Context) -> np.ndarray:
+    """Rows at least SETTLE_S after the start of their segment."""
+    mask = np.ones(len(ctx.rec.t), dtype=bool)
+    for seg in ctx.seq.segments:
+        mask &= ~ctx.rec.window(seg.start_s, seg.start_s + SETTLE_S)
+    return mask
+
+
+def _ler_fcr_n(ctx: Context) -> list[Check]:
+    """The FCR-N LER test (TR Table 12): the over-frequency rows fill the battery through NEM on and
+    AEM on, the under-frequency rows take it back through AEM off and NEM off."""
+    rec, seq, spec = ctx.rec, ctx.seq, FCR_N
+    period = rec.period_s
+    checks = _nem_common(ctx)
+    e = _energy_side(ctx, +1)  # the over-frequency rows empty the room at the top
+    f = rec["filtered_hz"]
+    inside = (f > 49.9) & (f < 50.1)
+    window = _held_for(inside, 1.0 + 1.5 * period, period)  # in it for over 1 s: NEM_allowed is a 1 s sample
+    nem_on = rec["nem_allowed"] == 1  # battery high: NEM discharges
+    aem = rec["aem"] > 0.5
+    # NEM comes on in the window below 30 min left; ramps over 5 min; waits out the 50.11 Hz rows
+    due = _first(inside & (e < spec.nem_on_min))
+    came = _first(nem_on)
+    delay = (rec.t[came] - rec.t[due]) if due is not None and came is not None else math.nan
+    checks.append(Check(f"NEM on within 1 s of f in window below {spec.nem_on_min:g} min left", float(delay), "s",
+                        lo=0.0, hi=1.0 + 1.5 * period, note=f"{_at(e, due):.2f} min left then"))
+    if came is not None:
+        i = next(i for i, s in enumerate(seq.segments) if s.start_s <= rec.t[came] < seq.end_of(i))
+        end = seq.end_of(i) - 1.0
+        on_for = end - rec.t[came]
+        expected = min(on_for / 300.0, 1.0)
+        checks.append(Check(f"NEM_current after {on_for:.0f} s of NEM (300 s mean: ramps, no step)",
+                            rec.at("nem_current", end), "", lo=expected - 0.02, hi=expected + 0.02))
+        outs = [s for s in seq.segments if s.label.endswith(":outside") and s.start_s > rec.t[came]]
+        left = [abs(rec.at("nem_current", s.start_s + 305.0)) for s in outs]
+        checks.append(Check("NEM_current 305 s into each 50.11 / 49.89 Hz row (ramped out; largest)",
+                            max(left) if left else math.nan, "", hi=0.01, note=f"{len(left)} rows outside the window"))
+        held = window & (rec.t > rec.t[came] + 1.0 + 1.5 * period) & (e < spec.nem_off_min - 0.25)
+        checks.append(Check(f"NEM stays on in the window until {spec.nem_off_min:g} min left (lowest NEM_allowed)",
+                            float(rec["nem_allowed"][held].min()) if held.any() else math.nan, "", lo=1.0,
+                            note=f"{int(held.sum() * period)} s in the window between"))
+    checks.append(Check(f"NEM off above {spec.nem_off_min:g} min left (most left with NEM_allowed on)",
+                        float(e[nem_on].max()) if nem_on.any() else math.nan, "min", hi=spec.nem_off_min + 0.25))
+    off_seen = window & (e > spec.nem_off_min + 0.25) & (rec.t > (rec.t[came] if came is not None else math.inf))
+    checks.append(Check(f"NEM off: time judged in the window above {spec.nem_off_min:g} min left",
+                        float(off_seen.sum() * period), "s", lo=60.0))
+    # AEM: on at 5 min left, the response fades through the 300 s mean, unavailable meanwhile, off at 10
+    on = _first(aem)
+    checks.append(Check(f"AEM on at {spec.aem_on_min:g} min of full activation left", _at(e, on), "min",
+                        lo=spec.aem_on_min - 0.25, hi=spec.aem_on_min))
+    f_ref, model = aem_model(ctx)
+    less_nem = ctx.a - rec["nem_w"] / rec.capacity_w
+    if on is not None:
+        t5 = rec.t[on] + 305.0
+        expected = float(np.interp(t5, rec.t, model - rec["nem_w"] / rec.capacity_w))
+        checks.append(Check("AEM: response less NEM 305 s after AEM on (faded out through the 300 s mean)",
+                            abs(float(np.interp(t5, rec.t, less_nem))), "C", hi=abs(expected) + 0.02,
+                            note=f"the TR's formula leaves {abs(expected):.2f} C"))
+        checks.append(Check("AEM: largest reported endurance while AEM is on (unavailable)",
+                            float(rec["endurance_down_min"][aem].max()), "min", hi=0.0))
+        checks.append(Check("AEM: largest maintained capacity while AEM is on", float(rec["maintained_w"][aem].max()),
+                            "W", hi=0.0))
+    off = _first(~aem & (np.arange(len(aem)) > (on if on is not None else len(aem))))
+    checks.append(Check(f"AEM off above {spec.aem_off_min:g} min left", _at(e, off), "min",
+                        lo=spec.aem_off_min, hi=spec.aem_off_min + 0.25))
+    # the response is the TR's formula throughout: full activation but for AEM
+    judged = _settled(ctx)
+    err = float(np.abs(ctx.a - model)[judged].max())
+    checks.append(Check("response = C / 0.1 Hz x (f_ref - f_sat) + NEM, f_ref recomputed (largest error)", err, "C",
+                        hi=MODEL_TOLERANCE, note="f_ref: 300 s mean of the band edge, or of f_sat while AEM is on"))
+    rest = judged & (np.abs(f_ref - spec.edge_hz) < 1e-9) & ~aem
+    for phase, rows in (("over", (50.09, 50.11)), ("under", (49.91, 49.89))):
+        for hz in rows:
+            mask = rest.copy()
+            for i, s in enumerate(seq.segments):
+                if not (s.label.startswith(phase) and s.target_hz == hz):
+                    mask &= ~rec.window(s.start_s, seq.end_of(i))
+            full = float(ctx.theory(np.array([hz]))[0])
+            share = less_nem[mask] / full
+            checks.append(Check(f"full activation at {hz:.2f} Hz outside AEM: lowest share of the static "
+                                f"{abs(full) * 100:.0f} % (less NEM)", float(share.min()) if mask.any() else math.nan,
+                                "", lo=STEADY_RANGE[0], note=f"{mask.sum() * period / 60:.0f} min judged"))
+            checks.append(Check(f"full activation at {hz:.2f} Hz outside AEM: highest share", float(share.max())
+                                if mask.any() else math.nan, "", hi=STEADY_RANGE[1]))
+    checks += _endurance_reported(ctx, aem)
+    return checks
+
+
+def _endurance_reported(ctx: Context, aem: np.ndarray) -> list[Check]:
+    """Remaining endurance, each way: energy left / (setpoint + C) x 60 (TR 3.5), outside AEM."""
+    rec = ctx.rec
+    ok = ~aem & (rec["state"] == 1)
+    checks = []
+    for side, column, drain in ((-1, "endurance_up_min", rec["baseline_w"]), (1, "endurance_down_min",
+                                                                             -rec["baseline_w"])):
+        e = _energy_side(ctx, side)
+        expected = np.clip(e * rec.capacity_w / (rec.capacity_w + drain), 0, 9999.0)
+        checks.append(Check(f"endurance {'up' if side < 0 else 'down'} reported vs energy left / (baseline + C) "
+                            "(largest error)", float(np.abs(rec[column][ok] - expected[ok]).max()), "min", hi=0.5,
+                            note="the unit updates it once per second"))
+    return checks
+
+
+# --- FCR-N + FCR-D (requirement 1b) ---------------------------------------------------------------
+
+def _combined(ctx: Context) -> list[Check]:
+    """Rows 1-6 as the FCR-D ramp test (FCR-N's full activation is constant from 49.9 Hz on), then
+    requirement 1b: the steady state with both products sold is the sum of both characteristics."""
+    checks = _ramp(ctx)
+    segs = ctx.seq.segments
+    hold_499 = next(i for i, s in enumerate(segs) if s.label == "steady" and s.target_hz == segs[0].target_hz)
+    ss, th = _steady(ctx, hold_499)
+    checks.append(Check(f"requirement 1b: FCR-N at {segs[hold_499].target_hz:.2f} Hz with FCR-D at zero, share of "
+                        "the sum of both characteristics", ss / th, "", *STEADY_RANGE,
+                        note=f"measured {ss * 100:+.1f} % of C, theory {th * 100:+.1f} %"))
+    for n, i in enumerate((i for i, s in enumerate(segs) if s.label == "combined"), start=7):
+        checks.append(_change_check(ctx, i, i - 1, f"requirement 1b, ramp {n} (FCR-N + FCR-D)"))
+    return checks
+
+
+# --- endurance of a unit that is not LER ----------------------------------------------------------
+
+ENDURANCE_FROM_S = 30.0  # the hold is judged from 30 s after its step (full activation reached)
+
+
+def _endurance(ctx: Context) -> list[Check]:
+    rec, seq = ctx.rec, ctx.seq
+    spec = spec_of(rec.product)
+    assert spec is not None
+    period = rec.period_s
+    sides = [s for s, used in ((-1, spec.uses_low), (1, spec.uses_high)) if used]
+    held = min(float(_energy_side(ctx, s)[0]) for s in sides)
+    ways = "each way" if len(sides) > 1 else "its way"
+    checks = [Check(f"not LER: full activation the battery holds at the start ({ways})", held, "min", lo=NOT_LER_MIN),
+              Check("not LER: no energy management (largest |NEM power|)",
+                    float(np.abs(rec["nem_w"]).max()) / rec.capacity_w, "C", hi=0.0),
+              Check("not LER: AEM never on", float(rec["aem"].max()), "", hi=0.0)]
+    n = max(1, int(round(10.0 / period)))
+    ma = np.convolve(ctx.a, np.ones(n) / n, mode="full")[: len(ctx.a)]
+    for i, seg in enumerate(seq.segments):
+        if seg.label != "endurance":
+            continue
+        full = float(ctx.theory(np.array([seg.target_hz]))[0])
+        end = seq.end_of(i)
+        mask = rec.window(seg.start_s + ENDURANCE_FROM_S, end)
+        at = f"at {seg.target_hz:.2f} Hz"
+        checks.append(Check(f"endurance {at}: lowest 10 s mean over {(end - seg.start_s) / 60:.0f} min, share of full "
+                            "activation", float((ma[mask] / full).min()), "", lo=STEADY_RANGE[0]))
+        checks.append(Check(f"endurance {at}: highest 10 s mean, share of full activation",
+                            float((ma[mask] / full).max()), "", hi=STEADY_RANGE[1]))
+        delivered = _integral(ctx, ctx.a / full, seg.start_s, end) / 60.0
+        checks.append(Check(f"endurance {at}: energy delivered in minutes of full activation", delivered, "min",
+                            lo=STEADY_RANGE[0] * (end - seg.start_s) / 60.0))
     return checks
 
 

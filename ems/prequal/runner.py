@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 import attrs
 
 from ems.prequal.recording import Recording, Rows, tag_names
-from ems.prequal.sequences import LER_START_MIN, Sequence, sequence
+from ems.prequal.sequences import (
+    FCR_N_LER_START_FROM_TOP_MIN,
+    LER_START_MIN,
+    NOT_LER_MIN,
+    Sequence,
+    sequence,
+)
 from ems.simulate import virtual_clock_for
 from plc.program import ScanContext
 from programs.enums import Mode
@@ -38,7 +44,9 @@ CAPACITY_PARAMS = {"fcr-n": "fcr_n_capacity_w", "fcr-d-up": "fcr_d_up_capacity_w
                    "fcr-d-down": "fcr_d_down_capacity_w", "ffr": "ffr_capacity_w"}
 PRODUCT_KEYS = {"fcr-n": "fcr_n", "fcr-d-up": "fcr_d_up", "fcr-d-down": "fcr_d_down", "ffr": "ffr"}
 # TestType tokens of the grid log's file names (ours: the TR's Appendix 2 test ids were not at hand)
-TEST_TYPES = {"step": "Step", "sine": "Sine", "ramp": "Ramp", "linearity": "Linearity", "ler": "Ler", "ffr": "Ffr"}
+TEST_TYPES = {"step": "Step", "sine": "Sine", "ramp": "Ramp", "linearity": "Linearity", "ler": "Ler", "ffr": "Ffr",
+              "combined": "Combined", "endurance": "Endurance"}
+ENDURANCE_SPARE_PCT = 1.0  # the endurance test starts this close to the end of the service window it does not use
 
 
 @attrs.frozen
@@ -74,15 +82,22 @@ def prepare(run: TestRun) -> tuple[IoMap, Sequence]:
     name = grid_program(io_map)
     params = io_map.program_params[name]
     ffr = params.ffr if run.ffr_level_hz is None else attrs.evolve(params.ffr, activation_hz=run.ffr_level_hz)
-    capacities = {p: (run.capacity_w if p == CAPACITY_PARAMS[run.product] else 0.0) for p in CAPACITY_PARAMS.values()}
+    sold = {CAPACITY_PARAMS[run.product]} | ({CAPACITY_PARAMS["fcr-n"]} if run.test == "combined" else set())
+    capacities = {p: (run.capacity_w if p in sold else 0.0) for p in CAPACITY_PARAMS.values()}
     params = attrs.evolve(params, ffr=ffr, legacy=None, **capacities)
+    if run.test == "endurance":
+        params = attrs.evolve(params, ler=False)  # a unit that is not LER: no NEM, no AEM
     programs = tuple(attrs.evolve(p, enabled=True) if p.name == name else p for p in io_map.programs)
     io_map = attrs.evolve(io_map, programs=programs, program_params={**io_map.program_params, name: params},
                           modbus_server=attrs.evolve(io_map.modbus_server, enabled=False))
     seq = sequence(run.product, run.test, ffr.activation_hz)
-    if run.test == "ler":
+    if run.test in ("ler", "endurance"):
         io_map = _with_start_soc(io_map, params, run)
     return _with_inverter(io_map, run), seq
+
+
+def _control(io_map: IoMap) -> object:
+    return next(io_map.program_params[p.name] for p in io_map.programs if p.kind == "site_control")
 
 
 def _with_inverter(io_map: IoMap, run: TestRun) -> IoMap:
@@ -112,16 +127,32 @@ def chain_meta(io_map: IoMap, run: TestRun) -> dict[str, float]:
 
 
 def _with_start_soc(io_map: IoMap, params: object, run: TestRun) -> IoMap:
-    """Start the LER test with LER_START_MIN minutes of full activation in the battery."""
-    control = next(io_map.program_params[p.name] for p in io_map.programs if p.kind == "site_control")
+    """The SOC the test starts at: the LER tests LER_START_MIN minutes of full activation from the end
+    they empty (FCR-N: FCR_N_LER_START_FROM_TOP_MIN below the top); the endurance test ENDURANCE_SPARE_PCT
+    from the end it does not use (FCR-N: the middle), so that it holds NOT_LER_MIN minutes each way."""
+    control = _control(io_map)
     margin, cap = params.soc_margin_pct, params.battery_capacity_wh  # type: ignore[attr-defined]
-    minutes_pct = 100.0 * LER_START_MIN[run.product] * run.capacity_w / 60.0 / cap
-    if run.product == "fcr-d-down":
-        soc = control.soc_max_pct - margin - minutes_pct
+    floor = control.soc_min_pct + margin  # type: ignore[attr-defined]
+    ceiling = control.soc_max_pct - margin  # type: ignore[attr-defined]
+
+    def pct(minutes: float) -> float:
+        return 100.0 * minutes * run.capacity_w / 60.0 / cap
+
+    if run.test == "endurance":
+        soc = {"fcr-n": (floor + ceiling) / 2.0, "fcr-d-up": ceiling - ENDURANCE_SPARE_PCT,
+               "fcr-d-down": floor + ENDURANCE_SPARE_PCT}[run.product]
+        if min(soc - floor if run.product != "fcr-d-down" else 99.0,
+               ceiling - soc if run.product != "fcr-d-up" else 99.0) < pct(NOT_LER_MIN):
+            log.warning("C = %g W: this battery holds less than %g min of full activation; the unit is LER",
+                        run.capacity_w, NOT_LER_MIN)
+    elif run.product == "fcr-n":
+        soc = ceiling - pct(FCR_N_LER_START_FROM_TOP_MIN)
+    elif run.product == "fcr-d-down":
+        soc = ceiling - pct(LER_START_MIN[run.product])
     else:
-        soc = control.soc_min_pct + margin + minutes_pct
+        soc = floor + pct(LER_START_MIN[run.product])
     plant = _plant(io_map)
-    assert plant is not None, "the LER start SOC is set on the simulated plant"
+    assert plant is not None, "the start SOC is set on the simulated plant"
     options = io_map.device_options[plant]
     options = attrs.evolve(options, battery=attrs.evolve(options.battery, initial_soc_pct=round(soc, 3)))
     return attrs.evolve(io_map, device_options={**io_map.device_options, plant: options})
@@ -257,7 +288,8 @@ def unit_meta(io_map: IoMap) -> dict[str, float]:
             "soc_floor_pct": control.soc_min_pct + params.soc_margin_pct,
             "soc_ceiling_pct": control.soc_max_pct - params.soc_margin_pct,
             "ffr_level_hz": params.ffr.activation_hz, "ffr_support_s": params.ffr.support_s,
-            "ffr_recovery_pct": params.ffr.recovery_pct, "filter_tau_s": params.filter_tau_s}
+            "ffr_recovery_pct": params.ffr.recovery_pct, "filter_tau_s": params.filter_tau_s,
+            "ler_enabled": float(params.ler), "fcr_n_capacity_w": params.fcr_n_capacity_w}
 
 
 def _tz(io_map: IoMap) -> ZoneInfo:

@@ -3,8 +3,9 @@
 Each table row is a segment: from `start_s`, move from the present frequency to `target_hz`
 at `rate_hz_per_s` (None: a step), then hold until the next row. Sine segments oscillate
 around a centre. FCR-D down mirrors FCR-D up around 50 Hz (f -> 100 - f). The figures come
-from the reference (`../shared/reference/grid_services.md`, TP); the FFR sequence and the
-LER sequence's last segment are ours and say so.
+from the reference (`../shared/reference/grid_services.md`, TP and TR); the FFR sequence, the
+FCR-D LER sequence's last segment, the rows of the FCR-N LER test (TR Table 12: its frequencies and
+length), ramps 7-8 of the combined test and the endurance test's holds are ours and say so.
 """
 
 from __future__ import annotations
@@ -17,14 +18,17 @@ import attrs
 from programs.grid.products import FCR_D_DOWN, FCR_D_UP, FCR_N, ProductSpec
 
 PRODUCTS = ("fcr-n", "fcr-d-up", "fcr-d-down", "ffr")
-TESTS = ("ramp", "sine", "linearity", "ler", "step", "ffr")
+TESTS = ("ramp", "sine", "linearity", "ler", "step", "ffr", "combined", "endurance")
 SPECS = {"fcr-n": FCR_N, "fcr-d-up": FCR_D_UP, "fcr-d-down": FCR_D_DOWN}
 APPLICABLE = {  # product -> the tests that apply to it
-    "fcr-n": ("step", "sine", "ler"),
-    "fcr-d-up": ("ramp", "sine", "linearity", "ler"),
-    "fcr-d-down": ("ramp", "sine", "linearity", "ler"),
+    "fcr-n": ("step", "sine", "ler", "endurance"),
+    "fcr-d-up": ("ramp", "sine", "linearity", "ler", "combined", "endurance"),
+    "fcr-d-down": ("ramp", "sine", "linearity", "ler", "combined", "endurance"),
     "ffr": ("ffr",),
 }
+# The energy tests are alternatives: "ler" for a limited energy reservoir (NEM and AEM), "endurance"
+# for a unit that is not one (it holds at least NOT_LER_MIN minutes of full activation each way it serves).
+NOT_LER_MIN = 120.0
 SINE_PERIODS_S = {"fcr-n": (10, 15, 25, 40, 50, 60, 70, 90, 150, 300),
                   "fcr-d-up": (10, 15, 25, 40, 50, 60, 70), "fcr-d-down": (10, 15, 25, 40, 50, 60, 70)}
 SINE_AMPLITUDE_HZ = 0.1
@@ -126,20 +130,75 @@ FCR_D_UP_LER = Sequence("fcr-d-up", "ler", _table([
     (2580.0, 49.91, None, "recover_extension"),
 ]), 2580.0 + LER_EXTENSION_S, until="ler_off", notes=_LER_NOTE)
 
-# LER energy management, FCR-N (ours, after the FCR-D one): full upward activation at 49.85 Hz,
-# recovery inside the NEM window at 50.0 Hz.
-FCR_N_LER = Sequence("fcr-n", "ler", _table([
-    (0.0, 50.0, None, "idle"),
-    (30.0, 49.85, None, "deplete"),
-    (630.0, 50.0, None, "nem"),
-    (780.0, 49.85, None, "aem"),
-    (1680.0, 50.0, None, "recover"),
-    (2580.0, 50.0, None, "recover_extension"),
-]), 2580.0 + LER_EXTENSION_S, until="ler_off", notes=_LER_NOTE)
+# FCR-N LER test (TR Table 12, about 173 min): the frequency alternates 50.09 / 50.11 Hz (charging
+# at 90 / 100 % of C, towards the top of the battery) and then 49.91 / 49.89 Hz (discharging, towards
+# the bottom). 50.09 and 49.91 Hz are inside NEM's window 49.9 < f < 50.1 Hz, 50.11 and 49.89 Hz
+# outside it, so NEM is switched in and out by the frequency: the over-frequency rows fill the battery
+# through NEM on (30 min of full activation left) to AEM on (5 min left); the under-frequency rows
+# take it back through AEM off (10 min) and NEM off (57.5 min), the unit fully activated throughout
+# but for AEM. The frequencies and the length are the TR's; the rows' durations (10 min each, after
+# 3 min at 50.0 Hz; 6 rows over, 11 under) and the start SOC are ours, the table's rows not being at hand.
+FCR_N_LER_REST_MIN = 3.0
+FCR_N_LER_ROW_MIN = 10.0
+FCR_N_LER_ROWS = (("over", 50.09, 50.11, 6), ("under", 49.91, 49.89, 11))  # phase, in window, outside, rows
+
+
+def _fcr_n_ler() -> Sequence:
+    rows = [(0.0, 50.0, None, "rest")]
+    t = FCR_N_LER_REST_MIN * 60.0
+    for phase, inside, outside, n in FCR_N_LER_ROWS:
+        for i in range(n):
+            inner = i % 2 == 0
+            rows.append((t, inside if inner else outside, None, f"{phase}:{'window' if inner else 'outside'}"))
+            t += FCR_N_LER_ROW_MIN * 60.0
+    return Sequence("fcr-n", "ler", _table(rows), t, notes=_FCR_N_LER_NOTE)
+
+
+_FCR_N_LER_NOTE = ("TR Table 12: the frequency alternates 50.09 / 50.11 Hz, then 49.91 / 49.89 Hz, 173 min in all; "
+                   "the rows' durations (10 min, after 3 min at 50.0 Hz) and the start, 44 minutes of full activation "
+                   "below the top of the service window, are ours.")
+FCR_N_LER = _fcr_n_ler()
+FCR_N_LER_START_FROM_TOP_MIN = 44.0  # the start: minutes of full activation below the top of the service window
+
+# Combined FCR-N + FCR-D (TR requirement 1b; ramps 7-8 of the test programme), FCR-D up with FCR-N
+# sold at once, both at capacity C: the TP's fast ramp (rows 1-6, judged as for FCR-D alone: FCR-N
+# is fully activated and constant from 49.9 Hz down), then (ours: the TP's figures for ramps 7-8 not
+# at hand) ramp 7 at 0.24 Hz/s from 50.0 to 49.5 Hz, held 300 s, where both products are fully
+# activated (2 C), and ramp 8 back to 50.0 Hz, held 300 s.
+COMBINED_NOTE = ("Requirement 1b: FCR-N and FCR-D sold at once, each at C. Rows 1-6 are the TP's fast ramp; ramps 7-8 "
+                 "(0.24 Hz/s, 50.0 -> 49.5 -> 50.0 Hz, 300 s holds) are ours, the TP's figures for them not being "
+                 "at hand.")
+FCR_D_UP_COMBINED = Sequence("fcr-d-up", "combined", FCR_D_UP_RAMP.segments + _table([
+    (1050.0, 49.5, 0.24, "combined"),
+    (1350.0, 50.0, 0.24, "combined"),
+]), 1650.0, notes=COMBINED_NOTE)
+
+# Endurance of a unit that is not LER (TR: at least 2 h of full activation): instead of the energy
+# management test, 15 min of full activation each way the product serves, judged for a response that
+# holds (ours: 30 s before, 5 min after each hold at the rest frequency).
+ENDURANCE_MIN = 15.0
+ENDURANCE_NOTE = ("For a unit that is not LER (at least 2 h of full activation each way it serves; NEM and AEM off): "
+                  "15 min of full activation, judged for a response that holds. The rest before and after each hold "
+                  "is ours.")
+
+
+def endurance_sequence(product: str) -> Sequence:
+    spec = SPECS[product]
+    rest = spec.edge_hz if product != "fcr-n" else 50.0
+    fulls = {"fcr-n": (49.9, 50.1), "fcr-d-up": (49.5,), "fcr-d-down": (50.5,)}[product]
+    rows: list[tuple] = [(0.0, rest, None, "rest")]
+    t = 30.0
+    for f in fulls:
+        rows.append((t, f, None, "endurance"))
+        t += ENDURANCE_MIN * 60.0
+        rows.append((t, rest, None, "rest"))
+        t += 300.0
+    return Sequence(product, "endurance", _table(rows), t, notes=ENDURANCE_NOTE)
+
 
 # Energy left at the start of the LER test, in minutes of full activation: NEM comes on during the
 # 10-minute depletion, AEM during the 15-minute one (5 minutes before its end or earlier).
-LER_START_MIN = {"fcr-n": 24.0, "fcr-d-up": 24.0, "fcr-d-down": 23.0}  # charging stores less than C (losses)
+LER_START_MIN = {"fcr-d-up": 24.0, "fcr-d-down": 23.0}  # charging stores less than C (losses); FCR-N: above
 
 
 def ffr_sequence(level_hz: float) -> Sequence:
@@ -183,6 +242,10 @@ def sequence(product: str, test: str, ffr_level_hz: float = 49.5) -> Sequence:
         return sine_sequence(product)
     if test == "step":
         return FCR_N_STEP
+    if test == "endurance":
+        return endurance_sequence(product)
+    if test == "combined":
+        return FCR_D_UP_COMBINED.mirrored(product) if product == "fcr-d-down" else FCR_D_UP_COMBINED
     if test == "ler":
         return FCR_N_LER if product == "fcr-n" else FCR_D_UP_LER.mirrored(product) if product == "fcr-d-down" \
             else FCR_D_UP_LER

@@ -22,13 +22,19 @@ PLAN = [("fcr-d-up", "ramp", None), ("fcr-d-up", "linearity", None), ("fcr-d-up"
         ("fcr-d-up", "ler", None), ("fcr-d-down", "ramp", None), ("fcr-d-down", "linearity", None),
         ("fcr-d-down", "sine", None), ("fcr-d-down", "ler", None), ("fcr-n", "step", None),
         ("fcr-n", "sine", None), ("fcr-n", "ler", None), ("ffr", "ffr", 49.7), ("ffr", "ffr", 49.6),
-        ("ffr", "ffr", 49.5)]
+        ("ffr", "ffr", 49.5), ("fcr-d-up", "combined", None), ("fcr-d-down", "combined", None),
+        ("fcr-n", "endurance", None), ("fcr-d-up", "endurance", None), ("fcr-d-down", "endurance", None)]
+# FCR-N + FCR-D at C each reserve 2.34 C up (the inverter's 30 kW); a unit that is not LER holds 2 h
+# of full activation each way FCR-N serves (15 kW: 131 min each way of the 82 kWh battery)
+TEST_CAPACITY = {("fcr-d-up", "combined"): 11_000.0, ("fcr-d-down", "combined"): 11_000.0,
+                 ("fcr-n", "endurance"): 15_000.0}
 
 
 @functools.cache
 def played(product: str, test: str, level: float | None = None,
            io_map: str = COMMERCIAL) -> tuple[Recording, Sequence, tuple[Check, ...]]:
-    rec, seq = simulate_test(TestRun(io_map, product, test, CAPACITY[product], level))
+    capacity = TEST_CAPACITY.get((product, test), CAPACITY[product])
+    rec, seq = simulate_test(TestRun(io_map, product, test, capacity, level))
     return rec, seq, tuple(evaluate(rec, seq))
 
 
@@ -112,3 +118,68 @@ def test_a_unit_with_3_s_of_dead_time_fails_the_deactivation_requirement_only():
     failed = [c for c in evaluate(rec, seq) if not c.passed]
     assert [c.requirement.split(":")[0] for c in failed] == ["requirement 4, deactivation"]
     assert failed[0].measured > 2.5  # it still pushes for 3 s after the frequency turned back
+
+
+# --- the FCR-N LER test (TR Table 12) -------------------------------------------------------------
+
+def fcr_n_ler(changed: dict[str, np.ndarray] | None = None) -> list[Check]:
+    """The FCR-N LER test's checks, of the simulated unit or of it with some columns changed."""
+    rec, seq, checks = played("fcr-n", "ler")
+    if not changed:
+        return list(checks)
+    return evaluate(attrs.evolve(rec, data={**rec.data, **changed}), seq)
+
+
+def failed_of(checks: list[Check]) -> list[str]:
+    return [c.requirement for c in checks if not c.passed]
+
+
+def test_the_fcr_n_ler_test_sees_nem_on_in_the_over_frequency_rows_and_off_in_the_under_frequency_rows():
+    rec, seq, checks = played("fcr-n", "ler")
+    by = {c.requirement.split(" (")[0]: c for c in checks}
+    # NEM on below 30 min of full activation left to the top, only once back in the window (50.09 Hz)
+    assert by["NEM on within 1 s of f in window below 30 min left"].passed
+    came = rec.t[np.flatnonzero(rec["nem_allowed"] == 1)[0]]
+    assert seq.frequency(came) == 50.09
+    # AEM on at 5 min left during the over-frequency rows, off at 10 min in the under-frequency rows
+    aem = np.flatnonzero(rec["aem"] > 0.5)
+    assert seq.frequency(rec.t[aem[0]]) in (50.09, 50.11) and seq.frequency(rec.t[aem[-1]]) in (49.91, 49.89)
+    assert 4.75 <= by["AEM on at 5 min of full activation left"].measured <= 5.0
+    # NEM discharges (battery high) in the 49.91 Hz rows until 57.5 min left, and is seen off after
+    assert by["NEM stays on in the window until 57.5 min left"].measured == 1
+    assert by["NEM off: time judged in the window above 57.5 min left"].measured >= 600.0
+
+
+def test_an_fcr_n_unit_whose_nem_forgets_its_hysteresis_fails_the_ler_test():
+    """NEM off at 30 min left (its on threshold) instead of 57.5 min."""
+    rec = played("fcr-n", "ler")[0]
+    room = (rec.meta["soc_ceiling_pct"] - rec["soc_pct"]) / 100.0 * rec.meta["battery_capacity_wh"] / 20_000 * 60
+    allowed = np.where(room > 30.0, 0.0, rec["nem_allowed"])
+    failed = failed_of(fcr_n_ler({"nem_allowed": allowed}))
+    assert "NEM stays on in the window until 57.5 min left (lowest NEM_allowed)" in failed
+
+
+def test_an_fcr_n_unit_that_cuts_its_response_at_aem_on_instead_of_fading_it_fails_the_ler_test():
+    rec = played("fcr-n", "ler")[0]
+    aem = rec["aem"] > 0.5
+    cut = np.where(aem, rec["nem_w"], rec["p_w"])  # only NEM left while AEM is on
+    failed = failed_of(fcr_n_ler({"p_w": cut}))
+    assert any(r.startswith("response = C / 0.1 Hz x (f_ref - f_sat) + NEM") for r in failed)
+
+
+def test_an_fcr_n_unit_at_80_percent_of_full_activation_fails_the_ler_test():
+    rec = played("fcr-n", "ler")[0]
+    weak = 0.8 * (rec["p_w"] - rec["nem_w"]) + rec["nem_w"]
+    failed = failed_of(fcr_n_ler({"p_w": weak}))
+    for hz in ("50.09", "50.11", "49.91", "49.89"):
+        assert any(r.startswith(f"full activation at {hz} Hz outside AEM: lowest") for r in failed)
+
+
+def test_an_fcr_n_unit_that_keeps_nem_on_at_50_11_hz_fails_the_ler_test():
+    """NEM_allowed left at +1 from NEM on to 110 min, through the 50.11 and 49.89 Hz rows."""
+    rec = played("fcr-n", "ler")[0]
+    on = np.flatnonzero(rec["nem_allowed"] == 1)[0]
+    stuck = rec["nem_allowed"].copy()
+    stuck[on:] = np.where(rec.t[on:] < 110 * 60.0, 1.0, stuck[on:])
+    failed = failed_of(fcr_n_ler({"nem_allowed": stuck}))
+    assert "NEM_allowed outside 49.9 < f < 50.1 Hz for over 1 s (largest)" in failed

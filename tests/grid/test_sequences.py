@@ -65,7 +65,52 @@ def test_the_ffr_test_dips_below_the_activation_level_three_times():
     assert [(s.start_s, s.target_hz) for s in dips] == [(30.0, 49.5), (330.0, 49.5), (990.0, 49.5)]
 
 
+def test_the_fcr_n_ler_test_alternates_50_09_50_11_then_49_91_49_89_hz_for_173_min():
+    """TR Table 12: about 173 min; 50.09 / 49.91 Hz inside NEM's window, 50.11 / 49.89 Hz outside it."""
+    seq = sequence("fcr-n", "ler")
+    assert seq.duration_s == 173 * 60.0
+    rows = [(s.start_s / 60.0, s.target_hz) for s in seq.segments]
+    assert rows[0] == (0.0, 50.0)
+    assert rows[1:7] == [(3.0 + 10 * i, (50.09, 50.11)[i % 2]) for i in range(6)]
+    assert rows[7:] == [(63.0 + 10 * i, (49.91, 49.89)[i % 2]) for i in range(11)]
+    assert all(s.rate_hz_per_s is None for s in seq.segments)  # steps
+    inside = [s for s in seq.segments if s.label.endswith(":window")]
+    assert {s.target_hz for s in inside} == {50.09, 49.91}
+    assert all(49.9 < s.target_hz < 50.1 for s in inside)
+    assert all(not 49.9 < s.target_hz < 50.1 for s in seq.segments if s.label.endswith(":outside"))
+
+
+@pytest.mark.parametrize("t_s, f_hz", [
+    (0.0, 49.9), (31.0, 49.76), (92.0, 49.5), (694.0, 49.0), (755.0, 50.0), (1049.0, 50.0),  # rows 1-6: the ramp
+    (1050.0, 50.0), (1051.0, 49.76), (1052.0, 49.52), (1053.0, 49.5), (1349.0, 49.5),  # ramp 7: 0.24 Hz/s to 49.5
+    (1351.0, 49.74), (1352.0, 49.98), (1353.0, 50.0), (1649.0, 50.0)])  # ramp 8: back to 50.0 Hz
+def test_the_combined_fcr_n_and_fcr_d_test_is_the_fast_ramp_then_ramps_7_and_8(t_s, f_hz):
+    assert sequence("fcr-d-up", "combined").frequency(t_s) == pytest.approx(f_hz, abs=1e-9)
+
+
+def test_the_combined_test_keeps_the_ramp_tests_rows_and_holds_ramps_7_and_8_for_300_s():
+    combined, ramp = sequence("fcr-d-up", "combined"), sequence("fcr-d-up", "ramp")
+    assert combined.segments[:7] == ramp.segments  # the settling hold and ramps 1-6
+    assert [(s.start_s, s.target_hz, s.rate_hz_per_s) for s in combined.segments[7:]] == [
+        (1050.0, 49.5, 0.24), (1350.0, 50.0, 0.24)]
+    assert combined.duration_s == 1650.0
+    down = sequence("fcr-d-down", "combined")
+    assert [s.target_hz for s in down.segments[7:]] == [50.5, 50.0]
+
+
+@pytest.mark.parametrize("product, holds", [
+    ("fcr-n", [49.9, 50.1]), ("fcr-d-up", [49.5]), ("fcr-d-down", [50.5])])
+def test_the_endurance_test_of_a_unit_that_is_not_ler_is_15_min_of_full_activation_each_way(product, holds):
+    seq = sequence(product, "endurance")
+    full = [(i, s) for i, s in enumerate(seq.segments) if s.label == "endurance"]
+    assert [s.target_hz for _, s in full] == holds
+    assert all(seq.end_of(i) - s.start_s == 15 * 60.0 for i, s in full)
+    rest = {"fcr-n": 50.0, "fcr-d-up": 49.9, "fcr-d-down": 50.1}[product]
+    assert {s.target_hz for s in seq.segments if s.label == "rest"} == {rest}  # no activation between
+
+
 def test_a_test_that_does_not_apply_to_a_product_is_refused():
-    assert APPLICABLE["fcr-n"] == ("step", "sine", "ler")
+    assert APPLICABLE["fcr-n"] == ("step", "sine", "ler", "endurance")
+    assert "combined" in APPLICABLE["fcr-d-up"] and "combined" not in APPLICABLE["fcr-n"]
     with pytest.raises(ValueError, match="does not apply"):
         sequence("fcr-n", "ramp")

@@ -1,0 +1,153 @@
+"""The judges of the combined FCR-N + FCR-D test (requirement 1b) and of the endurance test of a unit
+that is not LER, on synthetic responses: the static characteristics of the TR (section 3) played
+against the test sequence, which must pass, and units that are wrong in one way, which must fail
+just the requirement they break. No simulation: the response is computed from the frequency."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from ems.prequal.evaluate import Check, evaluate
+from ems.prequal.recording import Recording
+from ems.prequal.sequences import sequence
+from programs.grid.products import FCR_D_DOWN, FCR_D_UP, FCR_N
+
+C = 10_000.0
+PERIOD_S = 0.1
+BATTERY_WH = 81_920.0  # the commercial site's; service window 10 .. 90 % SOC
+SPECS = {"fcr-n": FCR_N, "fcr-d-up": FCR_D_UP, "fcr-d-down": FCR_D_DOWN}
+
+Response = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (t, f) -> P in W
+
+
+def fcr_n(f: np.ndarray) -> np.ndarray:
+    """FCR-N's static characteristic at C: P = C x (50.0 - f) / 0.1 within +-C."""
+    return np.clip(C * (50.0 - f) / 0.1, -C, C)
+
+
+def fcr_d(product: str, f: np.ndarray) -> np.ndarray:
+    """FCR-D up: C x (49.9 - f) / 0.4 below 49.9 Hz, full at 49.5 Hz; down mirrored around 50 Hz."""
+    if product == "fcr-d-up":
+        return np.clip(C * (49.9 - f) / 0.4, 0.0, C)
+    return np.clip(-C * (f - 50.1) / 0.4, -C, 0.0)
+
+
+def played(product: str, test: str, response: Response, soc_pct: float = 50.0,
+           nem_w: float = 0.0) -> tuple[Recording, list[Check]]:
+    """A recording of `response` to the test's sequence at 10 rows per second, and its judgement."""
+    seq = sequence(product, test)
+    t = np.arange(0.0, seq.duration_s + 1e-9, PERIOD_S)
+    f = np.array([seq.frequency(x) for x in t])
+    p = response(t, f)
+    zeros = np.zeros_like(t)
+    data = {"applied_hz": f, "measured_hz": f, "filtered_hz": f, "p_w": p, "baseline_w": zeros, "service_w": p,
+            "setpoint_w": p, "soc_pct": np.full_like(t, soc_pct), "endurance_up_min": zeros,
+            "endurance_down_min": zeros, "nem_allowed": zeros, "nem_current": zeros, "aem": zeros,
+            "f_ref_hz": np.full_like(t, SPECS[product].edge_hz), "nem_w": np.full_like(t, nem_w),
+            "maintained_w": np.full_like(t, C), "ffr_state": zeros, "ffr_w": zeros, "state": np.ones_like(t),
+            "test": np.ones_like(t)}
+    rec = Recording(product, test, C, PERIOD_S, "synthetic", t, data,
+                    {"battery_capacity_wh": BATTERY_WH, "soc_floor_pct": 10.0, "soc_ceiling_pct": 90.0})
+    return rec, evaluate(rec, seq)
+
+
+def failed(checks: list[Check]) -> list[str]:
+    return [c.requirement for c in checks if not c.passed]
+
+
+def measured(checks: list[Check], starts: str) -> float:
+    return next(c.measured for c in checks if c.requirement.startswith(starts))
+
+
+# --- requirement 1b: FCR-N and FCR-D sold at once --------------------------------------------------
+
+@pytest.mark.parametrize("product", ["fcr-d-up", "fcr-d-down"])
+def test_a_unit_delivering_the_sum_of_fcr_n_and_fcr_d_passes_requirement_1b(product):
+    _, checks = played(product, "combined", lambda t, f: fcr_n(f) + fcr_d(product, f))
+    assert failed(checks) == []
+    # ramp 7: from 50.0 Hz (nothing) to 49.5 Hz (both full): a change of 2 C, all of it measured
+    assert measured(checks, "requirement 1b, ramp 7") == pytest.approx(1.0, abs=1e-3)
+    assert measured(checks, "requirement 1b, ramp 8") == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("product", ["fcr-d-up", "fcr-d-down"])
+def test_a_unit_giving_the_larger_of_the_two_instead_of_their_sum_fails_requirement_1b(product):
+    def larger(t: np.ndarray, f: np.ndarray) -> np.ndarray:
+        n, d = fcr_n(f), fcr_d(product, f)
+        return np.where(np.abs(n) > np.abs(d), n, d)
+
+    _, checks = played(product, "combined", larger)
+    assert "requirement 1b, ramp 7 (FCR-N + FCR-D): steady-state change 50.00 -> " in " ".join(failed(checks))
+    assert measured(checks, "requirement 1b, ramp 7") == pytest.approx(0.5, abs=1e-3)  # C where 2 C are due
+
+
+@pytest.mark.parametrize("product", ["fcr-d-up", "fcr-d-down"])
+def test_a_unit_that_drops_fcr_n_while_fcr_d_is_sold_fails_only_requirement_1b(product):
+    """The FCR-D ramp checks judge changes from 49.9 Hz down, where FCR-N is constant: they pass; the
+    steady state at 49.9 Hz (FCR-N full, FCR-D zero) and ramps 7-8 catch the missing FCR-N."""
+    _, checks = played(product, "combined", lambda t, f: fcr_d(product, f))
+    assert failed(checks) and all(r.startswith("requirement 1b") for r in failed(checks))
+    assert len(failed(checks)) == 3
+    assert measured(checks, "requirement 1b: FCR-N at") == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_unit_with_fcr_n_the_wrong_way_round_fails_requirement_1b():
+    _, checks = played("fcr-d-up", "combined", lambda t, f: -fcr_n(f) + fcr_d("fcr-d-up", f))
+    assert any(r.startswith("requirement 1b: FCR-N at 49.90 Hz") for r in failed(checks))
+
+
+# --- endurance of a unit that is not LER -----------------------------------------------------------
+
+SERVED = {"fcr-n": (49.9, 50.1), "fcr-d-up": (49.5,), "fcr-d-down": (50.5,)}
+
+
+def static(product: str) -> Response:
+    return (lambda t, f: fcr_n(f)) if product == "fcr-n" else (lambda t, f: fcr_d(product, f))
+
+
+@pytest.mark.parametrize("product", ["fcr-n", "fcr-d-up", "fcr-d-down"])
+def test_a_unit_holding_full_activation_for_15_min_each_way_passes_the_endurance_test(product):
+    _, checks = played(product, "endurance", static(product))
+    assert failed(checks) == []
+    for hz in SERVED[product]:
+        assert measured(checks, f"endurance at {hz:.2f} Hz: energy delivered") == pytest.approx(15.0, abs=0.01)
+    # the commercial battery at 50 % SOC holds 40 % x 81.92 kWh = 196.6 min of 10 kW each way
+    assert measured(checks, "not LER: full activation the battery holds") == pytest.approx(196.6, abs=0.1)
+
+
+@pytest.mark.parametrize("product", ["fcr-n", "fcr-d-up", "fcr-d-down"])
+def test_a_unit_whose_response_runs_out_after_10_min_fails_the_endurance_test(product):
+    def running_out(t: np.ndarray, f: np.ndarray) -> np.ndarray:
+        seq = sequence(product, "endurance")
+        left = np.ones_like(t)
+        for i, s in enumerate(seq.segments):
+            if s.label == "endurance":
+                inside = (t >= s.start_s) & (t < seq.end_of(i))
+                left[inside] = np.clip(1.0 - (t[inside] - s.start_s - 600.0) / 60.0, 0.0, 1.0)
+        return static(product)(t, f) * left
+
+    _, checks = played(product, "endurance", running_out)
+    for hz in SERVED[product]:
+        assert f"endurance at {hz:.2f} Hz: lowest 10 s mean over 15 min, share of full activation" in failed(checks)
+        assert measured(checks, f"endurance at {hz:.2f} Hz: energy delivered") == pytest.approx(10.5, abs=0.05)
+
+
+def test_a_unit_at_80_percent_of_its_characteristic_fails_the_endurance_test():
+    _, checks = played("fcr-d-up", "endurance", lambda t, f: 0.8 * fcr_d("fcr-d-up", f))
+    assert measured(checks, "endurance at 49.50 Hz: lowest") == pytest.approx(0.8)
+    assert len(failed(checks)) == 2  # the lowest mean and the energy
+
+
+def test_a_unit_with_energy_management_is_ler_and_fails_the_not_ler_endurance_test():
+    _, checks = played("fcr-n", "endurance", static("fcr-n"), nem_w=0.34 * C)
+    assert failed(checks) == ["not LER: no energy management (largest |NEM power|)"]
+
+
+def test_a_battery_holding_less_than_2_h_of_full_activation_is_ler():
+    # 22 % SOC: 12 % x 81.92 kWh = 9.8 kWh above the floor, 59 min of 10 kW
+    _, checks = played("fcr-d-up", "endurance", static("fcr-d-up"), soc_pct=22.0)
+    assert failed(checks) == ["not LER: full activation the battery holds at the start (its way)"]
+    assert measured(checks, "not LER") == pytest.approx(59.0, abs=0.1)
