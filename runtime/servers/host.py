@@ -582,8 +582,8 @@ class ServerThread:
             for server in self._servers:
                 if not isinstance(server, _TcpServer):
                     continue
-                for handler in list(server.admitted):
-                    if now - handler.last_request > timeout:
+                for handler in list(server.admitted):  # (one whose write is being applied is not idle)
+                    if handler._held is None and now - handler.last_request > timeout:
                         self.idle_closed += 1
                         self.limiter.log(logging.INFO, (handler.peer.host, "idle"),
                                          "%s: closed the connection of %s: no complete request for %g s "

@@ -87,8 +87,11 @@ elif mode == "badreq":  # `count` well-framed requests to read 0 registers, pipe
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         for start in range(0, count, 100):
             s.sendall(request * min(100, count - start))
-            while len(answers) < 9 * min(start + 100, count):
-                answers += s.recv(65536)
+            while len(answers) < 9 * min(start + 100, count) and time.monotonic() < end:
+                chunk = s.recv(65536)
+                if not chunk:  # closed by the server
+                    break
+                answers += chunk
     exceptions = sum(1 for i in range(0, len(answers), 9) if answers[i + 7:i + 9] == bytes([0x83, 0x03]))
     print("answered", exceptions, flush=True)
 """

@@ -266,7 +266,7 @@ def test_requests_behind_a_write_being_applied_wait_unread_then_are_answered_in_
     with socket.create_connection(("127.0.0.1", site.server.port), timeout=5) as s:
         with scanner.lock:  # no scan applies the write meanwhile
             s.sendall(frames)
-            (handler,) = site.server.thread._servers[0].admitted
+            (handler,) = wait_until(lambda: list(site.server.thread._servers[0].admitted))
             wait_until(lambda: handler._held is not None and not handler.transport.is_reading(),
                        what="the connection paused while its write waits")
         data = b""
@@ -274,7 +274,7 @@ def test_requests_behind_a_write_being_applied_wait_unread_then_are_answered_in_
             chunk = s.recv(65536)
             assert chunk
             data += chunk
-        assert handler.transport.is_reading()  # reading again once the write is answered
+        wait_until(lambda: handler.transport.is_reading(), what="reading again once the write is answered")
     assert data[:12] == mbap(pdu(0x06, 5, 20), tid=0)  # the write's echo first
     tids = [int.from_bytes(data[12 + i * 11:14 + i * 11], "big") for i in range(2000)]
     assert tids == list(range(1, 2001))
