@@ -278,3 +278,35 @@ def test_requests_behind_a_write_being_applied_wait_unread_then_are_answered_in_
     assert data[:12] == mbap(pdu(0x06, 5, 20), tid=0)  # the write's echo first
     tids = [int.from_bytes(data[12 + i * 11:14 + i * 11], "big") for i in range(2000)]
     assert tids == list(range(1, 2001))
+
+
+# --- the issue's own case, on the default site ---------------------------------------------------------
+def test_fc05_0x1234_leaves_schedule_enabled_off_on_the_default_site():
+    import threading
+    from pathlib import Path
+
+    import attrs
+
+    from runtime.clock import VirtualClock
+    from runtime.config.io_map import load_io_map
+    from runtime.site import build_site
+
+    io_map = load_io_map(Path(__file__).resolve().parents[2] / "io_maps" / "sim_home.toml")
+    site = build_site(attrs.evolve(io_map, modbus_server=attrs.evolve(io_map.modbus_server, port=0)), VirtualClock())
+    site.start()
+    scanning = threading.Thread(target=site.engine.run, daemon=True)  # flat out: writes are applied at once
+    scanning.start()
+    try:
+        coil = site.image["schedule_enabled"].spec.modbus
+        assert coil is not None and coil.address == 1100
+        port = site.mirrors[0].port  # type: ignore[attr-defined]
+        assert answer(raw_request(port, pdu(0x05, coil.address, 0x0000))) is None  # off
+        assert site.image["schedule_enabled"].value is False
+        assert answer(raw_request(port, pdu(0x05, coil.address, 0x1234))) == 3
+        after = site.image.snapshot.scan  # type: ignore[union-attr]
+        wait_until(lambda: site.image.snapshot.scan > after + 2)  # type: ignore[union-attr]
+        assert site.image["schedule_enabled"].value is False
+    finally:
+        site.engine.stop()
+        scanning.join(10)
+        site.stop()
