@@ -13,6 +13,8 @@ from ems.prequal.sequences import APPLICABLE, PRODUCTS, TESTS
 
 FFR_LEVELS = ("49.7", "49.6", "49.5")
 RESERVE_FACTOR = {"fcr-n": 1.34, "fcr-d-up": 1.0, "fcr-d-down": 1.0, "ffr": 1.0}
+COMBINED_RESERVE_FACTOR = 2.34  # FCR-N (1.34 C) and FCR-D (C) at C each, on the side FCR-D serves
+NOT_LER_RESERVE_FACTOR = 1.0  # without NEM, C each way the product serves
 CARRY_SHARE = 0.9  # default capacity: 90 % of what the inverter rating allows after the reservation
 
 
@@ -54,7 +56,7 @@ def cmd_prequal(args: argparse.Namespace) -> int:
         return 2
     results = []
     for product, test, level in plan:
-        capacity = args.capacity_w or carry_capacity(args.io_map, product)
+        capacity = args.capacity_w or carry_capacity(args.io_map, product, test)
         results.append(run_one(args, product, test, level, capacity, out))
     from ems.prequal.report import write_report
 
@@ -94,15 +96,26 @@ def _plan(args: argparse.Namespace) -> list[tuple[str, str, float | None]]:
     return plan
 
 
-def carry_capacity(io_map_path: str, product: str) -> float:
+def carry_capacity(io_map_path: str, product: str, test: str = "") -> float:
     """The capacity the site can carry: the inverter rating over the product's power reservation,
-    with 10 % to spare, in whole kW."""
+    with 10 % to spare, in whole kW. The combined test sells FCR-N too at the same C; the endurance
+    test of a unit that is not LER needs NOT_LER_MIN of full activation each way it serves, so the
+    battery bounds C as well."""
+    from ems.prequal.sequences import NOT_LER_MIN
     from runtime.config.io_map import load_io_map
 
     io_map = load_io_map(io_map_path)
     limits = next(io_map.program_params[p.name] for p in io_map.programs if p.kind == "power_limits")
     rated = limits.inverter_rated_p_w
-    return max(1000.0, (rated / RESERVE_FACTOR[product] * CARRY_SHARE) // 1000 * 1000)
+    factor = {"combined": COMBINED_RESERVE_FACTOR, "endurance": NOT_LER_RESERVE_FACTOR}.get(test, RESERVE_FACTOR[product])
+    capacity = rated / factor
+    if test == "endurance" and product != "ffr":
+        grid = next(io_map.program_params[p.name] for p in io_map.programs if p.kind == "grid_services")
+        control = next(io_map.program_params[p.name] for p in io_map.programs if p.kind == "site_control")
+        window_wh = (control.soc_max_pct - control.soc_min_pct - 2 * grid.soc_margin_pct) / 100.0 * grid.battery_capacity_wh
+        ways = 2 if product == "fcr-n" else 1
+        capacity = min(capacity, window_wh / ways / (NOT_LER_MIN / 60.0))
+    return max(1000.0, (capacity * CARRY_SHARE) // 1000 * 1000)
 
 
 def run_one(args: argparse.Namespace, product: str, test: str, level: float | None, capacity: float,
