@@ -18,7 +18,7 @@ from collections.abc import Sequence as Seq
 from typing import Any
 
 from ems.prequal.recording import Recording, Rows, tag_names
-from ems.prequal.runner import CAPACITY_PARAMS, PRODUCT_KEYS, TestRun, grid_program, unit_meta
+from ems.prequal.runner import CAPACITY_PARAMS, PRODUCT_KEYS, TestRun, grid_program, sold, unit_meta
 from ems.prequal.sequences import Sequence
 from plc.tags import DType, ModbusTable
 from runtime.clock import VirtualClock
@@ -145,7 +145,7 @@ def live_test(run: TestRun, seq: Sequence, host: str, port: int, unit_id: int = 
     rows = Rows(list(names))
     try:
         for name in CAPACITY_PARAMS.values():
-            client.write(name, run.capacity_w if name == CAPACITY_PARAMS[run.product] else 0.0)
+            client.write(name, run.capacity_w if name in sold(run) else 0.0)
         _play(client, seq, read, rows, period_s, progress, names)
     finally:
         try:

@@ -76,14 +76,19 @@ def grid_program(io_map: IoMap) -> str:
                                     io_map.path)])
 
 
+def sold(run: TestRun) -> set[str]:
+    """The capacity parameters the test sells at C: the product's, and FCR-N's too in the combined test
+    (requirement 1b); every other is 0."""
+    return {CAPACITY_PARAMS[run.product]} | ({CAPACITY_PARAMS["fcr-n"]} if run.test == "combined" else set())
+
+
 def prepare(run: TestRun) -> tuple[IoMap, Sequence]:
     """The io_map as the test needs it: only the product under test sold, no server, the LER start SOC."""
     io_map = load_io_map(run.io_map)
     name = grid_program(io_map)
     params = io_map.program_params[name]
     ffr = params.ffr if run.ffr_level_hz is None else attrs.evolve(params.ffr, activation_hz=run.ffr_level_hz)
-    sold = {CAPACITY_PARAMS[run.product]} | ({CAPACITY_PARAMS["fcr-n"]} if run.test == "combined" else set())
-    capacities = {p: (run.capacity_w if p in sold else 0.0) for p in CAPACITY_PARAMS.values()}
+    capacities = {p: (run.capacity_w if p in sold(run) else 0.0) for p in CAPACITY_PARAMS.values()}
     params = attrs.evolve(params, ffr=ffr, legacy=None, **capacities)
     if run.test == "endurance":
         params = attrs.evolve(params, ler=False)  # a unit that is not LER: no NEM, no AEM

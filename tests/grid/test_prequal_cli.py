@@ -38,6 +38,19 @@ def test_prequal_writes_report_plot_result_and_tso_log_and_exits_0_when_all_pass
     assert len(log.read_text().splitlines()) > 12_000
 
 
+def test_prequal_runs_the_not_ler_endurance_test_at_the_capacity_the_battery_holds_for_2_h(tmp_path, capsys):
+    code = ems(["prequal", "--io-map", COMMERCIAL, "--product", "fcr-n", "--test", "endurance",
+                "--out", str(tmp_path), "--quiet"])
+    assert code == 0
+    assert "PASS  FCR-N endurance: 10/10 checks" in capsys.readouterr().out
+    result = json.loads((tmp_path / "fcr-n_endurance.json").read_text())
+    # 80 % of 81.92 kWh is 65.5 kWh: 2 h each way is 16.4 kW, 90 % of it in whole kW
+    assert result["capacity_w"] == 14_000.0
+    held = next(c for c in result["checks"] if c["requirement"].startswith("not LER"))
+    assert held["measured"] >= 120.0
+    assert len(list((tmp_path / "log").glob("SIMCOMMERCIAL_Fcrn_Endurance_SE3_UTC_*_100ms.csv"))) == 1
+
+
 def test_prequal_exits_1_when_a_requirement_fails(tmp_path):
     code = ems(["prequal", "--product", "fcr-d-up", "--test", "ramp", "--capacity-w", "27000",
                 "--inverter-delay-s", "3", "--out", str(tmp_path / "out"), "--quiet"])
