@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ems import cluster_command
+from ems import cluster_command, live_command
 from ems.devsim import command as devsim_command
 from ems.prequal import command as prequal_command
 from runtime import __version__
@@ -87,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     devsim_command.add_parser(sub)  # ems simulate-devices
     prequal_command.add_parser(sub)  # ems prequal
     cluster_command.add_parser(sub)  # ems cluster status
+    live_command.add_parser(sub)  # ems status, ems read, ems write
     return parser
 
 def _print_config_errors(exc: ConfigErrors) -> None:
@@ -183,6 +184,7 @@ def _claim_site(data_dir: Path) -> str | None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from runtime import grid_log
+    from runtime.servers.local_channel import SOCKET_FILE, LocalChannel
     from runtime.site import build_site
 
     io_map = _load(args.io_map)
@@ -199,6 +201,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     site = build_site(io_map, clock)
     site.attach_services(data_dir)
     grid_log.attach(site, data_dir)  # the grid operator's log
+    channel = LocalChannel(site.image, data_dir / SOCKET_FILE, io_map.site.id)  # ems status / read / write
+    site.mirrors.append(channel)
+    log.info("data directory %s: log %s, event log %s, retained values %s, local channel %s", data_dir,
+             data_dir / "log" / io_map.logging.file, data_dir / io_map.event_log.file if io_map.event_log.enabled
+             else "off", data_dir / io_map.retain.file if io_map.retain.enabled else "off", channel.path)
     log.info("site %s: %d tags, %d devices, %d programs, scan period %.3f s, %s clock",
              io_map.site.id, len(site.image), len(site.drivers), len(site.programs),
              site.period_s, "virtual" if clock.virtual else "real")
