@@ -8,7 +8,8 @@ their writes are queued and applied whole at the next scan boundary.
 A durable write (a client's: Modbus, later cloud and panel) is recorded before it is applied:
 `request_writes(..., durable=True)` hands it to the `write_recorders` in turn (the event log,
 then the retain store, each committing in its own writer thread), and only once every record
-has committed may the scan apply it; its `done` future resolves when the scan has applied it.
+has committed may the scan apply it; its `done` future resolves when the scan that applied it
+has published its snapshot (so a read after the answer sees the value).
 A write whose records could not be committed is never applied: `done` fails with
 `StorageError` and the scan drops it. Durable writes are applied in the order they were
 requested; other writes (scenarios, tests, in-process callers) are applied at the next scan
@@ -135,6 +136,7 @@ class ProcessImage:
         for spec in specs:
             self.add(spec)
         self._pending: list[WriteRequest] = []
+        self._applied: list[WriteRequest] = []  # applied this scan, answered when it is published
         self._pending_lock = threading.Lock()
         self._snapshot: Snapshot | None = None
         self._subscribers: list[Callable[[Snapshot], None]] = []
@@ -190,6 +192,8 @@ class ProcessImage:
 
         A durable request is applied once it is recorded, and not before any durable request
         queued ahead of it; one that could not be recorded is dropped."""
+        if self._applied:
+            self._answer_applied()  # the last scan published no snapshot
         if not self._pending:
             return []
         with self._pending_lock:
@@ -219,10 +223,14 @@ class ProcessImage:
         for request in pending:
             for listener in self.write_listeners:
                 listener(request)
-        for request in pending:
+        self._applied = pending  # answered once this scan's snapshot, which shows them, is published
+        return pending
+
+    def _answer_applied(self) -> None:
+        applied, self._applied = self._applied, []
+        for request in applied:
             if not request.done.done():
                 request.done.set_result(None)  # the waiting server answers (a non-blocking hand-over)
-        return pending
 
     def writes_waiting(self) -> bool:
         """Whether a queued write is ready for the next scan boundary (any thread; tests, tools)."""
@@ -248,6 +256,8 @@ class ProcessImage:
         self._snapshot = snap
         for subscriber in self._subscribers:
             subscriber(snap)
+        if self._applied:
+            self._answer_applied()
         return snap
 
     # --- mirror side (any thread) ------------------------------------------------------------

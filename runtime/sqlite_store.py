@@ -78,6 +78,7 @@ class SqliteWriter:
         self.db = connect(path, schema)
         self.batch_wait_s = batch_wait_s
         self.failures = 0
+        self.commits = 0  # transactions committed
         self.health: Health | None = None
         self.last_error: str | None = None  # the failure of the last transaction, None once one commits
         self._hurry = threading.Event()
@@ -166,6 +167,7 @@ class SqliteWriter:
                 pass
             self._failed(exc, len(items))
             return exc
+        self.commits += 1
         if self.health is not None:
             self.health.committed(self.path)
         elif self.last_error is not None:

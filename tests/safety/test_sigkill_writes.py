@@ -127,11 +127,27 @@ def test_sigkill_while_a_scada_client_writes_loses_no_acknowledged_write(tmp_pat
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(str(tmp_path / "notify.sock"))
     notify.settimeout(30.0)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        acked_total, lost, refused = run_rounds(rng, port, io_map, data, tmp_path, notify, procs)
+    finally:  # a failed round leaves no controller running
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        notify.close()
+    print(f"\nSIGKILL loop: {ROUNDS} rounds, {acked_total} writes acknowledged, {lost} lost, {refused} refused")
+    assert lost == 0 and acked_total >= 5 * ROUNDS
+
+
+def run_rounds(rng: random.Random, port: int, io_map: Path, data: Path, tmp_path: Path, notify: socket.socket,
+               procs: list[subprocess.Popen[bytes]]) -> tuple[int, int, int]:
     acked_total, lost, refused = 0, 0, 0
     expected: set[float] | None = None  # what the restarted controller may read back
     value = FIRST_VALUE
     for kill in range(ROUNDS):
         proc = start(io_map, data, tmp_path / "notify.sock")
+        procs.append(proc)
         wait_ready(notify)
         client = connect(port)
         if expected is not None:
@@ -163,14 +179,13 @@ def test_sigkill_while_a_scada_client_writes_loses_no_acknowledged_write(tmp_pat
         value = writer.next
 
     proc = start(io_map, data, tmp_path / "notify.sock")  # the last round's value, read back once more
+    procs.append(proc)
     wait_ready(notify)
     client = connect(port)
     try:
-        assert read_value(client) in expected
+        assert expected is not None and read_value(client) in expected
     finally:
         client.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(20)
-        notify.close()
-    print(f"\nSIGKILL loop: {ROUNDS} rounds, {acked_total} writes acknowledged, {lost} lost, {refused} refused")
-    assert lost == 0 and acked_total >= 5 * ROUNDS
+    return acked_total, lost, refused

@@ -17,63 +17,20 @@ import sys
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import attrs
 import pytest
-from pymodbus.client import ModbusTcpClient
+from served_site import Served, serve_home
 from site_run import HOME, ROOT
-from testkit.write_scanner import WriteScanner, scanning_writes
 
-from runtime.clock import VirtualClock
-from runtime.config.io_map import load_io_map
-from runtime.events import read_events
-from runtime.site import Site, build_site
 from runtime.sqlite_store import SqliteWriter
 
-ADDRESS = 1103  # import_limit_w, float32, retained
-DT = ModbusTcpClient.DATATYPE
 Usage = namedtuple("Usage", "total used free")
-
-
-@attrs.define
-class Served:
-    site: Site
-    scanner: WriteScanner
-    client: ModbusTcpClient
-
-    def write(self, value: float) -> int | None:
-        """Write import_limit_w as a SCADA client does; the exception code, None when acknowledged."""
-        response = self.client.write_registers(ADDRESS, self.client.convert_to_registers(value, DT.FLOAT32),
-                                               device_id=1)
-        return response.exception_code if response.isError() else None
-
-    def writer(self, name: str) -> SqliteWriter:
-        hook = next(h for h in self.site.engine.after_scan if hasattr(h, name))
-        return hook.sink.writer if name == "sink" else hook.store.writer
-
-    def write_events(self) -> list[Any]:
-        self.writer("sink").run_now(lambda db: None)
-        return [e for e in read_events(self.site.storage.data_dir / "events.sqlite", kinds=["write"])
-                if e.name == "import_limit_w"]
 
 
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Served]:
-    io_map = load_io_map(HOME)
-    io_map = attrs.evolve(io_map, modbus_server=attrs.evolve(io_map.modbus_server, port=0))
-    site = build_site(io_map, VirtualClock())
-    site.attach_services(tmp_path / "data")
-    site.start()
-    site.engine.run(max_scans=10)
-    client = ModbusTcpClient("127.0.0.1", port=site.mirrors[0].port, timeout=3, retries=0)  # type: ignore[attr-defined]
-    assert client.connect()
-    try:
-        with scanning_writes(site.image, lambda: site.engine.run(max_scans=1)) as scanner:
-            yield Served(site, scanner, client)
-    finally:
-        client.close()
-        site.stop()
+    with serve_home(tmp_path / "data") as site:
+        yield site
 
 
 def fill(writer: SqliteWriter, insert: str) -> None:
