@@ -670,12 +670,36 @@ def _logging(rec: Recording) -> list[Check]:
     checks = []
     for path in files:
         with open(path, encoding="utf-8") as f:
-            next(f)
-            ms = [_ms(line[:19]) for line in f]
+            header = next(f).strip().split(",")
+            lines = f.readlines()
+        ms = [_ms(line[:19]) for line in lines]
         gap = float(max(b - a for a, b in itertools.pairwise(ms))) if len(ms) > 1 else math.inf
         checks.append(Check(f"grid log: largest interval between rows (>= {need:g} Hz)", gap, "ms",
                             hi=1000.0 / need + 1.0, note=f"{len(ms)} rows, {path.rsplit('/', 1)[-1]}; +1 ms for the "
                             "timestamp resolution"))
+        if rec.test == "ler" and rec.product in LOG_TOKENS:
+            checks += _ler_log(rec, header, lines, ms)
+    return checks
+
+
+LOG_TOKENS = {"fcr-n": "Fcrn", "fcr-d-up": "FcrdUp", "fcr-d-down": "FcrdDo"}  # TR Table 18's service tokens
+
+
+def _ler_log(rec: Recording, header: list[str], lines: list[str], ms: list[int]) -> list[Check]:
+    """An LER unit's test log adds the remaining endurance and the NEM and AEM signals (TR 6.2.1); the
+    file's AEM flag is on for as long as the recording's."""
+    tok = LOG_TOKENS[rec.product]
+    wanted = [f"ResSize_{tok}", f"NEM_MW_{tok}", f"NEM_{tok}", f"AEM_{tok}"]
+    missing = [c for c in wanted if c not in header]
+    checks = [Check("grid log: the LER signals in the file (remaining endurance, NEM power, NEM and AEM flags; "
+                    "missing)", len(missing), "", hi=0.0, note=", ".join(missing or wanted))]
+    if f"AEM_{tok}" in header and len(ms) > 1:
+        col = header.index(f"AEM_{tok}")
+        on = [line.split(",")[col].strip() == "1" for line in lines]
+        file_s = sum((b - a) / 1000.0 for (a, b), flag in zip(itertools.pairwise(ms), on, strict=False) if flag)
+        rec_s = float((rec["aem"] > 0.5).sum() * rec.period_s)
+        checks.append(Check("grid log: time with AEM on in the file against the recording", abs(file_s - rec_s), "s",
+                            hi=1.0, note=f"file {file_s:.1f} s, recorded {rec_s:.1f} s"))
     return checks
 
 

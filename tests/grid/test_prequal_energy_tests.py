@@ -151,3 +151,27 @@ def test_a_battery_holding_less_than_2_h_of_full_activation_is_ler():
     _, checks = played("fcr-d-up", "endurance", static("fcr-d-up"), soc_pct=22.0)
     assert failed(checks) == ["not LER: full activation the battery holds at the start (its way)"]
     assert measured(checks, "not LER") == pytest.approx(59.0, abs=0.1)
+
+
+# --- what an LER unit's test log holds ---------------------------------------------------------------
+
+def test_the_ler_tests_log_must_hold_the_remaining_endurance_and_the_nem_and_aem_signals():
+    from ems.prequal.evaluate import _ler_log
+
+    rec, _ = played("fcr-n", "endurance", static("fcr-n"))
+    n = 1200  # the first 120 s, 10 rows a second, with 30 s of AEM
+    rec.t = rec.t[:n]
+    rec.data = {k: v[:n] for k, v in rec.data.items()}
+    rec.data["aem"] = ((rec.t >= 60.0) & (rec.t < 90.0)).astype(float)
+    header = ["DateTime", "InsAcPow", "ResSize_Fcrn", "NEM_MW_Fcrn", "NEM_Fcrn", "AEM_Fcrn"]
+    ms = [int(round(t * 1000)) for t in rec.t]
+    stamps = [f"20260101T0000{m // 60000:02d}{m // 1000 % 60:02d}.{m % 1000:03d}" for m in ms]
+    lines = [f"{s},0,0,0,0,{int(a)}\n" for s, a in zip(stamps, rec.data["aem"], strict=True)]
+    good = _ler_log(rec, header, lines, ms)
+    assert [c.passed for c in good] == [True, True]
+    assert good[1].measured == pytest.approx(0.0, abs=0.11)
+    without_aem = _ler_log(rec, header[:-1], [line.rsplit(",", 1)[0] + "\n" for line in lines], ms)
+    assert not without_aem[0].passed and without_aem[0].measured == 1
+    assert without_aem[0].note == "AEM_Fcrn"
+    short = _ler_log(rec, header, [line[:-2] + "0\n" for line in lines], ms)  # the file never says AEM
+    assert not short[1].passed and short[1].measured == pytest.approx(30.0, abs=0.11)
