@@ -60,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
     tags = sub.add_parser("tags", help="list the tags of a site (the register map)")
     tags.add_argument("--io-map", default=DEFAULT_IO_MAP)
-    tags.add_argument("--format", choices=["table", "csv", "markdown"], default="table")
+    tags.add_argument("--format", choices=["table", "csv", "markdown", "json"], default="table",
+                      help="table (default), csv, markdown (docs/modbus.md) or json; enums with their values")
     tags.set_defaults(handler=cmd_tags)
 
     sim = sub.add_parser("sim", help="simulate a site on the virtual clock; write CSV, plot and summary")
@@ -114,7 +115,8 @@ def cmd_tags(args: argparse.Namespace) -> int:
 
     site = build_site(_load(args.io_map), VirtualClock())
     specs = site.image.specs()
-    render = {"table": tag_table.to_text, "csv": tag_table.to_csv, "markdown": tag_table.to_markdown}
+    render = {"table": tag_table.to_text, "csv": tag_table.to_csv, "markdown": tag_table.to_markdown,
+              "json": tag_table.to_json}
     sys.stdout.write(render[args.format](specs))
     return 0
 

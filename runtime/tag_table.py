@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable
+from typing import Any
 
 from plc.tags import ModbusTable, TagSpec
 
 COLUMNS = ("name", "dtype", "unit", "access", "area", "modbus_table", "address", "reference", "words",
-           "scale", "min", "max", "description")
+           "scale", "min", "max", "description", "values")
 
 # 1-based reference numbers as SCADA tools count them (Modicon convention).
 REFERENCE_BASE = {ModbusTable.COIL: 1, ModbusTable.DISCRETE: 10001, ModbusTable.INPUT: 30001,
@@ -40,8 +42,30 @@ def rows(specs: Iterable[TagSpec]) -> list[dict[str, str]]:
             "min": "" if spec.min is None else f"{spec.min:g}",
             "max": "" if spec.max is None else f"{spec.max:g}",
             "description": spec.description,
+            "values": ", ".join(f"{n} = {label}" for n, label in enum_values(spec)),
         })
     return out
+
+
+def enum_values(spec: TagSpec) -> list[tuple[int, str]]:
+    """The numbers an enum tag takes on the wire, with their labels (SCADA writes the numbers)."""
+    return list(enumerate(spec.enum_labels))
+
+
+def to_json(specs: Iterable[TagSpec]) -> str:
+    """Every tag as a JSON object: the CSV's columns, numbers as numbers, enum values as a map."""
+    by_name = {spec.name: spec for spec in specs}
+    out: list[dict[str, Any]] = []
+    for row in rows(by_name.values()):
+        spec = by_name[row["name"]]
+        item: dict[str, Any] = {k: v for k, v in row.items() if k != "values"}
+        for key in ("address", "reference", "words"):
+            item[key] = int(row[key]) if row[key] else None
+        item["scale"] = spec.modbus.scale if spec.modbus else None
+        item["min"], item["max"] = spec.min, spec.max
+        item["values"] = {str(n): label for n, label in enum_values(spec)} or None
+        out.append(item)
+    return json.dumps(out, indent=1) + "\n"
 
 
 def to_csv(specs: Iterable[TagSpec]) -> str:
@@ -52,11 +76,19 @@ def to_csv(specs: Iterable[TagSpec]) -> str:
     return buf.getvalue()
 
 
+MARKDOWN_COLUMNS = COLUMNS[:-1]  # the enum values get a table of their own below the map
+
+
 def to_markdown(specs: Iterable[TagSpec]) -> str:
     table = rows(specs)
-    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |", "|" + "---|" * len(MARKDOWN_COLUMNS)]
     for row in table:
-        out.append("| " + " | ".join(row[c].replace("|", "\\|") for c in COLUMNS) + " |")
+        out.append("| " + " | ".join(row[c].replace("|", "\\|") for c in MARKDOWN_COLUMNS) + " |")
+    enums = [row for row in table if row["values"]]
+    if enums:
+        out += ["", "Enum values (the numbers on the wire; `ems write` also takes the labels):", "",
+                "| name | values |", "|---|---|"]
+        out += [f"| {row['name']} | {row['values']} |" for row in enums]
     return "\n".join(out) + "\n"
 
 
@@ -67,4 +99,7 @@ def to_text(specs: Iterable[TagSpec]) -> str:
     lines = ["  ".join(c.ljust(widths[c]) for c in shown).rstrip()]
     lines.append("  ".join("-" * widths[c] for c in shown))
     lines += ["  ".join(r[c].ljust(widths[c]) for c in shown).rstrip() for r in table]
+    enums = [r for r in table if r["values"]]
+    if enums:
+        lines += ["", "enum values:"] + [f"  {r['name']}: {r['values']}" for r in enums]
     return "\n".join(lines) + "\n"
