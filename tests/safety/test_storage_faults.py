@@ -181,3 +181,15 @@ def test_a_data_directory_that_cannot_be_created_stops_ems_run_with_one_line_and
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         f"ems: cannot start site sim-home: data directory {data} cannot be created: Not a directory"]
+
+
+def test_a_write_whose_event_is_stored_but_not_its_retained_value_is_refused_and_logged_so(served: Served):
+    assert served.write(800_000.0) is None
+    served.writer("store").run_now(lambda db: db.execute("DROP TABLE retain") and None)  # every save now fails
+    assert served.write(800_001.0) == 4
+    served.scanner.scan(3)
+    assert served.site.image["import_limit_w"].value == 800_000.0
+    served.writer("sink").run_now(lambda db: None)  # the refusal event is queued as it is refused
+    messages = [e.message for e in served.write_events()]
+    assert messages[-2].startswith("import_limit_w = 800001 W (by modbus")
+    assert "refused, not applied: it could not be stored (OperationalError: no such table: retain)" in messages[-1]
