@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this much (clock) time")
     run.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     run.add_argument("--data-dir", help="override the site's data directory (logs, stores)")
+    run.add_argument("--status-every", type=float, metavar="SECONDS",
+                     help="a one-line status on stderr every SECONDS (default 10 in a terminal, else off; 0: off)")
     run.set_defaults(handler=cmd_run)
 
     check = sub.add_parser("check-config", help="validate an io_map; exit 0 when valid, 2 with every error")
@@ -190,6 +192,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from runtime.site import build_site
 
     io_map = _load(args.io_map)
+    if args.status_every is not None and not args.status_every >= 0:
+        print(f"ems run: --status-every {args.status_every:g}: seconds, 0 or more", file=sys.stderr)
+        return EXIT_CONFIG
     data_dir = Path(args.data_dir or io_map.site.data_dir)
     problem = _claim_site(data_dir)  # before logging, which writes its file there
     if problem is not None:
@@ -205,6 +210,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     grid_log.attach(site, data_dir)  # the grid operator's log
     channel = LocalChannel(site.image, data_dir / SOCKET_FILE, io_map.site.id)  # ems status / read / write
     site.mirrors.append(channel)
+    every = args.status_every if args.status_every is not None else (10.0 if sys.stderr.isatty() else 0.0)
+    if every > 0:
+        from ems.live import StatusLine
+
+        site.mirrors.append(StatusLine(site.image, every, sys.stderr))
     log.info("data directory %s: log %s, event log %s, retained values %s, local channel %s", data_dir,
              data_dir / "log" / io_map.logging.file, data_dir / io_map.event_log.file if io_map.event_log.enabled
              else "off", data_dir / io_map.retain.file if io_map.retain.enabled else "off", channel.path)

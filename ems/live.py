@@ -117,3 +117,61 @@ def render_read(answer: dict[str, Any]) -> str:
         age = "" if row["age_s"] is None else f", {row['age_s']:.1f} s old"
         rows.append(f"{name} = {row['label']} ({row['quality']}{age})")
     return "\n".join(rows)
+
+
+class StatusLine:
+    """`ems run`'s one-line status every `every_s` seconds on a stream (a terminal by default):
+    state, mode, SOC, battery/grid/PV/load power, active errors, the scan's p99. Reads the
+    published snapshots (a subscriber that keeps a reference) from its own thread."""
+
+    FIELDS = (("soc_pct", "SOC"), ("inverter_p_w", "battery"), ("grid_power_w", "grid"), ("pv_power_w", "PV"),
+              ("load_power_w", "load"))
+
+    def __init__(self, image: Any, every_s: float, stream: Any):
+        import threading
+
+        self.image, self.every_s, self.stream = image, every_s, stream
+        self._latest: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="status-line", daemon=True)
+        image.subscribe(self._keep)
+
+    def _keep(self, snapshot: Any) -> None:
+        self._latest = snapshot
+
+    def line(self) -> str | None:
+        snap = self._latest
+        if snap is None:
+            return None
+
+        def label(name: str) -> str | None:
+            if name not in snap.index or snap.quality(name).name != "GOOD":
+                return None
+            spec, value = self.image[name].spec, snap.value(name)
+            if isinstance(value, float):
+                return f"{value:.0f} {spec.unit}" if spec.unit in ("W", "var") else f"{value:.1f} {spec.unit}"
+            return str(spec.label(value))
+
+        parts = [time.strftime("%H:%M:%S", time.localtime(snap.wall_s)), label("site_state"),
+                 label("mode_active") or label("mode")]
+        parts += [f"{title} {shown}" for name, title in self.FIELDS if (shown := label(name))]
+        errors = [n[6:] for n in snap.names if n.startswith("error_") and snap.value(n) is True
+                  and n not in ("error_active", "error_critical_active")]
+        parts.append(f"errors {', '.join(errors) if errors else 'none'}")
+        if "scan_duration_p99_s" in snap.index and snap.value("scan_duration_p99_s") is not None:
+            parts.append(f"scan p99 {snap.value('scan_duration_p99_s') * 1e3:.1f} ms")
+        return "  ".join(p for p in parts if p)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            text = self.line()
+            if text is not None:
+                print(text, file=self.stream, flush=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(2.0)

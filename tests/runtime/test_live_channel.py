@@ -180,3 +180,26 @@ def test_values_from_the_command_line() -> None:
     assert parse_value(spec(DType.INT16), "0x10") == 16
     with pytest.raises(ValueError, match="not a finite number"):
         parse_value(spec(DType.FLOAT32), "nan")
+
+
+def test_ems_run_prints_a_one_line_status_every_n_seconds(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    io_map = tmp_path / "site.toml"
+    io_map.write_text((ROOT / "io_maps" / "sim_home.toml").read_text().replace("port = 5020", f"port = {port}", 1))
+    done = subprocess.run([sys.executable, "-m", "ems.cli", "run", "--io-map", str(io_map), "--duration", "3",
+                           "--status-every", "0.5", "--data-dir", str(data)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)  # the real clock: the status line keeps wall time
+    assert done.returncode == 0, done.stderr
+    assert f"data directory {data}: log {data / 'log' / 'ems.log'}, event log {data / 'events.sqlite'}" in done.stderr
+    status = [line for line in done.stderr.splitlines() if "  errors " in line]
+    assert status, done.stderr
+    assert re.search(r"^\d\d:\d\d:\d\d  (init|run)  \w+  SOC [\d.]+ %  battery -?\d+ W  grid -?\d+ W", status[-1]), status
+
+
+def test_a_negative_status_period_is_refused() -> None:
+    done = subprocess.run([sys.executable, "-m", "ems.cli", "run", "--status-every", "-1"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and one_line(done) == "ems run: --status-every -1: seconds, 0 or more"
