@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 
 import pytest
-from cluster_kit import Cluster, ClusterFiles, wait_until
+from cluster_kit import FOUR_HZ, Cluster, ClusterFiles, wait_until
 
 from ems.cluster_status import render
 
@@ -20,18 +20,12 @@ pytestmark = pytest.mark.timeout(300)
 
 UNITS, VOTERS = 16, 3
 LOAD_W = 6000.0  # the plant's constant site load (io_maps/sim_cluster/plant.toml), no PV
-# Sixteen Pis' work on this machine's cores: at the shipped 10 Hz scan and polls the seventeen
-# processes want about 190 % of two cores and the leader's setpoints come late enough that units
-# fall back. A 4 Hz scan and polls keep the site's behaviour (the split, the membership, the
-# elections) with half the load; the inverter's revert (5 s) still waits for 20 missed scans.
-SLOWER = {"scan_period_s = 0.1": "scan_period_s = 0.25", "poll_period_s = 0.1": "poll_period_s = 0.25",
-          "poll_period_s = 0.05": "poll_period_s = 0.25", "guard_rewrite_s = 0.1 ": "guard_rewrite_s = 0.25 "}
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     files = ClusterFiles(tmp_path_factory.mktemp("sixteen"), units=UNITS, voters=VOTERS,
-                         node_overrides=SLOWER)
+                         node_overrides=FOUR_HZ)  # see cluster_kit.FOUR_HZ
     with Cluster(files) as running:
         running.start()
         running.wait_for_leader(90.0)
