@@ -9,14 +9,20 @@ it, and restores the capacities it changed, when the test is over or interrupted
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
 import struct
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from collections.abc import Sequence as Seq
 from typing import Any
 
+from pymodbus.exceptions import ModbusException
+
+from ems.errors import EXIT_INTERRUPTED, EXIT_START, CommandError
 from ems.prequal.recording import Recording, Rows, tag_names
 from ems.prequal.runner import CAPACITY_PARAMS, PRODUCT_KEYS, TestRun, grid_program, sold, unit_meta
 from ems.prequal.sequences import Sequence
@@ -42,8 +48,25 @@ class TagClient:
         self.word_order = word_order
         self.unit_id = unit_id
         self.client = ModbusTcpClient(host, port=port, timeout=timeout_s, retries=1)
-        if not self.client.connect():
-            raise ConnectionError(f"cannot connect to the tag server at {host}:{port}")
+        self.where = f"{host}:{port}"
+        if not self._connect():
+            raise CommandError(f"no unit answers at {self.where} (is `ems run` running there, with its "
+                               "Modbus server on?)", EXIT_START)
+
+    def _connect(self) -> bool:
+        quiet = logging.getLogger("pymodbus.logging")  # it logs the refusal too: say it once, here
+        level, quiet.level = quiet.level, logging.CRITICAL + 1
+        try:
+            return bool(self.client.connect())
+        finally:
+            quiet.setLevel(level)
+
+    def reconnect(self) -> None:
+        """A fresh connection: after an interrupted request, the answer to it may still be on the
+        old one (pymodbus then logs a transaction id mismatch)."""
+        self.client.close()
+        if not self._connect():
+            raise ConnectionError(f"no answer at {self.where}")
 
     def close(self) -> None:
         self.client.close()
@@ -141,24 +164,84 @@ def live_test(run: TestRun, seq: Sequence, host: str, port: int, unit_id: int = 
     key = PRODUCT_KEYS[run.product]
     names = tag_names(key)
     read = client.reader(list(names.values()))
-    capacities = client.reader(list(CAPACITY_PARAMS.values()))()
     rows = Rows(list(names))
-    try:
-        for name in CAPACITY_PARAMS.values():
-            client.write(name, run.capacity_w if name in sold(run) else 0.0)
-        _play(client, seq, read, rows, period_s, progress, names)
-    finally:
+    with _stop_signals():  # SIGTERM and SIGHUP end the test like Ctrl-C: the capacity is withdrawn
         try:
-            client.write("test_frequency_active", False)
-            for name, value in zip(CAPACITY_PARAMS.values(), capacities):
-                client.write(name, float(value))
-        finally:
+            capacities = client.reader(list(CAPACITY_PARAMS.values()))()
+        except (OSError, ModbusException) as exc:
             client.close()
+            raise CommandError(f"the unit at {host}:{port}: {exc}", EXIT_START) from None
+        try:
+            for name in CAPACITY_PARAMS.values():
+                client.write(name, run.capacity_w if name in sold(run) else 0.0)
+            _play(client, seq, read, rows, period_s, progress, names)
+        except KeyboardInterrupt as stop:
+            withdrawn = _withdraw(client, capacities, host, port)
+            raise CommandError(f"{_signal_name(stop)}: test stopped; {withdrawn}", EXIT_INTERRUPTED) from None
+        except (OSError, ModbusException) as exc:
+            withdrawn = _withdraw(client, capacities, host, port)
+            raise CommandError(f"the unit at {host}:{port} during the test: {exc}; {withdrawn}", EXIT_START) from None
+        problem = _withdraw(client, capacities, host, port, fresh=False)
+        if not problem.startswith("test mode off"):
+            raise CommandError(problem, EXIT_START)
     recording = Recording(run.product, run.test, run.capacity_w, period_s, f"live {host}:{port}")
     rows.into(recording)
     recording.meta.update(unit_meta(io_map))
     recording.meta.update(io_map=run.io_map, program=grid_program(io_map), t_fme_s=run.t_fme_s)
     return recording
+
+
+class _Stop(KeyboardInterrupt):
+    """SIGTERM or SIGHUP during a live test: stop as Ctrl-C does."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+
+
+def _signal_name(stop: KeyboardInterrupt) -> str:
+    return str(stop) if isinstance(stop, _Stop) else "interrupted"
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise _Stop for the time of the test (in the main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        raise _Stop(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _withdraw(client: TagClient, capacities: list[Any], host: str, port: int, fresh: bool = True) -> str:
+    """End test mode and put back the capacities found before the test (the test's own is sold no
+    longer), with Ctrl-C and the stop signals held off until it is done; what was done, one line."""
+    main = threading.current_thread() is threading.main_thread()
+    held = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)} if main else {}
+    restored = []
+    try:
+        if fresh:
+            client.reconnect()
+        client.write("test_frequency_active", False)
+        for name, value in zip(CAPACITY_PARAMS.values(), capacities):
+            client.write(name, float(value))
+            restored.append(f"{name} {float(value):g} W")
+        return f"test mode off, {', '.join(restored)}"
+    except (OSError, ModbusException) as exc:
+        left = [n for n in CAPACITY_PARAMS.values() if all(not r.startswith(n + " ") for r in restored)]
+        return (f"could not withdraw the test capacity from the unit at {host}:{port} ({exc}): set "
+                f"{', '.join(left)} back by hand; test mode ends on its own without writes")
+    finally:
+        for signum, handler in held.items():
+            signal.signal(signum, handler)
+        client.close()
 
 
 def _play(client: TagClient, seq: Sequence, read: Callable[[], list[Any]], rows: Rows, period_s: float,
