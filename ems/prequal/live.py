@@ -247,17 +247,21 @@ def _withdraw(client: TagClient, capacities: list[Any], host: str, port: int, fr
 def _play(client: TagClient, seq: Sequence, read: Callable[[], list[Any]], rows: Rows, period_s: float,
           progress: Callable[[float, float], None] | None, names: dict[str, str]) -> None:
     columns = list(names)
-    i_aem, i_nem = columns.index("aem"), columns.index("nem_allowed")
+    i_aem, i_nem, i_test = columns.index("aem"), columns.index("nem_allowed"), columns.index("test")
     stop_at = seq.duration_s
     start = time.monotonic()
     n = 0
+    testing = False  # as the unit last reported it
     while True:
         t = n * period_s
         if t >= stop_at - 1e-9:
             break
+        # a write is answered once a scan applied it: one per period, or the period is two scans
         client.write("applied_test_frequency_hz", seq.frequency(t))
-        client.write("test_frequency_active", True)
+        if not testing:  # the first period, or the unit left test mode (its refresh timeout)
+            client.write("test_frequency_active", True)
         values = read()
+        testing = bool(values[i_test])
         rows.add(round(time.monotonic() - start, 3), tuple(values))
         if (seq.until == "ler_off" and t >= seq.segments[-1].start_s and stop_at == seq.duration_s
                 and not values[i_aem] and values[i_nem] == 0):
