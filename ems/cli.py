@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import signal
 import subprocess
 import sys
@@ -13,20 +14,20 @@ from pathlib import Path
 
 from ems import cluster_command, live_command
 from ems.devsim import command as devsim_command
+from ems.errors import EPILOG, EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_START, CommandError
 from ems.prequal import command as prequal_command
 from runtime import __version__
 from runtime.clock import RealClock, VirtualClock
 from runtime.config.io_map import load_io_map
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigErrors
+from runtime.events import KINDS as EVENT_KINDS
 from runtime.logs import setup_logging
 from runtime.paths import DEFAULT_IO_MAP
 from runtime.site_lock import SiteBusy, SiteLock
 
 log = logging.getLogger("ems")
 
-EXIT_CONFIG = 2
-EXIT_START = 1
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
@@ -40,11 +41,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigErrors as exc:
         _print_config_errors(exc)
         return EXIT_CONFIG
+    except CommandError as exc:
+        print(f"ems {args.command}: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        print(f"ems {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ems", description="EMS controller for battery energy storage systems")
+    parser = argparse.ArgumentParser(prog="ems", description="EMS controller for battery energy storage systems",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ems {__version__}")
-    sub = parser.add_subparsers(metavar="COMMAND")
+    sub = parser.add_subparsers(metavar="COMMAND", dest="command")
 
     run = sub.add_parser("run", help="run the controller on a site")
     run.add_argument("--io-map", default=DEFAULT_IO_MAP, help=f"site io_map file (default {DEFAULT_IO_MAP})")
@@ -83,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("--data-dir", help="override the site's data directory")
     events.add_argument("--since", help="only newer events: a duration (30m, 2h, 7d) or a date (2026-01-31T12:00)")
     events.add_argument("--severity", default="info", help="lowest severity: info, warning, error, critical")
-    events.add_argument("--kind", action="append", default=[], help="only this kind (state, mode, error, "
-                                                                   "monitor, write, service, clock); repeatable")
+    events.add_argument("--kind", action="append", default=[], help=f"only this kind ({', '.join(EVENT_KINDS)}); "
+                                                                   "repeatable")
     events.add_argument("--limit", type=int, help="only the newest N events")
     events.set_defaults(handler=cmd_events)
     devsim_command.add_parser(sub)  # ems simulate-devices
@@ -95,6 +103,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def _print_config_errors(exc: ConfigErrors) -> None:
     count = len(exc.errors)
+    if count == 1:  # one line: file:line: key: message
+        print(exc.errors[0], file=sys.stderr)
+        return
     print(f"{count} error{'s' if count != 1 else ''} in configuration:", file=sys.stderr)
     for error in exc.errors:
         print(f"  {error}", file=sys.stderr)
@@ -126,10 +137,13 @@ def cmd_sim(args: argparse.Namespace) -> int:
     from ems.scenario import load_scenario
     from ems.simulate import progress_bar, simulate
 
+    for option, value in (("--hours", args.hours), ("--sample-rate-hz", args.sample_rate_hz)):
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise CommandError(f"{option} must be a positive number, got {value:g}", EXIT_CONFIG)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     scenario = load_scenario(args.scenario) if args.scenario else None
     info = scenario.info if scenario else None
-    hours = args.hours or (info.hours if info and info.hours else 24.0)
+    hours = args.hours if args.hours is not None else (info.hours if info and info.hours else 24.0)
     rate = args.sample_rate_hz or (info.sample_rate_hz if info and info.sample_rate_hz else 1.0)
     io_map = args.io_map or (info.io_map if info and info.io_map else DEFAULT_IO_MAP)
     summary = simulate(io_map, hours, args.out, scenario, args.profile, args.frequency_profile, rate,
@@ -139,23 +153,26 @@ def cmd_sim(args: argparse.Namespace) -> int:
     return 0
 
 def cmd_events(args: argparse.Namespace) -> int:
-    from runtime.events import parse_severity, parse_since, read_events
+    from runtime.events import parse_kinds, parse_severity, parse_since, read_events
 
-    io_map = _load(args.io_map)
-    path = Path(args.data_dir or io_map.site.data_dir) / io_map.event_log.file
     try:
         since = parse_since(args.since) if args.since else None
         severity = parse_severity(args.severity)
+        kinds = parse_kinds(args.kind)
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit {args.limit}: at least 1")
     except ValueError as exc:
-        print(f"ems events: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        raise CommandError(str(exc), EXIT_CONFIG) from None
+    io_map = _load(args.io_map)
+    path = Path(args.data_dir or io_map.site.data_dir) / io_map.event_log.file
     try:
-        found = read_events(path, since, severity, args.kind, args.limit)
+        found = read_events(path, since, severity, kinds, args.limit)
     except FileNotFoundError as exc:
-        print(f"ems events: {exc}", file=sys.stderr)
-        return 1
+        raise CommandError(str(exc), EXIT_START) from None
     for event in found:
         print(event.text())
+    if not found:
+        print(f"no events in {path}" + (" that match" if since is not None or severity or kinds else ""))
     return 0
 
 _SITE_LOCK: SiteLock | None = None  # `ems run`'s hold on its site, for the life of the process

@@ -32,6 +32,10 @@ start_s = 3600.0
 end_s = 7200.0
 p_w = -2000.0                    # or soc_target_pct = 80.0: reach that SOC by end_s
 ```
+
+Paths in a scenario (`io_map`, the plant's `csv_path` and `frequency_csv_path`) are relative to
+the scenario file, so that `ems sim --scenario` works from any directory; a profile name that is
+not beside it is one of the bundled `sim/profiles/`. The reference is docs/scenario.md.
 """
 
 from __future__ import annotations
@@ -43,6 +47,8 @@ import attrs
 from attrs import validators as v
 
 from runtime.config.files import parse_toml, raise_errors, read_text
+from runtime.config.lines import Path as KeyPath
+from runtime.config.lines import key_lines
 from runtime.config.structure import MISSING, Errors, _suggest, structure
 
 SECTIONS = ("scenario", "tags", "plant", "events", "heartbeats", "schedule")
@@ -106,6 +112,7 @@ class Scenario:
     events: tuple[Event, ...]
     heartbeats: tuple[HeartbeatSource, ...] = ()
     schedule: tuple[ScheduleItem, ...] = ()
+    lines: dict[KeyPath, int] = attrs.field(factory=dict, eq=False, repr=False)  # of every key, for errors
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -125,8 +132,26 @@ def load_scenario(path: str | Path) -> Scenario:
         if not isinstance(data.get(key, {}), dict):
             errors.add((key,), "expected a table")
     raise_errors(errors, text, str(path))
-    return Scenario(str(path), info, dict(data.get("tags", {})), dict(data.get("plant", {})),
-                    tuple(sorted(events, key=lambda e: e.t_s)), tuple(heartbeats), tuple(schedule))
+    if info.io_map:
+        info = attrs.evolve(info, io_map=str(path.parent / info.io_map))
+    return Scenario(str(path), info, dict(data.get("tags", {})), _plant_paths(dict(data.get("plant", {})), path.parent),
+                    tuple(sorted(events, key=lambda e: e.t_s)), tuple(heartbeats), tuple(schedule),
+                    key_lines(text))
+
+
+def _plant_paths(plant: dict[str, Any], base: Path) -> dict[str, Any]:
+    """The plant's file names (keys ending in _path) relative to the scenario file when the file
+    is there; else as written (a bundled profile)."""
+    out: dict[str, Any] = {}
+    for key, value in plant.items():
+        if isinstance(value, dict):
+            value = _plant_paths(value, base)
+        elif key.endswith("_path") and isinstance(value, str) and value and not Path(value).is_absolute():
+            beside = base / value
+            if beside.exists():
+                value = str(beside)
+        out[key] = value
+    return out
 
 
 def _records(cls: type, data: dict[str, Any], key: str, errors: Errors) -> list[Any]:

@@ -8,6 +8,7 @@ totals of every scan for the summary.
 from __future__ import annotations
 
 import csv
+import difflib
 import math
 import sys
 import time
@@ -17,15 +18,19 @@ from typing import Any, TextIO
 
 import attrs
 
+from ems.errors import EXIT_CONFIG, CommandError
 from ems.scenario import Scenario
 from plc.program import ScanContext
-from plc.tags import DType
+from plc.tags import Access, DType
 from runtime.clock import VirtualClock
 from runtime.config.io_map import load_io_map
+from runtime.config.lines import line_of
 from runtime.config.schema import IoMap
 from runtime.config.structure import MISSING, ConfigError, ConfigErrors, Errors, structure
 from runtime.image import ProcessImage
 from runtime.site import Site, build_site
+from sim.profiles import ProfileError, resolve_path
+from sim.variables import coerce
 
 COLUMNS = {  # CSV column -> tag
     "grid_power_w": "grid_power_w", "battery_power_w": "inverter_p_w", "pv_power_w": "pv_power_w",
@@ -206,6 +211,9 @@ def prepare(io_map_path: str, scenario: Scenario | None, profile_csv: str | None
         raise ConfigErrors([ConfigError(("devices",), "ems sim needs a device with driver = \"sim\"", io_map.path)])
     name = plants[0]
     overrides: dict[str, Any] = dict(scenario.plant) if scenario else {}
+    for option, given in (("--profile", profile_csv), ("--frequency-profile", frequency_csv)):
+        if given:
+            _check_readable(given, option)
     if profile_csv:
         for key in ("pv", "load"):
             overrides[key] = {**overrides.get(key, {}), "source": "csv", "csv_path": profile_csv}
@@ -218,10 +226,20 @@ def prepare(io_map_path: str, scenario: Scenario | None, profile_csv: str | None
                             base=io_map.device_options[name])
         if errors or options is MISSING:
             where = scenario.path if scenario else "<command line>"
-            raise ConfigErrors([ConfigError(e.path, e.message, where) for e in errors.items])
+            lines = scenario.lines if scenario else {}
+            raise ConfigErrors([ConfigError(e.path, e.message, where, line_of(lines, e.path)) for e in errors.items])
         io_map = attrs.evolve(io_map, device_options={**io_map.device_options, name: options})
     io_map = attrs.evolve(io_map, modbus_server=attrs.evolve(io_map.modbus_server, enabled=False))
     return io_map, name
+
+
+def _check_readable(path: str, option: str) -> None:
+    """A profile named on the command line is there and can be read: else one error naming it."""
+    try:
+        with open(resolve_path(path), "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigErrors([ConfigError((option,), f"cannot read file: {exc.strerror}", path)]) from None
 
 
 def simulate(io_map_path: str, hours: float, out_csv: str, scenario: Scenario | None = None,
@@ -230,9 +248,12 @@ def simulate(io_map_path: str, hours: float, out_csv: str, scenario: Scenario | 
              keep_rows: bool = False) -> Summary:
     """Run the site for `hours` of simulated time; write the CSV (and plot); return the summary."""
     io_map, plant_name = prepare(io_map_path, scenario, profile_csv, frequency_csv)
-    site = build_site(io_map, virtual_clock_for(io_map))
+    try:
+        site = build_site(io_map, virtual_clock_for(io_map))
+    except ProfileError as exc:  # a profile that is there but wrong: its file and line
+        raise CommandError(str(exc), EXIT_CONFIG) from None
     plant = site.drivers[plant_name].plant  # type: ignore[attr-defined]
-    _initial_writes(site, scenario)
+    _initial_writes(site, scenario, plant)
     rate = min(sample_rate_hz, 1.0 / site.period_s)
     Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     with open(out_csv, "w", newline="", encoding="utf-8") as out:
@@ -270,23 +291,67 @@ def virtual_clock_for(io_map: IoMap) -> VirtualClock:
     return VirtualClock(start_wall_s=start)
 
 
-def _initial_writes(site: Site, scenario: Scenario | None) -> None:
+def _initial_writes(site: Site, scenario: Scenario | None, plant: Any = None) -> None:
+    """Check every tag, value and plant variable the scenario names against the site (all of
+    them, each error with its file, line and key), then write its [tags] and mode."""
     if scenario is None:
         return
-    if scenario.schedule:
-        _install_schedule(site, scenario)
-    writes = dict(scenario.tags)
+    errors: list[ConfigError] = []
+
+    def fail(path: tuple[str | int, ...], exc: Exception | str) -> None:
+        message = exc if isinstance(exc, str) else str(exc.args[0] if exc.args else exc)
+        errors.append(ConfigError(path, message, scenario.path, line_of(scenario.lines, path)))
+
+    writes = {("tags", name): (name, value) for name, value in scenario.tags.items()}
     if scenario.info.mode is not None:
-        writes["mode"] = scenario.info.mode
-    errors = []
-    for name, value in writes.items():
+        writes[("scenario", "mode")] = ("mode", scenario.info.mode)
+    checked = []
+    for path, (name, value) in writes.items():
         try:
             tag = site.image[name]
-            tag.set(tag_value(site.image, name, value))
+            checked.append((tag, tag.check(tag_value(site.image, name, value))))
         except (KeyError, ValueError, TypeError) as exc:
-            errors.append(ConfigError(("tags", name), str(exc.args[0] if exc.args else exc), scenario.path))
+            fail(path, exc)
+    for i, event in enumerate(scenario.events):
+        if event.tag is not None:
+            try:
+                _check_write(site.image, event.tag, event.value)
+            except (KeyError, ValueError, TypeError, PermissionError) as exc:
+                fail(("events", i, "value" if isinstance(exc, (ValueError, TypeError)) else "tag"), exc)
+        elif plant is not None and event.plant is not None:
+            info = plant.variables().get(event.plant)
+            if info is None or not info.writable:
+                known = [n for n, v in plant.variables().items() if v.writable]
+                close = difflib.get_close_matches(event.plant, known, n=1) if info is None else []
+                fail(("events", i, "plant"), f"{'no' if info is None else 'read-only'} plant variable "
+                     f"{event.plant!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            else:
+                try:
+                    coerce(event.value, info.type, event.plant)
+                except ValueError as exc:
+                    fail(("events", i, "value"), exc)
+    for i, beat in enumerate(scenario.heartbeats):
+        try:
+            _check_write(site.image, beat.tag, 0)
+        except (KeyError, ValueError, TypeError, PermissionError) as exc:
+            fail(("heartbeats", i, "tag"), exc)
     if errors:
-        raise ConfigErrors(errors)
+        raise ConfigErrors(sorted(errors, key=lambda e: e.line or 0))
+    if scenario.schedule:
+        _install_schedule(site, scenario)
+    for tag, value in checked:
+        tag.set(value)
+
+
+def _check_write(image: ProcessImage, name: str, value: Any) -> None:
+    """Raise what a scenario's write of `value` to tag `name` would meet when it is played."""
+    if name not in image:
+        close = difflib.get_close_matches(name, [s.name for s in image.specs()], n=1)
+        raise KeyError(f"no tag named {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    tag = image[name]
+    if tag.spec.access is not Access.RW:
+        raise PermissionError(f"tag {name!r} is read-only")
+    tag.check(tag_value(image, name, value))
 
 
 def _install_schedule(site: Site, scenario: Scenario) -> None:

@@ -224,6 +224,17 @@ class EventRecorder:
 
 
 # --- reading -------------------------------------------------------------------------------------
+KINDS = ("state", "mode", "error", "monitor", "write", "service", "clock")  # what the log records
+
+
+def parse_kinds(kinds: Iterable[str]) -> tuple[str, ...]:
+    """`--kind`: each one the log records (a misspelt kind would only ever find nothing)."""
+    for kind in kinds:
+        if kind not in KINDS:
+            raise ValueError(f"--kind {kind!r}: one of {', '.join(KINDS)}")
+    return tuple(kinds)
+
+
 def read_events(path: Path, since_wall_s: float | None = None, min_severity: int = 0,
                 kinds: Iterable[str] = (), limit: int | None = None) -> list[Event]:
     """Events in time order, oldest first (the newest `limit` when given)."""

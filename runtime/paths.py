@@ -14,3 +14,13 @@ IO_MAPS_DIR = ROOT / "io_maps"
 PROFILE_DIR = IO_MAPS_DIR / "devices"  # Modbus device profiles (TOML)
 DBC_DIR = IO_MAPS_DIR / "dbc"  # CAN BMS databases
 DEFAULT_IO_MAP = "io_maps/sim_home.toml"  # the embedded default site, relative to the working directory
+
+
+def shipped(path: str | Path) -> Path:
+    """`path` as given when it exists there (or is absolute); else the shipped file of that name
+    under the repository (`io_maps/sim_home.toml` from any directory); else as given."""
+    given = Path(path)
+    if given.is_absolute() or given.exists():
+        return given
+    beside = ROOT / given
+    return beside if beside.exists() else given

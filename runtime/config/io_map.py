@@ -31,6 +31,7 @@ from runtime.config.schema import (
 )
 from runtime.config.structure import MISSING, Errors, _suggest, describe, structure
 from runtime.io.registry import DRIVERS, DriverKind
+from runtime.paths import shipped
 
 TagIo = tuple[IoConfig, Any, Path]  # a tag's io binding, its driver-specific point, where it is in the file
 
@@ -39,7 +40,9 @@ SECTIONS = ("site", "supervisor", "logging", "modbus_server", "meter_gateway", "
 
 
 def load_io_map(path: str | FsPath) -> IoMap:
-    """Parse and validate an io_map file; raise ConfigErrors listing every problem."""
+    """Parse and validate an io_map file; raise ConfigErrors listing every problem. A relative
+    path not found from the working directory is a shipped one (`io_maps/...`), runtime/paths.py."""
+    path = shipped(path)
     return parse_io_map(read_text(path), str(path))
 
 
