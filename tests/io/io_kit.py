@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from testkit.serial_line import NullModem  # noqa: F401  (the io tests take it from here)
-from testkit.waiting import wait_until  # noqa: F401  (likewise)
+from testkit.waiting import wait_until
 
 from plc.tags import Quality
 from runtime.clock import RealClock
@@ -37,6 +37,17 @@ def modbus_driver(model: str, port: int, ins: Sequence[Point], outs: Sequence[Po
     config = ModbusConfig(ModbusOptions(model=model, port=port, **options), profile(model))
     settings = DriverSettings(poll_period_s=poll_s, backoff_initial_s=0.1, backoff_max_s=0.5, hang_timeout_s=5.0)
     return ModbusDriver(model, ins, outs, RealClock(), settings, config)
+
+
+def em24(serve: Any, run: Any, **options: Any) -> tuple[Any, ModbusDriver]:
+    """A simulated EM24 reading 1500 W and 230 V, and a driver reading both (p, v), both GOOD."""
+    meter = serve("carlo_gavazzi_em24")
+    meter.device.set("p_total", 1500.0)
+    meter.device.set("v_l1_n", 230.0)
+    driver = run(modbus_driver("carlo_gavazzi_em24", meter.port, [
+        point("p", register="p_total"), point("v", register="v_l1_n")], **options))
+    wait_until(lambda: all(s[1] is GOOD for s in driver.latest))
+    return meter, driver
 
 
 def sample(driver: Any, tag: str) -> Any:

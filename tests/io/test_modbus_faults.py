@@ -7,7 +7,7 @@ import logging
 import time
 
 import pytest
-from io_kit import BAD, GOOD, modbus_driver, point, sample, value_of, wait_until
+from io_kit import BAD, GOOD, em24, sample, value_of, wait_until
 from testkit.waiting import holds_for
 
 from runtime.clock import RealClock
@@ -17,16 +17,6 @@ from runtime.site import build_site
 
 def warnings(caplog, text: str) -> int:  # type: ignore[no-untyped-def]
     return sum(text in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
-
-
-def em24(serve, run, **options):  # type: ignore[no-untyped-def]
-    meter = serve("carlo_gavazzi_em24")
-    meter.device.set("p_total", 1500.0)
-    meter.device.set("v_l1_n", 230.0)
-    driver = run(modbus_driver("carlo_gavazzi_em24", meter.port, [
-        point("p", register="p_total"), point("v", register="v_l1_n")], **options))
-    wait_until(lambda: all(s[1] is GOOD for s in driver.latest))
-    return meter, driver
 
 
 def test_exception_reply_turns_only_that_blocks_tags_bad_logged_once(serve, run, caplog) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from io_kit import BAD, GOOD, modbus_driver, point, sample, value_of, wait_until
+from io_kit import BAD, em24, sample, value_of, wait_until
 
 from runtime.config.structure import ConfigErrors
 from runtime.io.modbus.plausible import plausible_range
@@ -21,23 +21,13 @@ from runtime.io.modbus.profile import load_profile
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def meter(serve, run, **options):  # type: ignore[no-untyped-def]
-    em24 = serve("carlo_gavazzi_em24")
-    em24.device.set("p_total", 1500.0)
-    em24.device.set("v_l1_n", 230.0)
-    driver = run(modbus_driver("carlo_gavazzi_em24", em24.port, [
-        point("p", register="p_total"), point("v", register="v_l1_n")], **options))
-    wait_until(lambda: all(s[1] is GOOD for s in driver.latest))
-    return em24, driver
-
-
 def warnings(caplog: pytest.LogCaptureFixture, text: str) -> int:
     return sum(text in r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
 
 
 def test_a_power_reading_beyond_twice_the_rating_is_bad_and_logged_once(serve, run, caplog) -> None:  # type: ignore[no-untyped-def]
-    em24, driver = meter(serve, run, rated_power_w=17250.0)  # 3 x 25 A at 230 V
-    em24.device.set("p_total", 2e8)
+    meter, driver = em24(serve, run, rated_power_w=17250.0)  # 3 x 25 A at 230 V
+    meter.device.set("p_total", 2e8)
     wait_until(lambda: sample(driver, "p")[1] is BAD, 2.0, "p_total BAD")
     wait_until(lambda: driver.stats.reads >= 10)
     assert sample(driver, "p")[1] is BAD and value_of(driver, "v") == pytest.approx(230.0)  # only that register
@@ -46,17 +36,17 @@ def test_a_power_reading_beyond_twice_the_rating_is_bad_and_logged_once(serve, r
 
 def test_a_reading_within_the_range_again_is_good_again(serve, run, caplog) -> None:  # type: ignore[no-untyped-def]
     caplog.set_level(logging.INFO)
-    em24, driver = meter(serve, run, rated_power_w=17250.0)
-    em24.device.set("p_total", -40000.0)
+    meter, driver = em24(serve, run, rated_power_w=17250.0)
+    meter.device.set("p_total", -40000.0)
     wait_until(lambda: sample(driver, "p")[1] is BAD, 2.0, "p_total BAD")
-    em24.device.set("p_total", -30000.0)  # a large export, but within twice the rating
+    meter.device.set("p_total", -30000.0)  # a large export, but within twice the rating
     wait_until(lambda: value_of(driver, "p") == pytest.approx(-30000.0), 2.0, "p_total GOOD at -30 kW")
     assert any("register p_total plausible again" in r.getMessage() for r in caplog.records)
 
 
 def test_a_voltage_beyond_low_voltage_is_bad_without_any_rating(serve, run) -> None:  # type: ignore[no-untyped-def]
-    em24, driver = meter(serve, run)
-    em24.device.set("v_l1_n", 5000.0)
+    meter, driver = em24(serve, run)
+    meter.device.set("v_l1_n", 5000.0)
     wait_until(lambda: sample(driver, "v")[1] is BAD, 3.0, "v_l1_n BAD at 5 kV")
     assert value_of(driver, "p") == pytest.approx(1500.0)
 
