@@ -233,3 +233,66 @@ def test_stopping_a_live_test_withdraws_its_capacity(running_unit: Site, tmp_pat
     wait_until(lambda: site.image["fcr_n_capacity_w"].value == 0.0
                and site.image["test_frequency_active"].value is False, 5.0, "the client's last writes applied")
     assert all(site.image[n].value == 0.0 for n in CAPACITY_PARAMS.values())  # no test capacity stays sold
+
+
+def test_a_remote_can_bus_whose_server_went_away_closes_without_an_ignored_exception(tmp_path: Path):
+    import gc
+    import types
+
+    import can
+
+    from runtime.io.can.bms import CanBmsDriver
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "can_remote", "-i", "virtual", "-c", "0", "-H", "127.0.0.1",
+                               "-p", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        def up() -> bool:
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) == 0
+
+        wait_until(up, 20.0, "the python-can-remote server", 0.05)
+        bus = can.Bus(interface="remote", channel=f"ws://127.0.0.1:{port}/")
+    finally:
+        server.kill()
+        server.wait(10)
+    ignored: list[object] = []
+    previous, sys.unraisablehook = sys.unraisablehook, ignored.append
+    try:
+        driver = types.SimpleNamespace(bus=bus, name="bms")
+        CanBmsDriver.close(driver)  # type: ignore[arg-type]  # the driver's own close, on its bus
+        assert driver.bus is None
+        del bus, driver
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert ignored == []  # was: "Exception ignored in: BusABC.__del__ ... OSError: [Errno 107]"
+
+
+def _free_ports(n: int) -> list[int]:
+    probes = [socket.socket() for _ in range(n)]
+    try:
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in probes]
+    finally:
+        for probe in probes:
+            probe.close()
+
+
+def test_a_device_that_cannot_be_reached_is_logged_once_not_twice(tmp_path: Path):
+    meter, inverter, bms = _free_ports(3)  # nothing listens: every driver fails to connect
+    text = (ROOT / "io_maps" / "sim_devices.toml").read_text()
+    text = text.replace("port = 15020", f"port = {meter}").replace("port = 15021", f"port = {inverter}")
+    text = text.replace("ws://127.0.0.1:15030/", f"ws://127.0.0.1:{bms}/")
+    site = tmp_path / "site.toml"
+    site.write_text(text)
+    result = ems("run", "--io-map", str(site), "--data-dir", str(tmp_path / "data"), "--duration", "3")
+    assert "Traceback" not in result.stderr
+    for port in (meter, inverter):
+        lines = [line for line in result.stderr.splitlines() if f":{port}" in line]
+        assert len(lines) == 1, lines  # the driver's line with the device's name; not pymodbus's too
+        assert "runtime.io.driver: device " in lines[0] and f"cannot connect to 127.0.0.1:{port}" in lines[0]
+    assert "pymodbus" not in result.stderr

@@ -227,8 +227,15 @@ class CanBmsDriver(Driver):
 
     def close(self) -> None:
         bus, self.bus = self.bus, None
-        if bus is not None:
+        if bus is None:
+            return
+        try:
             bus.shutdown()
+        except (OSError, can.CanError) as exc:  # a remote bus whose server went away cannot say goodbye
+            log.debug("device %s: closing the bus: %s", self.name, exc)
+            # python-can's own part of the shutdown, which the interface's did not reach: else the
+            # bus's __del__ shuts down again and prints an "Exception ignored" traceback
+            can.BusABC.shutdown(bus)
 
     # --- reading --------------------------------------------------------------------------------
     def read_inputs(self, now: float) -> Sequence[Any]:

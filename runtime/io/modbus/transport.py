@@ -24,6 +24,20 @@ from runtime.io.modbus.config import ModbusOptions
 # pymodbus logs every retry and every lost frame; the driver logs each fault once per change.
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
+
+class _ConnectNoise(logging.Filter):
+    """A failed connect is logged once, by the driver, with the device's name; pymodbus's own line
+    for it (and its "Repeating...." after it) would say it a second time, without the name. The
+    filter stays when logging is set up again (runtime/logs.py lets pymodbus warn, for the servers)."""
+
+    NOISE = ("Failed to connect", "Connection to (", "Repeating....")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.NOISE)
+
+
+logging.getLogger("pymodbus.logging").addFilter(_ConnectNoise())
+
 _EXCEPTION_NAMES = {1: "illegal function", 2: "illegal data address", 3: "illegal data value",
                     4: "device failure", 5: "acknowledge", 6: "device busy", 10: "gateway path unavailable",
                     11: "gateway target did not respond"}
