@@ -242,12 +242,31 @@ def _check_readable(path: str, option: str) -> None:
         raise ConfigErrors([ConfigError((option,), f"cannot read file: {exc.strerror}", path)]) from None
 
 
+def _check_writable(path: str, option: str) -> None:
+    """An output file can be written (its directory made when missing): else one line naming it."""
+    target = Path(path)
+    existed = target.exists()
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with open(target, "a", encoding="utf-8"):
+            pass
+    except FileExistsError:  # a file where its directory would be
+        raise CommandError(f"{path}: {option}: cannot write: Not a directory", EXIT_CONFIG) from None
+    except OSError as exc:
+        raise CommandError(f"{path}: {option}: cannot write: {exc.strerror or exc}", EXIT_CONFIG) from None
+    if not existed:
+        target.unlink()
+
+
 def simulate(io_map_path: str, hours: float, out_csv: str, scenario: Scenario | None = None,
              profile_csv: str | None = None, frequency_csv: str | None = None, sample_rate_hz: float = 1.0,
              plot: str | None = None, progress: Callable[[float, float], None] | None = None,
              keep_rows: bool = False) -> Summary:
     """Run the site for `hours` of simulated time; write the CSV (and plot); return the summary."""
     io_map, plant_name = prepare(io_map_path, scenario, profile_csv, frequency_csv)
+    for option, output in (("--out", out_csv), ("--plot", plot)):
+        if output is not None:
+            _check_writable(output, option)  # now, not after hours of simulation
     try:
         site = build_site(io_map, virtual_clock_for(io_map))
     except ProfileError as exc:  # a profile that is there but wrong: its file and line
@@ -255,7 +274,6 @@ def simulate(io_map_path: str, hours: float, out_csv: str, scenario: Scenario | 
     plant = site.drivers[plant_name].plant  # type: ignore[attr-defined]
     _initial_writes(site, scenario, plant)
     rate = min(sample_rate_hz, 1.0 / site.period_s)
-    Path(out_csv).parent.mkdir(parents=True, exist_ok=True)
     with open(out_csv, "w", newline="", encoding="utf-8") as out:
         recorder = Recorder(site, out, rate, keep=plot is not None or keep_rows)
         recorder.summary.capacity_wh = io_map.device_options[plant_name].battery.nominal_energy_wh

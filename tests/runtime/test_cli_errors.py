@@ -296,3 +296,14 @@ def test_a_device_that_cannot_be_reached_is_logged_once_not_twice(tmp_path: Path
         assert len(lines) == 1, lines  # the driver's line with the device's name; not pymodbus's too
         assert "runtime.io.driver: device " in lines[0] and f"cannot connect to 127.0.0.1:{port}" in lines[0]
     assert "pymodbus" not in result.stderr
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_run(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for option in ("--out", "--plot"):
+        args = {"--out": str(tmp_path / "run.csv"), "--plot": None, option: str(blocker / "x")}
+        result = ems("sim", "--hours", "1", "--quiet", *[a for k, v in args.items() if v for a in (k, v)])
+        assert result.returncode == EXIT_CONFIG
+        assert one_line(result) == f"ems sim: {blocker / 'x'}: {option}: cannot write: Not a directory"
+        assert "simulated" not in result.stdout
