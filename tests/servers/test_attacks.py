@@ -384,7 +384,7 @@ def test_fifty_thousand_bad_requests_are_each_answered_03_and_logged_once(live_s
     with caplog.at_level(logging.INFO):
         attacker = attack("badreq", site.server.port, 50_000, seconds=30.0)
         out = finish(attacker)
-        scans(site, 10)
+        scans(site, 20)  # 50,000 answers can take under a second: the scans around them count too
     watch.recording = False
     logged = [r.getMessage() for r in caplog.records if r.name.startswith(("runtime.servers", "pymodbus"))]
     report("bad requests", watch, answered=out.split()[-1], log_records=len(logged))
