@@ -5,20 +5,18 @@ from __future__ import annotations
 
 import csv
 import json
-import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
 import pytest
+from testkit.running_site import running_site
 from testkit.waiting import wait_until
 
 from ems.cli import main as ems
 from ems.prequal.live import live_test
 from ems.prequal.runner import TestRun
 from ems.prequal.sequences import Segment, Sequence
-from runtime.clock import RealClock
-from runtime.config.io_map import load_io_map
-from runtime.site import build_site
+from runtime.site import Site
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMERCIAL = str(ROOT / "io_maps" / "sim_commercial.toml")
@@ -65,18 +63,11 @@ def test_prequal_exits_2_for_a_test_that_does_not_apply(tmp_path, capsys):
 
 
 @pytest.fixture
-def running_unit():
-    io_map = load_io_map(COMMERCIAL)
-    io_map = attrs.evolve(io_map, modbus_server=attrs.evolve(io_map.modbus_server, port=0))
-    site = build_site(io_map, RealClock())
-    site.start()
-    thread = threading.Thread(target=site.run, daemon=True)
-    thread.start()
-    wait_until(lambda: site.image["site_state"].value == 1 and site.image["limit_discharge_w"].value >= 10_000.0,
-               30.0, "the unit in Run with at least 10 kW to discharge", 0.05)
-    yield site
-    site.stop()
-    thread.join(5.0)
+def running_unit() -> Iterator[Site]:
+    with running_site(COMMERCIAL, lambda site: site.image["site_state"].value == 1
+                      and site.image["limit_discharge_w"].value >= 10_000.0,
+                      "the unit in Run with at least 10 kW to discharge") as site:
+        yield site
 
 
 def test_live_drives_the_applied_test_frequency_of_a_running_unit(running_unit):

@@ -10,21 +10,19 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import attrs
 import pytest
+from testkit.running_site import running_site
 from testkit.waiting import wait_until
 
+from ems.devsim.modbus_device import free_port
 from ems.errors import EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_START
 from ems.prequal.runner import CAPACITY_PARAMS
-from runtime.clock import RealClock
-from runtime.config.io_map import load_io_map
 from runtime.events import SCHEMA
-from runtime.site import Site, build_site
+from runtime.site import Site
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMERCIAL = str(ROOT / "io_maps" / "sim_commercial.toml")
@@ -195,16 +193,8 @@ def test_prequal_live_with_no_unit_running_is_one_line(tmp_path: Path):
 
 @pytest.fixture
 def running_unit() -> Iterator[Site]:
-    io_map = load_io_map(COMMERCIAL)
-    io_map = attrs.evolve(io_map, modbus_server=attrs.evolve(io_map.modbus_server, port=0))
-    site = build_site(io_map, RealClock())
-    site.start()
-    thread = threading.Thread(target=site.run, daemon=True)
-    thread.start()
-    wait_until(lambda: site.image["site_state"].value == 1, 30.0, "the unit in Run", 0.05)
-    yield site
-    site.stop()
-    thread.join(5.0)
+    with running_site(COMMERCIAL, lambda site: site.image["site_state"].value == 1, "the unit in Run") as site:
+        yield site
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -271,19 +261,8 @@ def test_a_remote_can_bus_whose_server_went_away_closes_without_an_ignored_excep
     assert ignored == []  # was: "Exception ignored in: BusABC.__del__ ... OSError: [Errno 107]"
 
 
-def _free_ports(n: int) -> list[int]:
-    probes = [socket.socket() for _ in range(n)]
-    try:
-        for probe in probes:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in probes]
-    finally:
-        for probe in probes:
-            probe.close()
-
-
 def test_a_device_that_cannot_be_reached_is_logged_once_not_twice(tmp_path: Path):
-    meter, inverter, bms = _free_ports(3)  # nothing listens: every driver fails to connect
+    meter, inverter, bms = (free_port() for _ in range(3))  # nothing listens: every driver fails to connect
     text = (ROOT / "io_maps" / "sim_devices.toml").read_text()
     text = text.replace("port = 15020", f"port = {meter}").replace("port = 15021", f"port = {inverter}")
     text = text.replace("ws://127.0.0.1:15030/", f"ws://127.0.0.1:{bms}/")
