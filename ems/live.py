@@ -53,16 +53,17 @@ def ask(data_dir: Path, request: dict[str, Any], timeout_s: float = WRITE_TIMEOU
 
 
 # --- the status screen ------------------------------------------------------------------------
-def _show(tags: dict[str, Any], name: str, fmt: str = "{label}") -> str | None:
+def _show(tags: dict[str, Any], name: str) -> str | None:
+    """A tag of a snapshot answer as the status shows it: powers in whole W, other numbers to 0.1."""
     row = tags.get(name)
     if row is None:
         return None
     if row["quality"] != "good":
         return f"- ({row['quality']})"
-    value = row["value"]
-    if isinstance(value, float) and fmt == "{label}":
-        return f"{value:.0f} {row['unit']}".rstrip() if row["unit"] in ("W", "var", "Wh") else f"{value:.1f} {row['unit']}".rstrip()
-    return fmt.format(label=row["label"], value=value)
+    value, unit = row["value"], row["unit"]
+    if isinstance(value, float):
+        return (f"{value:.0f} {unit}" if unit in ("W", "var", "Wh") else f"{value:.1f} {unit}").rstrip()
+    return str(row["label"])
 
 
 def _line(label: str, *parts: str | None) -> str | None:
