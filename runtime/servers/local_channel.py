@@ -25,6 +25,7 @@ import os
 import socket
 import struct
 import threading
+import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any
@@ -146,7 +147,9 @@ class LocalChannel:
             self._send(conn, {"ok": False, "error": "not allowed: only root and the controller's user"})
             return
         data = b""
+        deadline = time.monotonic() + TIMEOUT_S  # for the whole request: a byte a second cannot hold the channel
         while not data.endswith(b"\n"):
+            conn.settimeout(max(deadline - time.monotonic(), 0.001))
             chunk = conn.recv(4096)
             if not chunk:
                 break

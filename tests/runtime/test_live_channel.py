@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -141,6 +142,21 @@ def test_garbage_and_oversized_requests_are_refused_and_the_channel_goes_on(site
 
 
 SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/usr/local/bin")  # one another user may run
+
+
+def test_a_request_sent_a_byte_at_a_time_is_dropped_after_2_s(site: tuple[Path, Path]) -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.connect(str(site[1] / SOCKET_FILE))
+        started = time.monotonic()
+        try:
+            while time.monotonic() - started < 6.0:
+                sock.sendall(b" ")
+                time.sleep(0.5)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        dropped_after = time.monotonic() - started
+    assert 1.5 <= dropped_after <= 3.5  # TIMEOUT_S for the whole request, not per byte
+    assert ems("status", *site).returncode == 0
 
 
 @pytest.mark.skipif(os.getuid() != 0 or SYSTEM_PYTHON is None, reason="needs root and a system python3")
