@@ -534,17 +534,38 @@ def _endurance_reported(ctx: Context, aem: np.ndarray) -> list[Check]:
 # --- FCR-N + FCR-D (requirement 1b) ---------------------------------------------------------------
 
 def _combined(ctx: Context) -> list[Check]:
-    """Rows 1-6 as the FCR-D ramp test (FCR-N's full activation is constant from 49.9 Hz on), then
-    requirement 1b: the steady state with both products sold is the sum of both characteristics."""
+    """Rows 0-6 as the FCR-D ramp test (FCR-N's full activation is constant from 49.9 Hz on), then
+    requirement 1b (TR v1.1 section 3.1.2, "Combination of FCR-N and FCR-D") for ramps 7 and 8 against
+    the steady state after ramp 6 (50.0 Hz), with X = 7, 8 and df_X the frequency change from the end
+    of ramp 6 to the end of ramp X:
+
+        up:   -0.05 <= [(P_ss,X - P_ss,6) - |dP_N| - k |dP_D|] / (|dP_N| + k |dP_D|) <= 0.2
+        down: -0.2  <= [(P_ss,X - P_ss,6) + |dP_N| + k |dP_D|] / (|dP_N| + k |dP_D|) <= 0.05
+
+    k = |df_X - 0.1| / 0.4; dP_N, dP_D the theoretical steady-state responses of FCR-N (0.1 Hz) and
+    FCR-D (0.4 Hz), each C here."""
     checks = _ramp(ctx)
-    segs = ctx.seq.segments
-    hold_499 = next(i for i, s in enumerate(segs) if s.label == "steady" and s.target_hz == segs[0].target_hz)
-    ss, th = _steady(ctx, hold_499)
-    checks.append(Check(f"requirement 1b: FCR-N at {segs[hold_499].target_hz:.2f} Hz with FCR-D at zero, share of "
-                        "the sum of both characteristics", ss / th, "", *STEADY_RANGE,
-                        note=f"measured {ss * 100:+.1f} % of C, theory {th * 100:+.1f} %"))
-    for n, i in enumerate((i for i, s in enumerate(segs) if s.label == "combined"), start=7):
-        checks.append(_change_check(ctx, i, i - 1, f"requirement 1b, ramp {n} (FCR-N + FCR-D)"))
+    rec, segs = ctx.rec, ctx.seq.segments
+    spec = spec_of(rec.product)
+    assert spec is not None
+    c = rec.capacity_w
+    d_n = abs(FCR_N.droop(c).power_w(FCR_N.edge_hz - FCR_N.band_hz))
+    d_d = abs(spec.droop(c).power_w(spec.edge_hz + (spec.band_hz if rec.product == "fcr-d-down" else -spec.band_hz)))
+    six = next(i for i, s in enumerate(segs) if s.label == "combined") - 1  # ramp 6: to 50.0 Hz
+    ss6, _ = _steady(ctx, six)
+    down = rec.product == "fcr-d-down"
+    for n, i in enumerate(range(six + 1, len(segs)), start=7):
+        ssx, _ = _steady(ctx, i)
+        dp_w = ctx.sign * (ssx - ss6) * c  # P_ss,X - P_ss,6 in W
+        df = abs(segs[i].target_hz - segs[six].target_hz)
+        k = abs(df - 0.1) / 0.4
+        expected = d_n + k * d_d
+        ratio = (dp_w + expected if down else dp_w - expected) / expected
+        lo, hi = (-0.2, 0.05) if down else (-0.05, 0.2)
+        checks.append(Check(f"requirement 1b, ramps 6 -> {n} ({segs[six].target_hz:.2f} -> {segs[i].target_hz:.2f} "
+                            "Hz, FCR-N + FCR-D): the TR's ratio", ratio, "", lo, hi,
+                            note=f"measured {dp_w / c * 100:+.1f} % of C, expected {'-' if down else '+'}"
+                                 f"{expected / c * 100:.1f} % (FCR-N full + {k:.3f} x FCR-D)"))
     return checks
 
 

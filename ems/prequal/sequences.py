@@ -5,7 +5,7 @@ at `rate_hz_per_s` (None: a step), then hold until the next row. Sine segments o
 around a centre. FCR-D down mirrors FCR-D up around 50 Hz (f -> 100 - f). The figures come
 from the reference (`../shared/reference/grid_services.md`, TP and TR); the FFR sequence, the
 FCR-D LER sequence's last segment, the rows of the FCR-N LER test (TR Table 12: its frequencies and
-length), ramps 7-8 of the combined test and the endurance test's holds are ours and say so.
+length) and the endurance test's holds are ours and say so.
 """
 
 from __future__ import annotations
@@ -160,17 +160,19 @@ _FCR_N_LER_NOTE = ("TR Table 12: the frequency alternates 50.09 / 50.11 Hz, then
 FCR_N_LER = _fcr_n_ler()
 FCR_N_LER_START_FROM_TOP_MIN = 44.0  # the start: minutes of full activation below the top of the service window
 
-# Combined FCR-N + FCR-D (TR requirement 1b; ramps 7-8 of the test programme), FCR-D up with FCR-N
-# sold at once, both at capacity C: the TP's fast ramp (rows 1-6, judged as for FCR-D alone: FCR-N
-# is fully activated and constant from 49.9 Hz down), then (ours: the TP's figures for ramps 7-8 not
-# at hand) ramp 7 at 0.24 Hz/s from 50.0 to 49.5 Hz, held 300 s, where both products are fully
-# activated (2 C), and ramp 8 back to 50.0 Hz, held 300 s.
-COMBINED_NOTE = ("Requirement 1b: FCR-N and FCR-D sold at once, each at C. Rows 1-6 are the TP's fast ramp; ramps 7-8 "
-                 "(0.24 Hz/s, 50.0 -> 49.5 -> 50.0 Hz, 300 s holds) are ours, the TP's figures for them not being "
-                 "at hand.")
+# Combined FCR-N + FCR-D (TR v1.1 section 3.1.2, Table 4; TP section 4.1, Table 6): FCR-D up with
+# FCR-N sold at once, both at capacity C: the fast ramp (rows 0-6, judged as for FCR-D alone: FCR-N
+# is fully activated and constant from 49.9 Hz down), then ramp 7 at 0.24 Hz/s to 49.7 Hz (FCR-N
+# full, FCR-D half: 1.5 C), held 300 s, and ramp 8 at 0.24 Hz/s to 49.89 Hz (FCR-N full, FCR-D
+# 2.5 %: 1.025 C), held 300 s; down: 50.3 and 50.11 Hz. Requirement 1b judges ramps 7 and 8 against
+# the steady state after ramp 6 (50.0 Hz). The table's printed ramp ends (1050.8 s, 1350.4 s) do not
+# fit its 0.24 Hz/s (1.25 s and 0.79 s); the ramps are played by rate and target.
+COMBINED_NOTE = ("Requirement 1b (TR v1.1 section 3.1.2, Table 4; TP Table 6): FCR-N and FCR-D sold at once, each at C. "
+                 "Rows 0-6 are the fast ramp; ramp 7 to 49.7 Hz (down 50.3) and ramp 8 to 49.89 Hz (down 50.11), "
+                 "0.24 Hz/s, 300 s holds, judged against the steady state after ramp 6.")
 FCR_D_UP_COMBINED = Sequence("fcr-d-up", "combined", FCR_D_UP_RAMP.segments + _table([
-    (1050.0, 49.5, 0.24, "combined"),
-    (1350.0, 50.0, 0.24, "combined"),
+    (1050.0, 49.7, 0.24, "combined"),
+    (1350.0, 49.89, 0.24, "combined"),
 ]), 1650.0, notes=COMBINED_NOTE)
 
 # Endurance of a unit that is not LER (TR: at least 2 h of full activation): instead of the energy

@@ -68,35 +68,57 @@ def measured(checks: list[Check], starts: str) -> float:
 def test_a_unit_delivering_the_sum_of_fcr_n_and_fcr_d_passes_requirement_1b(product):
     _, checks = played(product, "combined", lambda t, f: fcr_n(f) + fcr_d(product, f))
     assert failed(checks) == []
-    # ramp 7: from 50.0 Hz (nothing) to 49.5 Hz (both full): a change of 2 C, all of it measured
-    assert measured(checks, "requirement 1b, ramp 7") == pytest.approx(1.0, abs=1e-3)
-    assert measured(checks, "requirement 1b, ramp 8") == pytest.approx(1.0, abs=1e-3)
+    # TR v1.1 requirement 1b: the ratio is 0 when the change from P_ss,6 is the sum expected
+    assert measured(checks, "requirement 1b, ramps 6 -> 7") == pytest.approx(0.0, abs=1e-3)
+    assert measured(checks, "requirement 1b, ramps 6 -> 8") == pytest.approx(0.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("product, ramp, hz, expected", [
+    ("fcr-d-up", 7, 49.7, "+150.0 %"), ("fcr-d-up", 8, 49.89, "+102.5 %"),
+    ("fcr-d-down", 7, 50.3, "-150.0 %"), ("fcr-d-down", 8, 50.11, "-102.5 %")])
+def test_requirement_1b_expects_fcr_n_full_plus_the_fcr_d_share_of_the_change_from_ramp_6(product, ramp, hz, expected):
+    """Ramp 7: df = 0.3 Hz, FCR-N full + (0.3 - 0.1) / 0.4 = 0.5 of FCR-D; ramp 8: df = 0.11 Hz, FCR-N full
+    + 0.025 of FCR-D (TR v1.1 section 3.1.2, requirement 1b)."""
+    _, checks = played(product, "combined", lambda t, f: fcr_n(f) + fcr_d(product, f))
+    note = next(c.note for c in checks if c.requirement.startswith(f"requirement 1b, ramps 6 -> {ramp} (50.00 -> {hz:.2f}"))
+    assert f"expected {expected}" in note
+
+
+@pytest.mark.parametrize("product, lo, hi", [("fcr-d-up", -0.05, 0.2), ("fcr-d-down", -0.2, 0.05)])
+def test_requirement_1b_limits_are_the_trs_up_and_their_mirror_down(product, lo, hi):
+    _, checks = played(product, "combined", lambda t, f: fcr_n(f) + fcr_d(product, f))
+    limits = {(c.lo, c.hi) for c in checks if c.requirement.startswith("requirement 1b")}
+    assert limits == {(lo, hi)}
 
 
 @pytest.mark.parametrize("product", ["fcr-d-up", "fcr-d-down"])
-def test_a_unit_giving_the_larger_of_the_two_instead_of_their_sum_fails_requirement_1b(product):
+def test_a_unit_giving_the_larger_of_the_two_instead_of_their_sum_fails_requirement_1b_at_ramp_7(product):
+    """At 49.89 Hz (ramp 8) FCR-N alone is within 3 % of the sum: ramp 7 is where the sum shows."""
     def larger(t: np.ndarray, f: np.ndarray) -> np.ndarray:
         n, d = fcr_n(f), fcr_d(product, f)
         return np.where(np.abs(n) > np.abs(d), n, d)
 
     _, checks = played(product, "combined", larger)
-    assert "requirement 1b, ramp 7 (FCR-N + FCR-D): steady-state change 50.00 -> " in " ".join(failed(checks))
-    assert measured(checks, "requirement 1b, ramp 7") == pytest.approx(0.5, abs=1e-3)  # C where 2 C are due
+    assert any(r.startswith("requirement 1b, ramps 6 -> 7") for r in failed(checks))
+    # 1 C where 1.5 C are due: (1 - 1.5) / 1.5 up; mirrored down
+    sign = 1.0 if product == "fcr-d-up" else -1.0
+    assert measured(checks, "requirement 1b, ramps 6 -> 7") == pytest.approx(sign * -1.0 / 3.0, abs=1e-3)
 
 
 @pytest.mark.parametrize("product", ["fcr-d-up", "fcr-d-down"])
 def test_a_unit_that_drops_fcr_n_while_fcr_d_is_sold_fails_only_requirement_1b(product):
-    """The FCR-D ramp checks judge changes from 49.9 Hz down, where FCR-N is constant: they pass; the
-    steady state at 49.9 Hz (FCR-N full, FCR-D zero) and ramps 7-8 catch the missing FCR-N."""
+    """The FCR-D ramp checks judge changes from 49.9 Hz down, where FCR-N is constant: they pass; ramps 7-8,
+    judged from 50.0 Hz after ramp 6, catch the missing FCR-N."""
     _, checks = played(product, "combined", lambda t, f: fcr_d(product, f))
-    assert failed(checks) and all(r.startswith("requirement 1b") for r in failed(checks))
-    assert len(failed(checks)) == 3
-    assert measured(checks, "requirement 1b: FCR-N at") == pytest.approx(0.0, abs=1e-9)
+    assert len(failed(checks)) == 2 and all(r.startswith("requirement 1b") for r in failed(checks))
+    # ramp 8: 0.025 C where 1.025 C are due
+    sign = 1.0 if product == "fcr-d-up" else -1.0
+    assert measured(checks, "requirement 1b, ramps 6 -> 8") == pytest.approx(sign * (0.025 - 1.025) / 1.025, abs=1e-3)
 
 
 def test_a_unit_with_fcr_n_the_wrong_way_round_fails_requirement_1b():
     _, checks = played("fcr-d-up", "combined", lambda t, f: -fcr_n(f) + fcr_d("fcr-d-up", f))
-    assert any(r.startswith("requirement 1b: FCR-N at 49.90 Hz") for r in failed(checks))
+    assert [r[:33] for r in failed(checks)] == ["requirement 1b, ramps 6 -> 7 (50.", "requirement 1b, ramps 6 -> 8 (50."]
 
 
 # --- endurance of a unit that is not LER -----------------------------------------------------------

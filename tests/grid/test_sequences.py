@@ -81,10 +81,11 @@ def test_the_fcr_n_ler_test_alternates_50_09_50_11_then_49_91_49_89_hz_for_173_m
 
 
 @pytest.mark.parametrize("t_s, f_hz", [
-    (0.0, 49.9), (31.0, 49.76), (92.0, 49.5), (694.0, 49.0), (755.0, 50.0), (1049.0, 50.0),  # rows 1-6: the ramp
-    (1050.0, 50.0), (1051.0, 49.76), (1052.0, 49.52), (1053.0, 49.5), (1349.0, 49.5),  # ramp 7: 0.24 Hz/s to 49.5
-    (1351.0, 49.74), (1352.0, 49.98), (1353.0, 50.0), (1649.0, 50.0)])  # ramp 8: back to 50.0 Hz
+    (0.0, 49.9), (31.0, 49.76), (92.0, 49.5), (694.0, 49.0), (755.0, 50.0), (1049.0, 50.0),  # rows 0-6: the ramp
+    (1050.0, 50.0), (1051.0, 49.76), (1052.0, 49.7), (1349.0, 49.7),  # ramp 7: 0.24 Hz/s to 49.7 Hz
+    (1350.0, 49.7), (1350.5, 49.82), (1351.0, 49.89), (1649.0, 49.89)])  # ramp 8: 0.24 Hz/s to 49.89 Hz
 def test_the_combined_fcr_n_and_fcr_d_test_is_the_fast_ramp_then_ramps_7_and_8(t_s, f_hz):
+    """TR v1.1 Table 4 / TP Table 6: ramp 7 to 49.7 Hz, ramp 8 to 49.89 Hz, both at 0.24 Hz/s."""
     assert sequence("fcr-d-up", "combined").frequency(t_s) == pytest.approx(f_hz, abs=1e-9)
 
 
@@ -92,10 +93,13 @@ def test_the_combined_test_keeps_the_ramp_tests_rows_and_holds_ramps_7_and_8_for
     combined, ramp = sequence("fcr-d-up", "combined"), sequence("fcr-d-up", "ramp")
     assert combined.segments[:7] == ramp.segments  # the settling hold and ramps 1-6
     assert [(s.start_s, s.target_hz, s.rate_hz_per_s) for s in combined.segments[7:]] == [
-        (1050.0, 49.5, 0.24), (1350.0, 50.0, 0.24)]
+        (1050.0, 49.7, 0.24), (1350.0, 49.89, 0.24)]
     assert combined.duration_s == 1650.0
-    down = sequence("fcr-d-down", "combined")
-    assert [s.target_hz for s in down.segments[7:]] == [50.5, 50.0]
+
+
+def test_the_combined_test_down_ramps_to_50_3_then_50_11_hz():
+    """TR v1.1 Table 4: the down column of ramps 7 and 8."""
+    assert [s.target_hz for s in sequence("fcr-d-down", "combined").segments[7:]] == [50.3, 50.11]
 
 
 @pytest.mark.parametrize("product, holds", [
