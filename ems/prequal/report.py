@@ -110,7 +110,7 @@ def _chain(r: dict[str, Any]) -> str:
 
 def _margins(results: list[dict[str, Any]]) -> list[str]:
     """The stability margins of the sine tests against the requirement itself (0.43), not only the
-    acceptance limit, and FCR-N's performance ratio."""
+    acceptance limit, and the performance ratio (requirement 9, FCR-N and FCR-D: TR v1.1 section 3.3)."""
     rows = []
     for r in results:
         if r["test"] != "sine":
@@ -130,8 +130,8 @@ def _margins(results: list[dict[str, Any]]) -> list[str]:
     if not rows:
         return []
     return ["", "Stability margins of the sine tests (requirement 8: |1 + F G| >= 0.43, 0.4085 accepted with the "
-            "95 % margin; F includes the 1 s measurement equipment F_FME), and FCR-N's frequency-domain "
-            "performance (requirement 9):", "",
+            "95 % margin; F includes the 1 s measurement equipment F_FME), and the frequency-domain "
+            "performance (requirement 9, TR v1.1 section 3.3 and Table 7):", "",
             "| product | smallest \\|1 + F G\\| | beyond 0.43 | performance | chain |", "|---|---|---|---|---|", *rows]
 
 

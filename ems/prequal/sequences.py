@@ -31,6 +31,10 @@ APPLICABLE = {  # product -> the tests that apply to it
 NOT_LER_MIN = 120.0
 SINE_PERIODS_S = {"fcr-n": (10, 15, 25, 40, 50, 60, 70, 90, 150, 300),
                   "fcr-d-up": (10, 15, 25, 40, 50, 60, 70), "fcr-d-down": (10, 15, 25, 40, 50, 60, 70)}
+# Stationary periods judged and the recommended total played, per period (TR v1.1 Table 6; TP Table 4
+# for FCR-N, Table 7 for FCR-D up; FCR-D's 90, 150 and 300 s only with mode shifting, which we do not use)
+SINE_STATIONARY = {10: (5, 20), 15: (5, 15), 25: (5, 10), 40: (5, 7), 50: (5, 7), 60: (5, 7), 70: (5, 7),
+                   90: (5, 7), 150: (3, 4), 300: (2, 3)}
 SINE_AMPLITUDE_HZ = 0.1
 SINE_CENTRE_HZ = {"fcr-n": 50.0, "fcr-d-up": 49.7, "fcr-d-down": 50.3}
 
@@ -220,8 +224,8 @@ def ffr_sequence(level_hz: float) -> Sequence:
 
 
 def sine_sequence(product: str) -> Sequence:
-    """Sine tests: for each period, 1 period to settle then 5 measured (3 for periods of 90 s and more),
-    each after 20 s at the centre frequency."""
+    """Sine tests: for each period, 20 s at the centre frequency, then the recommended total number of
+    periods of TR v1.1 Table 6, the last of them the stationary ones judged (`SINE_STATIONARY`)."""
     centre = SINE_CENTRE_HZ[product]
     segs: list[Segment] = []
     t = 0.0
@@ -229,7 +233,7 @@ def sine_sequence(product: str) -> Sequence:
         segs.append(Segment(t, centre, None, "centre"))
         t += 20.0
         segs.append(Segment(t, centre, None, f"sine:{period}", float(period), SINE_AMPLITUDE_HZ))
-        t += period * (1 + (5 if period < 90 else 3))
+        t += period * SINE_STATIONARY[period][1]
     segs.append(Segment(t, centre, None, "centre"))
     return Sequence(product, "sine", tuple(segs), t + 20.0)
 

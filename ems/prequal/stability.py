@@ -15,20 +15,25 @@ The grid model of the Nordic FCR technical requirements (TR 3.2, equation 11):
 
     G(s) = (dP_FCR / df_FCR) * (f0 / S_n) / (2 H s + K_f f0),   H = E_k / S_n
 
-with the *stability* parameters of TR Table 7 for both products (S_n = 23 000 MW,
-E_k = 120 000 MWs; FCR-N 600 MW over 0.1 Hz, FCR-D 1450 MW over 0.4 Hz) and the *performance*
-parameters (S_n = 42 000 MW, E_k = 190 000 MWs) for the FCR-N performance requirement only;
-K_f = 0.01, f0 = 50 Hz.
+with the parameters of TR v1.1 Table 7: *stability* S_n = 23 000 MW, E_k = 120 000 MWs,
+*performance* S_n = 42 000 MW, E_k = 190 000 MWs, for each product (FCR-N 600 MW over 0.1 Hz,
+FCR-D 1450 MW over 0.4 Hz); K_f = 0.01, f0 = 50 Hz.
 
 - Requirement 8, stability: the Nyquist curve F G stays outside the circle of radius 0.43
   around -1, |1 + F G| >= 0.43 at every test period; with the 95 % acceptance margin a result
   down to 0.95 x 0.43 = 0.4085 is accepted.
-- Requirement 9, FCR-N frequency-domain performance: the closed loop from a disturbance to the
+- Requirement 9, frequency-domain performance (TR v1.1 section 3.3: "FCR-N and FCR-D shall also
+  fulfil" it; Table 7 has an FCR-D performance column): the closed loop from a disturbance to the
   frequency stays below the inverse of the disturbance profile D(s) = 1 / (70 s + 1):
   |G(jw) / (1 + F(jw) G(jw))| <= 1 / |D(jw)|, accepted with the 95 % margin as
   0.95 |G / (1 + F G)| <= 1 / |D| (the same form as an open FCR evaluation script,
   "Generate plots proving stability of the FCR system given sine test results").
   Reported as the ratio |D G / (1 + F G)| against 1 / 0.95.
+- Requirement 10, dynamic linearity (TR v1.1 section 3.4.1): the sine fitted by least squares
+  (its constant term the power at the centre frequency, so that the sine is centred on zero),
+  compared with the measured power period by period: the root mean square of the measured minus
+  the fitted over the standard deviation of the fitted, below 1. Judged on each stationary period
+  of each test period; the largest is reported.
 """
 
 from __future__ import annotations
@@ -65,15 +70,17 @@ class GridModel:
 STABILITY_FCR_N = GridModel(600.0, 0.1, 23_000.0, 120_000.0)
 STABILITY_FCR_D = GridModel(1450.0, 0.4, 23_000.0, 120_000.0)
 PERFORMANCE_FCR_N = GridModel(600.0, 0.1, 42_000.0, 190_000.0)
+PERFORMANCE_FCR_D = GridModel(1450.0, 0.4, 42_000.0, 190_000.0)  # TR v1.1 Table 7, "FCR-D performance"
+LINEARITY_LIMIT = 1.0  # requirement 10: RMS(measured - fitted) / std(fitted) < 1 (TR v1.1 section 3.4.1)
 
 
 def stability_model(product: str) -> GridModel:
     return STABILITY_FCR_N if product == "fcr-n" else STABILITY_FCR_D
 
 
-def performance_model(product: str) -> GridModel | None:
-    """The model of the frequency-domain performance requirement (FCR-N only)."""
-    return PERFORMANCE_FCR_N if product == "fcr-n" else None
+def performance_model(product: str) -> GridModel:
+    """The model of the frequency-domain performance requirement (TR v1.1 section 3.3, Table 7)."""
+    return PERFORMANCE_FCR_N if product == "fcr-n" else PERFORMANCE_FCR_D
 
 
 def f_fme(w_rad_s: float, t_fme_s: float = T_FME_S) -> complex:
@@ -86,19 +93,34 @@ def disturbance(w_rad_s: float) -> complex:
 
 def fit_sine(t: np.ndarray, x: np.ndarray, period_s: float) -> complex:
     """Phasor X with x(t) ~ c + Re(X e^{jwt}), by least squares."""
-    return fit_sine_detail(t, x, period_s)[0]
+    return _fit(t, x, period_s)[0]
 
 
-def fit_sine_detail(t: np.ndarray, x: np.ndarray, period_s: float) -> tuple[complex, float]:
-    """The phasor and the share of x's variance the fitted sine explains (1 = a pure sine)."""
+def _fit(t: np.ndarray, x: np.ndarray, period_s: float) -> tuple[complex, np.ndarray]:
+    """The phasor and the fitted values (sine plus constant) at `t`."""
     w = 2.0 * math.pi / period_s
     basis = np.column_stack([np.sin(w * t), np.cos(w * t), np.ones_like(t)])
     coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
     a, b, _ = coef
-    residual = x - basis @ coef
-    var = float(np.var(x))
-    explained = 1.0 - float(np.var(residual)) / var if var > 0 else 0.0
-    return complex(b, -a), explained
+    return complex(b, -a), basis @ coef
+
+
+def linearity_ratios(t: np.ndarray, x: np.ndarray, period_s: float) -> tuple[float, ...]:
+    """Requirement 10 for each whole period of `t`: sqrt(sum (x - x_est)^2) / sqrt(sum (x_est - mean x_est)^2),
+    x_est the sine fitted over all of `t` (TR v1.1 section 3.4.1)."""
+    _, est = _fit(t, x, period_s)
+    ratios = []
+    start = float(t[0]) if len(t) else 0.0
+    dt = float(np.median(np.diff(t))) if len(t) > 1 else 0.0
+    n = int((float(t[-1]) - start + dt + 1e-6) // period_s) if len(t) else 0
+    for k in range(n):
+        mask = (t >= start + k * period_s - 1e-9) & (t < start + (k + 1) * period_s - 1e-9)
+        if mask.sum() < 8:
+            continue
+        spread = float(np.sqrt(np.sum((est[mask] - est[mask].mean()) ** 2)))
+        error = float(np.sqrt(np.sum((x[mask] - est[mask]) ** 2)))
+        ratios.append(error / spread if spread > 0 else math.inf)
+    return tuple(ratios)
 
 
 @attrs.frozen
@@ -111,9 +133,8 @@ class SinePoint:
     f_unit: complex  # the measured response, normalised (1 for an ideal droop)
     g: complex  # stability grid model G(jw)
     t_fme_s: float = T_FME_S
-    g_performance: complex | None = None  # performance grid model (FCR-N), None: not judged
-    sine_share: float = 1.0  # share of the power's variance the fitted sine explains
-    cycle_gains: tuple[float, ...] = ()  # |F| of each measured cycle alone
+    g_performance: complex | None = None  # performance grid model, None: not judged
+    linearity: tuple[float, ...] = ()  # requirement 10's ratio, each stationary period
 
     @property
     def w(self) -> float:
@@ -150,38 +171,17 @@ class SinePoint:
         return abs(disturbance(self.w) * g / (1.0 + self.f_norm * g))
 
     @property
-    def cycle_spread(self) -> float:
-        """Largest deviation of one cycle's gain from the whole fit's, as a share of it."""
-        whole = abs(self.f_unit)
-        if not self.cycle_gains or whole == 0:
-            return math.nan
-        return max(abs(c - whole) for c in self.cycle_gains) / whole
+    def linearity_ratio(self) -> float:
+        """Requirement 10: the largest ratio over the stationary periods (< 1 required)."""
+        return max(self.linearity) if self.linearity else math.nan
 
 
 def sine_point(t: np.ndarray, f_hz: np.ndarray, dp_w: np.ndarray, period_s: float, band_hz: float,
                capacity_w: float, product: str, t_fme_s: float = T_FME_S) -> SinePoint:
     """Fit one period's response and place it against the product's grid models."""
     f_ph = fit_sine(t, f_hz, period_s)
-    p_ph, share = fit_sine_detail(t, dp_w, period_s)
+    p_ph = fit_sine(t, dp_w, period_s)
     f_unit = -(p_ph / f_ph) * band_hz / capacity_w
     w = 2.0 * math.pi / period_s
-    perf = performance_model(product)
     return SinePoint(period_s, abs(f_ph), abs(p_ph), f_unit, stability_model(product).g(w), t_fme_s,
-                     perf.g(w) if perf else None, share,
-                     _cycle_gains(t, f_hz, dp_w, period_s, band_hz, capacity_w))
-
-
-def _cycle_gains(t: np.ndarray, f_hz: np.ndarray, dp_w: np.ndarray, period_s: float, band_hz: float,
-                 capacity_w: float) -> tuple[float, ...]:
-    """|F| fitted on each whole cycle alone (a stationary, linear response repeats itself)."""
-    gains = []
-    start = float(t[0]) if len(t) else 0.0
-    n = int((float(t[-1]) - start + 1e-6) // period_s) if len(t) else 0
-    for k in range(n):
-        mask = (t >= start + k * period_s) & (t < start + (k + 1) * period_s)
-        if mask.sum() < 8:
-            continue
-        f_ph = fit_sine(t[mask], f_hz[mask], period_s)
-        p_ph = fit_sine(t[mask], dp_w[mask], period_s)
-        gains.append(abs(p_ph / f_ph) * band_hz / capacity_w)
-    return tuple(gains)
+                     performance_model(product).g(w), linearity_ratios(t, dp_w, period_s))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ems.prequal.sequences import APPLICABLE, sequence
+from ems.prequal.sequences import APPLICABLE, SINE_STATIONARY, sequence
 
 
 @pytest.mark.parametrize("t_s, f_hz", [
@@ -57,6 +57,20 @@ def test_sine_tests_swing_0_1_hz_around_their_centre_at_the_tp_periods(product, 
     assert all((s.target_hz, s.sine_amplitude_hz) == (centre, 0.1) for s in sines)
     first = sines[0]
     assert seq.frequency(first.start_s + 2.5) == pytest.approx(centre + 0.1)
+
+
+@pytest.mark.parametrize("period, total", [(10, 20), (15, 15), (25, 10), (40, 7), (70, 7), (90, 7), (150, 4),
+                                           (300, 3)])
+def test_each_sine_plays_the_recommended_total_number_of_periods(period, total):
+    """TR v1.1 Table 6 / TP Table 4: stationary periods (recommended total): 5 (20) at 10 s ... 5 (7) at
+    90 s, 3 (4) at 150 s, 2 (3) at 300 s."""
+    seq = sequence("fcr-n", "sine")
+    i = next(i for i, s in enumerate(seq.segments) if s.sine_period_s == period)
+    assert seq.end_of(i) - seq.segments[i].start_s == total * period
+
+
+def test_the_90_s_sine_is_judged_on_5_stationary_periods():
+    assert SINE_STATIONARY[90] == (5, 7)
 
 
 def test_the_ffr_test_dips_below_the_activation_level_three_times():

@@ -1,9 +1,10 @@
-"""Sine fits, the stability margin (requirement 8), the FCR-N performance (requirement 9) and the
-dynamic linearity (requirement 10) against the grid models of the Nordic FCR requirements.
+"""Sine fits, the stability margin (requirement 8), the performance (requirement 9, FCR-N and FCR-D)
+and the dynamic linearity (requirement 10) against the grid models of the Nordic FCR requirements.
 
-The expected figures are written out from the requirements' parameters (TR Table 7: stability
-S_n 23 000 MW, E_k 120 000 MWs for both products; performance 42 000 MW, 190 000 MWs; T_FME 1 s;
-the 95 % acceptance margin), not taken from the module under test.
+The expected figures are written out from the requirements' parameters (TR v1.1 Table 7: stability
+S_n 23 000 MW, E_k 120 000 MWs for both products; performance 42 000 MW, 190 000 MWs for both;
+T_FME 1 s; the 95 % acceptance margin; requirement 10 of section 3.4.1 below 1), not taken from the
+module under test.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from ems.prequal.stability import (
     ACCEPTED_RADIUS,
+    PERFORMANCE_FCR_D,
     PERFORMANCE_FCR_N,
     STABILITY_FCR_D,
     STABILITY_FCR_N,
@@ -112,23 +114,54 @@ def test_an_fcr_n_unit_at_40_percent_of_its_gain_fails_the_performance_requireme
     assert sine_point(t, f, p, 300.0, 0.1, C, "fcr-n").performance > 1 / 0.95
 
 
-def test_fcr_d_has_no_frequency_domain_performance_requirement():
-    assert math.isnan(fcr_d_point(25.0).performance)
+def test_the_fcr_d_performance_model_is_table_7s_1450_mw_over_0_4_hz_on_42000_mw():
+    w = 2 * math.pi / 150.0
+    assert PERFORMANCE_FCR_D.g(w) == pytest.approx(1450 / 0.4 * 50 / 42000 / (2j * 190000 / 42000 * w + 0.5))
 
 
-def test_a_linear_response_is_all_sine_and_the_same_every_cycle():
+def test_fcr_d_is_judged_for_performance_too_and_an_ideal_unit_meets_it_at_300_s():
+    """TR v1.1 section 3.3: "FCR-N and FCR-D shall also fulfil a frequency domain performance requirement"."""
+    t, f, p = synthetic(300.0, 1.0, cycles=3)
+    point = sine_point(t, f, p, 300.0, 0.4, C, "fcr-d-up")
+    w = 2 * math.pi / 300.0
+    g = 1450 / 0.4 * 50 / 42000 / (2j * 190000 / 42000 * w + 0.5)
+    f_norm = 1 / (1 + 1j * w)
+    assert point.performance == pytest.approx(abs(g / (1 + f_norm * g) / (70j * w + 1)))
+    assert point.performance == pytest.approx(0.505, abs=0.001)
+
+
+def test_an_fcr_d_unit_at_20_percent_of_its_gain_fails_the_performance_requirement_at_300_s():
+    t, f, p = synthetic(300.0, 0.2, cycles=3)
+    assert sine_point(t, f, p, 300.0, 0.4, C, "fcr-d-up").performance == pytest.approx(1.771, abs=0.001)  # > 1/0.95
+
+
+def test_a_linear_response_has_no_error_against_the_fitted_sine_in_any_period():
     point = fcr_d_point(25.0, tau_s=1.0)
-    assert point.sine_share == pytest.approx(1.0)
-    assert point.cycle_spread < 1e-6
+    assert len(point.linearity) == 5
+    assert point.linearity_ratio == pytest.approx(0.0, abs=1e-9)
 
 
-def test_a_response_clipped_at_a_fifth_of_its_swing_is_not_a_sine():
+def test_a_response_clipped_at_a_fifth_of_its_swing_still_meets_requirement_10():
+    """RMS error over the fitted sine's standard deviation: 0.38, below the TR's 1."""
     t, f, p = synthetic(25.0, 1.0)
     clipped = np.clip(p, -0.2 * abs(p).max(), 0.2 * abs(p).max())
-    assert sine_point(t, f, clipped, 25.0, 0.4, C, "fcr-d-up").sine_share < 0.9
+    assert sine_point(t, f, clipped, 25.0, 0.4, C, "fcr-d-up").linearity_ratio == pytest.approx(0.380, abs=0.001)
 
 
-def test_a_response_growing_from_cycle_to_cycle_shows_a_spread():
+def test_a_square_wave_response_meets_requirement_10_at_0_48():
+    """A relay answering the sign of the deviation: its fundamental is 4/pi of it, the rest 0.435 of it."""
     t, f, p = synthetic(25.0, 1.0)
-    growing = p * (0.8 + 0.4 * t / t[-1])
-    assert sine_point(t, f, growing, 25.0, 0.4, C, "fcr-d-up").cycle_spread > 0.1
+    relay = np.sign(p) * abs(p).max()
+    assert sine_point(t, f, relay, 25.0, 0.4, C, "fcr-d-up").linearity_ratio == pytest.approx(0.48, abs=0.01)
+
+
+def test_a_response_at_twice_the_test_frequency_fails_requirement_10():
+    """|P|: no component at the test frequency, so the fitted sine is flat and the ratio far above 1."""
+    t, f, p = synthetic(25.0, 1.0)
+    assert sine_point(t, f, np.abs(p), 25.0, 0.4, C, "fcr-d-up").linearity_ratio > 1e3
+
+
+def test_a_response_with_noise_one_and_a_half_times_the_sine_fails_requirement_10():
+    t, f, p = synthetic(25.0, 1.0)
+    noisy = p + np.random.default_rng(1).normal(0.0, 1.5 * np.std(p), len(p))
+    assert sine_point(t, f, noisy, 25.0, 0.4, C, "fcr-d-up").linearity_ratio > 1.0
