@@ -130,12 +130,13 @@ def run_one(args: argparse.Namespace, product: str, test: str, level: float | No
     name = f"{LABELS[product]} {test}" + (f" at {level:.1f} Hz" if level else "")
     progress = None if args.quiet else _progress(name)
     if args.live:
-        from ems.prequal.live import live_test
+        from ems.prequal.live import live_test, played_sequence
 
         io_map, seq = prepare(run)
         host = args.host or io_map.modbus_server.host
         port = args.port or io_map.modbus_server.port
         rec = live_test(run, seq, host, port, args.unit_id, progress=progress)
+        seq = played_sequence(seq, rec)
         if level:
             rec.meta["ffr_level_hz"] = level
     else:

@@ -441,82 +441,160 @@ def _settled(ctx: Context) -> np.ndarray:
 
 
 def _ler_fcr_n(ctx: Context) -> list[Check]:
-    """The FCR-N LER test (TR Table 12): the over-frequency rows fill the battery through NEM on and
-    AEM on, the under-frequency rows take it back through AEM off and NEM off."""
-    rec, seq, spec = ctx.rec, ctx.seq, FCR_N
-    period = rec.period_s
+    """The FCR-N LER test (TR v1.1 section 3.5.3, Table 12; TP section 8.1, Table 15): each step held at
+    least its table duration and showing the table's NEM and AEM states at its end; NEM and AEM switching
+    at their thresholds at the top (steps 1-6) and at the bottom (steps 6-11); the response against
+    the TR's formula; full activation outside AEM."""
+    rec, seq = ctx.rec, ctx.seq
     checks = _nem_common(ctx)
-    e = _energy_side(ctx, +1)  # the over-frequency rows empty the room at the top
-    f = rec["filtered_hz"]
-    inside = (f > 49.9) & (f < 50.1)
-    window = _held_for(inside, 1.0 + 1.5 * period, period)  # in it for over 1 s: NEM_allowed is a 1 s sample
-    nem_on = rec["nem_allowed"] == 1  # battery high: NEM discharges
+    checks += _fcr_n_steps(ctx)
     aem = rec["aem"] > 0.5
-    # NEM comes on in the window below 30 min left; ramps over 5 min; waits out the 50.11 Hz rows
-    due = _first(inside & (e < spec.nem_on_min))
-    came = _first(nem_on)
-    delay = (rec.t[came] - rec.t[due]) if due is not None and came is not None else math.nan
-    checks.append(Check(f"NEM on within 1 s of f in window below {spec.nem_on_min:g} min left", float(delay), "s",
-                        lo=0.0, hi=1.0 + 1.5 * period, note=f"{_at(e, due):.2f} min left then"))
-    if came is not None:
-        i = next(i for i, s in enumerate(seq.segments) if s.start_s <= rec.t[came] < seq.end_of(i))
-        end = seq.end_of(i) - 1.0
-        on_for = end - rec.t[came]
-        expected = min(on_for / 300.0, 1.0)
-        checks.append(Check(f"NEM_current after {on_for:.0f} s of NEM (300 s mean: ramps, no step)",
-                            rec.at("nem_current", end), "", lo=expected - 0.02, hi=expected + 0.02))
-        outs = [s for s in seq.segments if s.label.endswith(":outside") and s.start_s > rec.t[came]]
-        left = [abs(rec.at("nem_current", s.start_s + 305.0)) for s in outs]
-        checks.append(Check("NEM_current 305 s into each 50.11 / 49.89 Hz row (ramped out; largest)",
-                            max(left) if left else math.nan, "", hi=0.01, note=f"{len(left)} rows outside the window"))
-        held = window & (rec.t > rec.t[came] + 1.0 + 1.5 * period) & (e < spec.nem_off_min - 0.25)
-        checks.append(Check(f"NEM stays on in the window until {spec.nem_off_min:g} min left (lowest NEM_allowed)",
-                            float(rec["nem_allowed"][held].min()) if held.any() else math.nan, "", lo=1.0,
-                            note=f"{int(held.sum() * period)} s in the window between"))
-    checks.append(Check(f"NEM off above {spec.nem_off_min:g} min left (most left with NEM_allowed on)",
-                        float(e[nem_on].max()) if nem_on.any() else math.nan, "min", hi=spec.nem_off_min + 0.25))
-    off_seen = window & (e > spec.nem_off_min + 0.25) & (rec.t > (rec.t[came] if came is not None else math.inf))
-    checks.append(Check(f"NEM off: time judged in the window above {spec.nem_off_min:g} min left",
-                        float(off_seen.sum() * period), "s", lo=60.0))
-    # AEM: on at 5 min left, the response fades through the 300 s mean, unavailable meanwhile, off at 10
-    on = _first(aem)
-    checks.append(Check(f"AEM on at {spec.aem_on_min:g} min of full activation left", _at(e, on), "min",
-                        lo=spec.aem_on_min - 0.25, hi=spec.aem_on_min))
-    f_ref, model = aem_model(ctx)
-    less_nem = ctx.a - rec["nem_w"] / rec.capacity_w
-    if on is not None:
-        t5 = rec.t[on] + 305.0
-        expected = float(np.interp(t5, rec.t, model - rec["nem_w"] / rec.capacity_w))
-        checks.append(Check("AEM: response less NEM 305 s after AEM on (faded out through the 300 s mean)",
-                            abs(float(np.interp(t5, rec.t, less_nem))), "C", hi=abs(expected) + 0.02,
-                            note=f"the TR's formula leaves {abs(expected):.2f} C"))
-        checks.append(Check("AEM: largest reported endurance while AEM is on (unavailable)",
-                            float(rec["endurance_down_min"][aem].max()), "min", hi=0.0))
-        checks.append(Check("AEM: largest maintained capacity while AEM is on", float(rec["maintained_w"][aem].max()),
-                            "W", hi=0.0))
-    off = _first(~aem & (np.arange(len(aem)) > (on if on is not None else len(aem))))
-    checks.append(Check(f"AEM off above {spec.aem_off_min:g} min left", _at(e, off), "min",
-                        lo=spec.aem_off_min, hi=spec.aem_off_min + 0.25))
+    for side in (+1, -1):
+        checks += _fcr_n_side(ctx, side, aem)
     # the response is the TR's formula throughout: full activation but for AEM
+    spec = FCR_N
+    f_ref, model = aem_model(ctx)
     judged = _settled(ctx)
     err = float(np.abs(ctx.a - model)[judged].max())
     checks.append(Check("response = C / 0.1 Hz x (f_ref - f_sat) + NEM, f_ref recomputed (largest error)", err, "C",
                         hi=MODEL_TOLERANCE, note="f_ref: 300 s mean of the band edge, or of f_sat while AEM is on"))
+    less_nem = ctx.a - rec["nem_w"] / rec.capacity_w
     rest = judged & (np.abs(f_ref - spec.edge_hz) < 1e-9) & ~aem
-    for phase, rows in (("over", (50.09, 50.11)), ("under", (49.91, 49.89))):
-        for hz in rows:
-            mask = rest.copy()
-            for i, s in enumerate(seq.segments):
-                if not (s.label.startswith(phase) and s.target_hz == hz):
-                    mask &= ~rec.window(s.start_s, seq.end_of(i))
-            full = float(ctx.theory(np.array([hz]))[0])
-            share = less_nem[mask] / full
-            checks.append(Check(f"full activation at {hz:.2f} Hz outside AEM: lowest share of the static "
-                                f"{abs(full) * 100:.0f} % (less NEM)", float(share.min()) if mask.any() else math.nan,
-                                "", lo=STEADY_RANGE[0], note=f"{mask.sum() * period / 60:.0f} min judged"))
-            checks.append(Check(f"full activation at {hz:.2f} Hz outside AEM: highest share", float(share.max())
-                                if mask.any() else math.nan, "", hi=STEADY_RANGE[1]))
+    for hz in (50.09, 50.11, 49.91, 49.89):
+        mask = rest.copy()
+        for i, s in enumerate(seq.segments):
+            if s.target_hz != hz:
+                mask &= ~rec.window(s.start_s, seq.end_of(i))
+        full = float(ctx.theory(np.array([hz]))[0])
+        share = less_nem[mask] / full
+        checks.append(Check(f"full activation at {hz:.2f} Hz outside AEM: lowest share of the static "
+                            f"{abs(full) * 100:.0f} % (less NEM)", float(share.min()) if mask.any() else math.nan,
+                            "", lo=STEADY_RANGE[0], note=f"{mask.sum() * rec.period_s / 60:.0f} min judged"))
+        checks.append(Check(f"full activation at {hz:.2f} Hz outside AEM: highest share", float(share.max())
+                            if mask.any() else math.nan, "", hi=STEADY_RANGE[1]))
+    if aem.any():
+        checks.append(Check("AEM: largest maintained capacity while AEM is on", float(rec["maintained_w"][aem].max()),
+                            "W", hi=0.0))
     checks += _endurance_reported(ctx, aem)
+    return checks
+
+
+def _end_index(ctx: Context, index: int) -> int:
+    """The last row of segment `index`."""
+    return max(0, int(np.searchsorted(ctx.rec.t, ctx.seq.end_of(index) - 1e-6)) - 1)
+
+
+def _run_before(mask: np.ndarray, k: int, period_s: float) -> float:
+    """How long `mask` has been true up to and including row k, in s."""
+    if not mask[k]:
+        return 0.0
+    off = np.flatnonzero(~mask[: k + 1])
+    return (k - (int(off[-1]) if len(off) else -1)) * period_s
+
+
+def _fcr_n_steps(ctx: Context) -> list[Check]:
+    """Each step of TR v1.1 Table 12: held at least its table duration (TP 8.1: minimum durations), its
+    objective met (TP Table 15) and the table's NEM and AEM states at its end. NEM on at the top of the
+    battery (over-frequency steps) discharges: NEM_allowed +1; at the bottom it charges: -1."""
+    rec, seq = ctx.rec, ctx.seq
+    period = rec.period_s
+    from ems.prequal.sequences import AEM_HOLD_S, FCR_N_LER_STEPS, NEM_FULL, NEM_FULL_S
+
+    checks = []
+    nem, aem = rec["nem_allowed"], rec["aem"] > 0.5
+    full = (nem != 0) & (np.abs(rec["nem_current"]) >= NEM_FULL)
+    shortest = math.inf
+    top = True  # until step 6 has seen NEM and AEM off: NEM at the top of the battery
+    for i, (seg, row) in enumerate(zip(seq.segments, FCR_N_LER_STEPS, strict=True)):
+        played = seq.end_of(i) - seg.start_s
+        shortest = min(shortest, played / (row[1] * 60.0))
+        k = _end_index(ctx, i)
+        seen = []
+        wrong = 0
+        span = rec.window(seg.start_s, seq.end_of(i))
+        if seg.nem == "off/on":
+            off = span & (nem == 0) & ~aem
+            seen.append("NEM and AEM off during it" if off.any() else "never NEM and AEM off")
+            wrong += 0 if off.any() else 1
+            top = False
+        want_nem = seg.nem.split("/")[-1] == "on"
+        sign = 1.0 if top else -1.0
+        got = nem[k]
+        wrong += 0 if (got == sign if want_nem else got == 0) else 1
+        wrong += 0 if bool(aem[k]) == (seg.aem == "on") else 1
+        seen.append(f"at its end NEM_allowed {got:+.0f}, AEM {'on' if aem[k] else 'off'}")
+        checks.append(Check(f"{seg.label or 'step'} ({seg.target_hz:.2f} Hz, {played / 60:.1f} min, table "
+                            f"{row[1]:g} min): NEM {seg.nem}, AEM {seg.aem} (TR v1.1 Table 12; mismatches)", wrong, "",
+                            hi=0.0, note="; ".join(seen) + (f"; expected NEM_allowed {sign:+.0f}" if want_nem else "")))
+        if seg.hold_until in ("nem_full", "off_then_nem_full"):
+            checks.append(Check(f"{seg.label}: time NEM has been fully activated at its end (TP Table 15: at least 1 min)",
+                                _run_before(full, k, period), "s", lo=NEM_FULL_S - period))
+        if seg.hold_until == "aem_5min":
+            checks.append(Check(f"{seg.label}: time AEM has been on at its end (TR v1.1 Table 12: held 5 min after AEM activates)",
+                                _run_before(aem, k, period), "s", lo=AEM_HOLD_S - period))
+        if seg.target_hz in (50.11, 49.89):  # outside the window: NEM_current ramped out through the 300 s mean
+            at = seg.start_s + min(305.0, played - 0.5)
+            checks.append(Check(f"{seg.label}: |NEM_current| {at - seg.start_s:.0f} s into it (outside the window: "
+                                "ramped out)", abs(rec.at("nem_current", at)), "", hi=0.01))
+    checks.insert(0, Check("every step held at least its TR v1.1 Table 12 duration (shortest played / table)", shortest,
+                           "", lo=1.0 - 1e-6, note="TP 8.1: the durations are minimum durations"))
+    return checks
+
+
+def _fcr_n_side(ctx: Context, side: int, aem: np.ndarray) -> list[Check]:
+    """NEM and AEM at one end of the battery (side +1: the top, NEM_allowed +1; -1: the bottom, -1): NEM on
+    within a tick of the window below 30 min left, its 300 s ramp, held on in the window until 57.5 min
+    left and off above; AEM on at 5 min left, off above 10 (TR v1.1 Tables 10-11), the response faded 5 min
+    after AEM on."""
+    rec, spec = ctx.rec, FCR_N
+    period = rec.period_s
+    end = "top" if side > 0 else "bottom"
+    e = _energy_side(ctx, side)
+    f = rec["filtered_hz"]
+    inside = (f > 49.9) & (f < 50.1)
+    window = _held_for(inside, 1.0 + 1.5 * period, period)
+    nem_on = rec["nem_allowed"] == side
+    checks = []
+    due = _first(inside & (e < spec.nem_on_min))
+    came = _first(nem_on)
+    delay = (rec.t[came] - rec.t[due]) if due is not None and came is not None else math.nan
+    checks.append(Check(f"{end}: NEM on within 1 s of f in window below {spec.nem_on_min:g} min left", float(delay),
+                        "s", lo=0.0, hi=1.0 + 1.5 * period, note=f"{_at(e, due):.2f} min left then"))
+    if came is not None:
+        i = next(i for i, s in enumerate(ctx.seq.segments) if s.start_s <= rec.t[came] < ctx.seq.end_of(i))
+        t_end = min(ctx.seq.end_of(i), rec.t[came] + 300.0) - 1.0
+        on_for = t_end - rec.t[came]
+        expected = min(on_for / 300.0, 1.0)
+        checks.append(Check(f"{end}: |NEM_current| after {on_for:.0f} s of NEM (300 s mean: ramps, no step)",
+                            abs(rec.at("nem_current", t_end)), "", lo=expected - 0.02, hi=expected + 0.02))
+        held = window & (rec.t > rec.t[came] + 1.0 + 1.5 * period) & (e < spec.nem_off_min - 0.25)
+        if side < 0:  # the bottom: from step 6 on (the top's NEM is on there until 57.5 min below the top)
+            held &= _energy_side(ctx, +1) > spec.nem_off_min + 0.25
+        checks.append(Check(f"{end}: NEM stays on in the window until {spec.nem_off_min:g} min left (lowest "
+                            "NEM_allowed x side)", float((side * rec["nem_allowed"][held]).min()) if held.any()
+                            else math.nan, "", lo=1.0, note=f"{int(held.sum() * period)} s in the window between"))
+    last_on = np.flatnonzero(nem_on)
+    nem_off = int(last_on[-1]) + 1 if len(last_on) and last_on[-1] + 1 < len(e) else None
+    checks.append(Check(f"{end}: NEM off above {spec.nem_off_min:g} min left", _at(e, nem_off), "min",
+                        lo=spec.nem_off_min, hi=spec.nem_off_min + 0.25))
+    this_end = aem & (e < spec.aem_off_min + 1.0)
+    on = _first(this_end)
+    checks.append(Check(f"{end}: AEM on at {spec.aem_on_min:g} min of full activation left", _at(e, on), "min",
+                        lo=spec.aem_on_min - 0.25, hi=spec.aem_on_min))
+    off = _first(~aem & (np.arange(len(aem)) > (on if on is not None else len(aem))))
+    checks.append(Check(f"{end}: AEM off above {spec.aem_off_min:g} min left", _at(e, off), "min",
+                        lo=spec.aem_off_min, hi=spec.aem_off_min + 0.25))
+    if on is not None:
+        column = "endurance_down_min" if side > 0 else "endurance_up_min"  # TR 3.5.3: zero "in the respective direction"
+        checks.append(Check(f"{end}: AEM: largest reported endurance {column.split('_')[1]} while AEM is on "
+                            "(unavailable)", float(rec[column][this_end].max()), "min", hi=0.0))
+        _, model = aem_model(ctx)
+        less_nem = ctx.a - rec["nem_w"] / rec.capacity_w
+        t5 = rec.t[on] + 305.0
+        expected = float(np.interp(t5, rec.t, model - rec["nem_w"] / rec.capacity_w))
+        checks.append(Check(f"{end}: AEM: response less NEM 305 s after AEM on (faded out through the 300 s mean)",
+                            abs(float(np.interp(t5, rec.t, less_nem))), "C", hi=abs(expected) + 0.02,
+                            note=f"the TR's formula leaves {abs(expected):.2f} C"))
     return checks
 
 

@@ -25,7 +25,7 @@ from pymodbus.exceptions import ModbusException
 from ems.errors import EXIT_INTERRUPTED, EXIT_START, CommandError
 from ems.prequal.recording import Recording, Rows, tag_names
 from ems.prequal.runner import CAPACITY_PARAMS, PRODUCT_KEYS, TestRun, grid_program, sold, unit_meta
-from ems.prequal.sequences import Sequence
+from ems.prequal.sequences import HeldPlay, Sequence
 from plc.tags import DType, ModbusTable
 from runtime.clock import VirtualClock
 from runtime.config.io_map import load_io_map
@@ -174,7 +174,7 @@ def live_test(run: TestRun, seq: Sequence, host: str, port: int, unit_id: int = 
         try:
             for name in CAPACITY_PARAMS.values():
                 client.write(name, run.capacity_w if name in sold(run) else 0.0)
-            _play(client, seq, read, rows, period_s, progress, names)
+            held = _play(client, seq, read, rows, period_s, progress, names)
         except KeyboardInterrupt as stop:
             withdrawn = _withdraw(client, capacities, host, port)
             raise CommandError(f"{_signal_name(stop)}: test stopped; {withdrawn}", EXIT_INTERRUPTED) from None
@@ -188,7 +188,20 @@ def live_test(run: TestRun, seq: Sequence, host: str, port: int, unit_id: int = 
     rows.into(recording)
     recording.meta.update(unit_meta(io_map))
     recording.meta.update(io_map=run.io_map, program=grid_program(io_map), t_fme_s=run.t_fme_s)
+    if held is not None:  # the steps' start times as played (the evaluation reads them: `played_sequence`)
+        recording.meta.update(played_starts=list(held.starts),
+                              played_end_s=float(recording.t[-1]) + period_s if len(recording.t) else 0.0)
     return recording
+
+
+def played_sequence(seq: Sequence, rec: Recording) -> Sequence:
+    """`seq` as a live run played it: a held sequence's steps at the times they started."""
+    starts = rec.meta.get("played_starts")
+    if not starts:
+        return seq
+    held = HeldPlay(seq)
+    held.starts = [float(x) for x in starts]
+    return held.played(float(rec.meta["played_end_s"]))
 
 
 class _Stop(KeyboardInterrupt):
@@ -245,10 +258,13 @@ def _withdraw(client: TagClient, capacities: list[Any], host: str, port: int, fr
 
 
 def _play(client: TagClient, seq: Sequence, read: Callable[[], list[Any]], rows: Rows, period_s: float,
-          progress: Callable[[float, float], None] | None, names: dict[str, str]) -> None:
+          progress: Callable[[float, float], None] | None, names: dict[str, str]) -> HeldPlay | None:
     columns = list(names)
     i_aem, i_nem, i_test = columns.index("aem"), columns.index("nem_allowed"), columns.index("test")
-    stop_at = seq.duration_s
+    i_current = columns.index("nem_current")
+    held = HeldPlay(seq) if seq.held else None  # steps held until their objectives are met (TR v1.1 Table 12)
+    longest = seq.max_s if held else seq.duration_s
+    stop_at = longest
     start = time.monotonic()
     n = 0
     testing = False  # as the unit last reported it
@@ -257,12 +273,16 @@ def _play(client: TagClient, seq: Sequence, read: Callable[[], list[Any]], rows:
         if t >= stop_at - 1e-9:
             break
         # a write is answered once a scan applied it: one per period, or the period is two scans
-        client.write("applied_test_frequency_hz", seq.frequency(t))
+        client.write("applied_test_frequency_hz", held.frequency(t) if held else seq.frequency(t))
         if not testing:  # the first period, or the unit left test mode (its refresh timeout)
             client.write("test_frequency_active", True)
         values = read()
         testing = bool(values[i_test])
         rows.add(round(time.monotonic() - start, 3), tuple(values))
+        if held is not None:
+            held.observe(t, float(values[i_nem]), float(values[i_current]), bool(values[i_aem]))
+            if held.done_at is not None and stop_at == longest:
+                stop_at = held.done_at + 60.0
         if (seq.until == "ler_off" and t >= seq.segments[-1].start_s and stop_at == seq.duration_s
                 and not values[i_aem] and values[i_nem] == 0):
             stop_at = t + 60.0
@@ -274,3 +294,4 @@ def _play(client: TagClient, seq: Sequence, read: Callable[[], list[Any]], rows:
             time.sleep(delay)
         elif delay < -period_s:  # late: skip ahead, never burst
             n = int(math.ceil((time.monotonic() - start) / period_s))
+    return held

@@ -21,6 +21,7 @@ from ems.prequal.sequences import (
     FCR_N_LER_START_FROM_TOP_MIN,
     LER_START_MIN,
     NOT_LER_MIN,
+    HeldPlay,
     Sequence,
     sequence,
 )
@@ -167,7 +168,9 @@ class Player:
     """After each scan: queue the next applied frequency, record the row, stop when done.
 
     The first PREROLL_S hold the sequence's first frequency while the site starts; the scan
-    after that is sequence time 0.
+    after that is sequence time 0. A sequence whose steps are held until their objectives are met
+    (the FCR-N LER test) is played by a HeldPlay from what the unit shows after each scan, and ends
+    LER_TAIL_S after its last step's objective; `played` is then the sequence as played.
     """
 
     def __init__(self, site: Site, seq: Sequence, rows: Rows, tags: list, product_key: str):
@@ -176,15 +179,18 @@ class Player:
         self.started: float | None = None
         self.t0: float | None = None
         self.not_running = ""
-        self.stop_at = seq.duration_s
+        self.held = HeldPlay(seq) if seq.held else None
+        self.longest = seq.max_s if self.held else seq.duration_s
+        self.stop_at = self.longest
         key = product_key if product_key != "ffr" else None
         self.aem = site.image[f"aem_active_{key}"] if key else None
         self.nem = site.image[f"nem_allowed_{key}"] if key else None
+        self.nem_current = site.image[f"nem_current_{key}"] if key else None
         self.state = site.image["site_state"]
         self.last_start = seq.segments[-1].start_s
 
     def queue(self, t_seq: float) -> None:
-        f = self.seq.frequency(t_seq)
+        f = self.held.frequency(t_seq) if self.held else self.seq.frequency(t_seq)
         self.site.image.request_writes([("applied_test_frequency_hz", f), ("test_frequency_active", True)],
                                        "prequal")
 
@@ -202,6 +208,10 @@ class Player:
             return
         t = ctx.t_s - self.t0
         self.rows.add(round(t, 6), tuple(tag.value for tag in self.tags))
+        if self.held is not None:
+            self.held.observe(t, self.nem.value, self.nem_current.value, bool(self.aem.value))  # type: ignore[union-attr]
+            if self.held.done_at is not None and self.stop_at == self.longest:
+                self.stop_at = self.held.done_at + LER_TAIL_S
         if (self.seq.until == "ler_off" and t >= self.last_start and self.stop_at == self.seq.duration_s
                 and not self.aem.value and self.nem.value == 0):  # type: ignore[union-attr]
             self.stop_at = t + LER_TAIL_S
@@ -238,13 +248,15 @@ def simulate_test(run: TestRun, progress: Callable[[float, float], None] | None 
     player.queue(0.0)  # applied at the first scan: test mode from the start
     site.start()
     try:
-        site.run(PREROLL_S + seq.duration_s + 10.0)
+        site.run(PREROLL_S + player.longest + 10.0)
     finally:
         site.stop()
     if player.not_running:
         raise RuntimeError(player.not_running)
     recording = Recording(run.product, run.test, run.capacity_w, site.period_s, "simulation")
     rows.into(recording)
+    if player.held is not None:
+        seq = player.held.played(float(recording.t[-1]) + site.period_s if len(recording.t) else None)
     recording.meta.update(unit_meta(io_map))
     recording.meta.update(chain_meta(io_map, run))
     recording.meta.update(io_map=run.io_map, mode=run.mode,
@@ -311,7 +323,7 @@ def _progress(site: Site, player: Player, seq: Sequence,
     def hook(ctx: ScanContext) -> None:
         count[0] += 1
         if player.t0 is not None and count[0] % every == 0:
-            report(ctx.t_s - player.t0, min(seq.duration_s, player.stop_at))
+            report(ctx.t_s - player.t0, min(player.longest, player.stop_at))
 
     return hook
 

@@ -3,9 +3,10 @@
 Each table row is a segment: from `start_s`, move from the present frequency to `target_hz`
 at `rate_hz_per_s` (None: a step), then hold until the next row. Sine segments oscillate
 around a centre. FCR-D down mirrors FCR-D up around 50 Hz (f -> 100 - f). The figures come
-from the reference (`../shared/reference/grid_services.md`, TP and TR); the FFR sequence, the
-FCR-D LER sequence's last segment, the rows of the FCR-N LER test (TR Table 12: its frequencies and
-length) and the endurance test's holds are ours and say so.
+from the reference (`../shared/reference/grid_services.md`, TP and TR: the Nordic TSOs' "Technical
+Requirements for Frequency Containment Reserve Provision in the Nordic Synchronous Area" v1.1 and
+"Test Program for Prequalification of FCR", both 2025-03-28); the FFR sequence and the endurance
+test's holds are ours and say so.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ class Segment:
     label: str = ""  # what is judged on this segment (evaluate.py reads it)
     sine_period_s: float = 0.0  # > 0: a sine of SINE_AMPLITUDE_HZ around target_hz
     sine_amplitude_hz: float = 0.0
+    hold_until: str = ""  # held past its table duration until this objective is met (see HeldPlay)
+    nem: str = ""  # the state NEM is to show in this step ("on", "off", "off/on"; "": not judged)
+    aem: str = ""  # the state AEM is to show ("on", "off")
 
 
 @attrs.frozen
@@ -57,6 +61,7 @@ class Sequence:
     duration_s: float
     until: str = ""  # the runner may stop the last segment early when this condition holds (ler: "ler_off")
     notes: str = ""
+    max_s: float = 0.0  # > 0: the longest the runner plays a sequence whose steps are held (HeldPlay)
 
     def frequency(self, t_s: float) -> float:
         """The applied test frequency at sequence time `t_s`."""
@@ -68,6 +73,11 @@ class Sequence:
                 continue
             return _value(seg, f, max(t_s, seg.start_s))
         return f
+
+    @property
+    def held(self) -> bool:
+        """Its steps are minimum durations, each held until its objective is met (HeldPlay)."""
+        return any(seg.hold_until for seg in self.segments)
 
     def end_of(self, index: int) -> float:
         return self.segments[index + 1].start_s if index + 1 < len(self.segments) else self.duration_s
@@ -119,12 +129,13 @@ FCR_N_STEP = Sequence("fcr-n", "step", _table([
     (960.0, 50.0, None, "steady"),
 ]), 1260.0)
 
-LER_EXTENSION_S = 12000.0  # ours: hold until NEM and AEM are off (see Sequence.notes)
-_LER_NOTE = ("The last segment is ours: the TP's 15 min at the end cannot reach the AEM-off and NEM-off "
-             "thresholds at NEM's power (0.2 C for FCR-D, 0.34 C for FCR-N adds at most 3 or 5 minutes of "
-             "full activation in 15 minutes), so the frequency is held until NEM and AEM are both off.")
+LER_EXTENSION_S = 12000.0  # the last step is held until NEM and AEM are off (TP Tables 16/17), at most this longer
+_LER_NOTE = ("TR v1.1 Table 13 / TP Tables 16-17: the last step (15 min in the table) is held until NEM and AEM are "
+             "both off, as the TP asks (\"The step must be held until NEM and AEM turns off\"): NEM's 0.2 C adds at "
+             "most 3 minutes of full activation in 15 minutes, and AEM off needs 10, NEM off 20.")
 
-# LER energy management, FCR-D up (TP): 0.5, 10, 2.5, 15, 15 minutes, then our extension.
+# LER energy management, FCR-D up (TR v1.1 Table 13, TP Table 16): 0.5, 10, 2.5, 15, 15 minutes at
+# 49.91 / 49.5 Hz, the last held until NEM and AEM are off.
 FCR_D_UP_LER = Sequence("fcr-d-up", "ler", _table([
     (0.0, 49.91, None, "idle"),
     (30.0, 49.5, None, "deplete"),
@@ -134,35 +145,138 @@ FCR_D_UP_LER = Sequence("fcr-d-up", "ler", _table([
     (2580.0, 49.91, None, "recover_extension"),
 ]), 2580.0 + LER_EXTENSION_S, until="ler_off", notes=_LER_NOTE)
 
-# FCR-N LER test (TR Table 12, about 173 min): the frequency alternates 50.09 / 50.11 Hz (charging
-# at 90 / 100 % of C, towards the top of the battery) and then 49.91 / 49.89 Hz (discharging, towards
-# the bottom). 50.09 and 49.91 Hz are inside NEM's window 49.9 < f < 50.1 Hz, 50.11 and 49.89 Hz
-# outside it, so NEM is switched in and out by the frequency: the over-frequency rows fill the battery
-# through NEM on (30 min of full activation left) to AEM on (5 min left); the under-frequency rows
-# take it back through AEM off (10 min) and NEM off (57.5 min), the unit fully activated throughout
-# but for AEM. The frequencies and the length are the TR's; the rows' durations (10 min each, after
-# 3 min at 50.0 Hz; 6 rows over, 11 under) and the start SOC are ours, the table's rows not being at hand.
-FCR_N_LER_REST_MIN = 3.0
-FCR_N_LER_ROW_MIN = 10.0
-FCR_N_LER_ROWS = (("over", 50.09, 50.11, 6), ("under", 49.91, 49.89, 11))  # phase, in window, outside, rows
+# FCR-N LER test (TR v1.1 section 3.5.3, Table 12; TP section 8.1, Table 15): 2 min at 50.0 Hz, then
+# steps 1-11. The durations are minimums (TP 8.1: "The durations given in the table are minimum
+# durations ... they must be adjusted to meet the objectives stated in the table"), so the steps with
+# an objective are held until it is met (HeldPlay): step 1 until NEM has been fully activated for a
+# minute (TP Table 15), steps 4 and 9 until AEM has been on for 5 minutes, step 6 until NEM and AEM
+# have turned off and NEM has then been fully activated again for a minute (low SOC), step 11 until
+# NEM and AEM are both off. 50.09 and 49.91 Hz are inside NEM's window 49.9 < f < 50.1 Hz, 50.11 and
+# 49.89 Hz outside it. The expected NEM and AEM states are the table's.
+# (start min, duration min, Hz, hold until, NEM, AEM, label)
+FCR_N_LER_STEPS = (
+    (0.0, 2.0, 50.0, "", "off", "off", "rest"),
+    (2.0, 28.0, 50.09, "nem_full", "on", "off", "step 1"),
+    (30.0, 6.0, 50.11, "", "off", "off", "step 2"),
+    (36.0, 2.5, 50.09, "", "on", "off", "step 3"),
+    (38.5, 7.5, 50.11, "aem_5min", "off", "on", "step 4"),
+    (46.0, 10.0, 50.09, "", "on", "on", "step 5"),
+    (56.0, 60.0, 49.91, "off_then_nem_full", "off/on", "off", "step 6"),
+    (116.0, 5.0, 49.89, "", "off", "off", "step 7"),
+    (121.0, 2.5, 49.91, "", "on", "off", "step 8"),
+    (123.5, 10.0, 49.89, "aem_5min", "off", "on", "step 9"),
+    (133.5, 10.0, 49.91, "", "on", "on", "step 10"),
+    (143.5, 30.0, 50.0, "ler_off", "off", "off", "step 11"),
+)
+# The start: "initial SOC at the beginning of the test is allowed to be close to the threshold for NEM
+# activation" (TR v1.1 3.5.3): 2 minutes of full activation below NEM's 30 min below the top.
+FCR_N_LER_START_FROM_TOP_MIN = 32.0
+_FCR_N_LER_NOTE = ("TR v1.1 Table 12 / TP Table 15: 2 min at 50.0 Hz; steps 1-11 of 28, 6, 2.5, 7.5, 10 min at "
+                   "50.09 / 50.11 / 50.09 / 50.11 / 50.09 Hz, 60, 5, 2.5, 10, 10 min at 49.91 / 49.89 / 49.91 / 49.89 / "
+                   "49.91 Hz, 30 min at 50.0 Hz; the durations are minimums, steps 1, 4, 6, 9 and 11 held until their "
+                   "objective is met. Start 32 min of full activation below the top (NEM on at 30: \"close to the "
+                   "threshold for NEM activation\").")
 
 
 def _fcr_n_ler() -> Sequence:
-    rows = [(0.0, 50.0, None, "rest")]
-    t = FCR_N_LER_REST_MIN * 60.0
-    for phase, inside, outside, n in FCR_N_LER_ROWS:
-        for i in range(n):
-            inner = i % 2 == 0
-            rows.append((t, inside if inner else outside, None, f"{phase}:{'window' if inner else 'outside'}"))
-            t += FCR_N_LER_ROW_MIN * 60.0
-    return Sequence("fcr-n", "ler", _table(rows), t, notes=_FCR_N_LER_NOTE)
+    segs = tuple(Segment(start * 60.0, hz, None, label, hold_until=hold, nem=nem, aem=aem)
+                 for start, _, hz, hold, nem, aem, label in FCR_N_LER_STEPS)
+    last = FCR_N_LER_STEPS[-1]
+    end = (last[0] + last[1]) * 60.0
+    return Sequence("fcr-n", "ler", segs, end, notes=_FCR_N_LER_NOTE,
+                    max_s=end + 3 * LER_EXTENSION_S)
 
 
-_FCR_N_LER_NOTE = ("TR Table 12: the frequency alternates 50.09 / 50.11 Hz, then 49.91 / 49.89 Hz, 173 min in all; "
-                   "the rows' durations (10 min, after 3 min at 50.0 Hz) and the start, 44 minutes of full activation "
-                   "below the top of the service window, are ours.")
 FCR_N_LER = _fcr_n_ler()
-FCR_N_LER_START_FROM_TOP_MIN = 44.0  # the start: minutes of full activation below the top of the service window
+
+NEM_FULL = 0.99  # NEM_current at which NEM counts as fully activated (the 300 s mean has reached it)
+NEM_FULL_S = 60.0  # TP Table 15: "fully activated for at least one minute"
+AEM_HOLD_S = 300.0  # TR Table 12: "Hold 5 min after AEM activates"
+
+
+class HeldPlay:
+    """Plays a sequence whose steps are minimum durations, each held until its objective is met (TR v1.1
+    Table 12, TP 8.1), from what the unit shows after each scan (`observe`). A step whose objective is not
+    met LER_EXTENSION_S after its table end moves on (the evaluation then finds the state wrong).
+
+    Objectives: `nem_full` NEM fully activated for NEM_FULL_S; `aem_5min` AEM on for AEM_HOLD_S;
+    `off_then_nem_full` NEM and AEM off, then NEM fully activated for NEM_FULL_S; `ler_off` NEM and AEM
+    both off (the last step: `done_at` is then set)."""
+
+    def __init__(self, seq: Sequence):
+        self.seq = seq
+        self.nominal = [s.start_s for s in seq.segments]
+        self.starts = list(self.nominal)
+        self.i = 0
+        self.delay = 0.0
+        self.met_at: float | None = None
+        self.full_since: float | None = None
+        self.aem_since: float | None = None
+        self.off_at: float | None = None
+        self.done_at: float | None = None
+        self._played: Sequence | None = None
+
+    def observe(self, t: float, nem_allowed: float, nem_current: float, aem: bool) -> None:
+        full = nem_allowed != 0 and abs(nem_current) >= NEM_FULL
+        self.full_since = (t if self.full_since is None else self.full_since) if full else None
+        self.aem_since = (t if self.aem_since is None else self.aem_since) if aem else None
+        if self.off_at is None and not aem and nem_allowed == 0:
+            self.off_at = t
+        if self.met_at is None and self._met(self.seq.segments[self.i].hold_until, t, nem_allowed, aem):
+            self.met_at = t
+        last = self.i == len(self.starts) - 1
+        if (last and self.done_at is None and t >= self.end_of_step(self.i)
+                and self._met(self.seq.segments[self.i].hold_until, t, nem_allowed, aem)):  # met now, not once
+            self.done_at = t
+
+    def _met(self, objective: str, t: float, nem_allowed: float, aem: bool) -> bool:
+        if objective == "nem_full":
+            return self.full_since is not None and t - self.full_since >= NEM_FULL_S
+        if objective == "aem_5min":
+            return self.aem_since is not None and t - self.aem_since >= AEM_HOLD_S
+        if objective == "off_then_nem_full":
+            return (self.off_at is not None and self.full_since is not None and self.full_since > self.off_at
+                    and t - self.full_since >= NEM_FULL_S)
+        if objective == "ler_off":
+            return not aem and nem_allowed == 0
+        return True
+
+    def end_of_step(self, index: int) -> float:
+        """Where step `index` may end at the earliest: its start plus its table duration."""
+        nominal_end = self.nominal[index + 1] if index + 1 < len(self.nominal) else self.seq.duration_s
+        return self.starts[index] + nominal_end - self.nominal[index]
+
+    def frequency(self, t: float) -> float:
+        """The frequency to apply at sequence time `t`, moving on to the next step when it is due."""
+        while self.i + 1 < len(self.starts):
+            due = self.end_of_step(self.i)
+            if t < due - 1e-9:
+                break
+            hold = self.seq.segments[self.i].hold_until
+            if hold and self.met_at is None and t < due + LER_EXTENSION_S:
+                break
+            on_time = not hold or (self.met_at is not None and self.met_at <= due)
+            start = due if on_time else t
+            self.i += 1
+            self.delay = start - self.nominal[self.i]
+            for k in range(self.i, len(self.starts)):
+                self.starts[k] = self.nominal[k] + self.delay
+            self.met_at = None
+            self.off_at = None
+            self._played = None
+        if self._played is None:
+            self._played = self.played()
+        if self.i + 1 < len(self.starts) and t >= self.starts[self.i + 1] - 1e-9:  # held: the step's last value
+            return self._played.frequency(self.starts[self.i + 1] - 1e-6)
+        return self._played.frequency(t)
+
+    def played(self, end_s: float | None = None) -> Sequence:
+        """The sequence as played: each step at the time it started."""
+        segs = tuple(attrs.evolve(s, start_s=round(start, 6)) for s, start in zip(self.seq.segments, self.starts,
+                                                                                  strict=True))
+        duration = end_s if end_s is not None else self.end_of_step(len(self.starts) - 1)
+        return attrs.evolve(self.seq, segments=segs, duration_s=max(duration, segs[-1].start_s))
+
 
 # Combined FCR-N + FCR-D (TR v1.1 section 3.1.2, Table 4; TP section 4.1, Table 6): FCR-D up with
 # FCR-N sold at once, both at capacity C: the fast ramp (rows 0-6, judged as for FCR-D alone: FCR-N

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ems.prequal.sequences import APPLICABLE, SINE_STATIONARY, sequence
+from ems.prequal.sequences import APPLICABLE, SINE_STATIONARY, HeldPlay, sequence
 
 
 @pytest.mark.parametrize("t_s, f_hz", [
@@ -36,7 +36,7 @@ def test_the_ler_test_is_05_10_25_15_15_minutes_at_49_91_and_49_5_hz():
     starts = [s.start_s / 60.0 for s in seq.segments[:5]]
     assert starts == [0.0, 0.5, 10.5, 13.0, 28.0]
     assert [s.target_hz for s in seq.segments[:5]] == [49.91, 49.5, 49.91, 49.5, 49.91]
-    assert seq.until == "ler_off"  # then held until NEM and AEM are off (ours, see notes)
+    assert seq.until == "ler_off"  # then held until NEM and AEM are off (TP Tables 16-17)
 
 
 def test_the_fcr_n_step_test_follows_the_tp():
@@ -79,19 +79,61 @@ def test_the_ffr_test_dips_below_the_activation_level_three_times():
     assert [(s.start_s, s.target_hz) for s in dips] == [(30.0, 49.5), (330.0, 49.5), (990.0, 49.5)]
 
 
-def test_the_fcr_n_ler_test_alternates_50_09_50_11_then_49_91_49_89_hz_for_173_min():
-    """TR Table 12: about 173 min; 50.09 / 49.91 Hz inside NEM's window, 50.11 / 49.89 Hz outside it."""
+def test_the_fcr_n_ler_test_is_tr_table_12():
+    """TR v1.1 Table 12 / TP Table 15: 2 min at 50.0 Hz, then steps 1-11, 173.5 min in all (minimums)."""
     seq = sequence("fcr-n", "ler")
-    assert seq.duration_s == 173 * 60.0
-    rows = [(s.start_s / 60.0, s.target_hz) for s in seq.segments]
-    assert rows[0] == (0.0, 50.0)
-    assert rows[1:7] == [(3.0 + 10 * i, (50.09, 50.11)[i % 2]) for i in range(6)]
-    assert rows[7:] == [(63.0 + 10 * i, (49.91, 49.89)[i % 2]) for i in range(11)]
+    assert [(s.start_s / 60.0, s.target_hz) for s in seq.segments] == [
+        (0.0, 50.0), (2.0, 50.09), (30.0, 50.11), (36.0, 50.09), (38.5, 50.11), (46.0, 50.09),
+        (56.0, 49.91), (116.0, 49.89), (121.0, 49.91), (123.5, 49.89), (133.5, 49.91), (143.5, 50.0)]
+    assert seq.duration_s == 173.5 * 60.0
     assert all(s.rate_hz_per_s is None for s in seq.segments)  # steps
-    inside = [s for s in seq.segments if s.label.endswith(":window")]
-    assert {s.target_hz for s in inside} == {50.09, 49.91}
-    assert all(49.9 < s.target_hz < 50.1 for s in inside)
-    assert all(not 49.9 < s.target_hz < 50.1 for s in seq.segments if s.label.endswith(":outside"))
+
+
+def test_the_fcr_n_ler_steps_expect_the_tables_nem_and_aem_states():
+    seq = sequence("fcr-n", "ler")
+    assert [(s.nem, s.aem) for s in seq.segments] == [
+        ("off", "off"), ("on", "off"), ("off", "off"), ("on", "off"), ("off", "on"), ("on", "on"),
+        ("off/on", "off"), ("off", "off"), ("on", "off"), ("off", "on"), ("on", "on"), ("off", "off")]
+
+
+def test_the_fcr_n_ler_steps_with_an_objective_are_held_until_it_is_met():
+    """TP 8.1: "The durations given in the table are minimum durations"; steps 1 and 6 until NEM has been
+    fully activated for a minute, 4 and 9 until 5 min after AEM activates, 11 until NEM and AEM are off."""
+    seq = sequence("fcr-n", "ler")
+    assert {s.label: s.hold_until for s in seq.segments if s.hold_until} == {
+        "step 1": "nem_full", "step 4": "aem_5min", "step 6": "off_then_nem_full", "step 9": "aem_5min",
+        "step 11": "ler_off"}
+    assert seq.held
+
+
+def test_a_held_step_moves_on_at_its_table_end_when_its_objective_is_met_by_then():
+    play = HeldPlay(sequence("fcr-n", "ler"))
+    assert play.frequency(119.9) == 50.0 and play.frequency(120.0) == 50.09  # the rest has no objective
+    play.observe(600.0, 1, 1.0, False)
+    play.observe(660.0, 1, 1.0, False)  # NEM fully activated for a minute
+    assert play.frequency(1799.9) == 50.09 and play.frequency(1800.0) == 50.11  # step 2 at 30 min
+    assert play.starts[2] == 1800.0
+
+
+def test_a_held_step_waits_for_its_objective_and_the_later_steps_move_with_it():
+    play = HeldPlay(sequence("fcr-n", "ler"))
+    play.frequency(120.0)
+    play.observe(1800.0, 1, 0.5, False)  # NEM on but not yet fully activated at the table's end
+    assert play.frequency(1800.0) == 50.09
+    play.observe(2000.0, 1, 1.0, False)
+    play.observe(2060.0, 1, 1.0, False)
+    assert play.frequency(2060.1) == 50.11  # step 2 starts once the objective is met
+    assert play.starts[2] == 2060.1 and play.starts[3] == pytest.approx(36 * 60.0 + 260.1)
+    assert play.played().segments[3].start_s == pytest.approx(2420.1)
+
+
+def test_the_last_step_is_done_once_nem_and_aem_are_off_after_its_30_min():
+    play = HeldPlay(sequence("fcr-n", "ler"))
+    play.i = len(play.starts) - 1
+    play.observe(143.5 * 60.0 + 60.0, 0, 0.0, False)  # off, but before its 30 min
+    assert play.done_at is None
+    play.observe(173.5 * 60.0, 0, 0.0, False)
+    assert play.done_at == 173.5 * 60.0
 
 
 @pytest.mark.parametrize("t_s, f_hz", [
