@@ -134,8 +134,8 @@ def static(product: str) -> Response:
 def test_a_unit_holding_full_activation_for_15_min_each_way_passes_the_endurance_test(product):
     _, checks = played(product, "endurance", static(product))
     assert failed(checks) == []
-    for hz in SERVED[product]:
-        assert measured(checks, f"endurance at {hz:.2f} Hz: energy delivered") == pytest.approx(15.0, abs=0.01)
+    for hz in SERVED[product]:  # FCR-D's hold starts with the 1.7 s ramp at 0.24 Hz/s: 0.8 s of it short
+        assert measured(checks, f"endurance at {hz:.2f} Hz: energy delivered") == pytest.approx(15.0, abs=0.015)
     # the commercial battery at 50 % SOC holds 40 % x 81.92 kWh = 196.6 min of 10 kW each way
     assert measured(checks, "not LER: full activation the battery holds") == pytest.approx(196.6, abs=0.1)
 
@@ -153,14 +153,24 @@ def test_a_unit_whose_response_runs_out_after_10_min_fails_the_endurance_test(pr
 
     _, checks = played(product, "endurance", running_out)
     for hz in SERVED[product]:
-        assert f"endurance at {hz:.2f} Hz: lowest 10 s mean over 15 min, share of full activation" in failed(checks)
+        assert (f"endurance at {hz:.2f} Hz: lowest 10 s mean over 15 min, share of full activation (requirement 12)"
+                in failed(checks))
         assert measured(checks, f"endurance at {hz:.2f} Hz: energy delivered") == pytest.approx(10.5, abs=0.05)
 
 
 def test_a_unit_at_80_percent_of_its_characteristic_fails_the_endurance_test():
     _, checks = played("fcr-d-up", "endurance", lambda t, f: 0.8 * fcr_d("fcr-d-up", f))
     assert measured(checks, "endurance at 49.50 Hz: lowest") == pytest.approx(0.8)
-    assert len(failed(checks)) == 2  # the lowest mean and the energy
+    assert {r.split(":")[0] for r in failed(checks) if r.startswith("endurance")} == {"endurance at 49.50 Hz"}
+    assert len([r for r in failed(checks) if r.startswith("endurance")]) == 2  # the lowest mean and the energy
+
+
+@pytest.mark.parametrize("product", ["fcr-n", "fcr-d-up", "fcr-d-down"])
+def test_the_endurance_test_is_judged_as_the_step_or_ramp_test_it_extends(product):
+    """TR v1.1 Tables 3 and 4: the endurance holds are part of the FCR-N step test and the FCR-D fast ramp."""
+    _, checks = played(product, "endurance", static(product))
+    first = "step 1" if product == "fcr-n" else "requirement 4, deactivation"
+    assert any(c.requirement.startswith(first) for c in checks)
 
 
 def test_a_unit_with_energy_management_is_ler_and_fails_the_not_ler_endurance_test():

@@ -158,15 +158,25 @@ def test_the_combined_test_down_ramps_to_50_3_then_50_11_hz():
     assert [s.target_hz for s in sequence("fcr-d-down", "combined").segments[7:]] == [50.3, 50.11]
 
 
-@pytest.mark.parametrize("product, holds", [
-    ("fcr-n", [49.9, 50.1]), ("fcr-d-up", [49.5]), ("fcr-d-down", [50.5])])
-def test_the_endurance_test_of_a_unit_that_is_not_ler_is_15_min_of_full_activation_each_way(product, holds):
-    seq = sequence(product, "endurance")
-    full = [(i, s) for i, s in enumerate(seq.segments) if s.label == "endurance"]
-    assert [s.target_hz for _, s in full] == holds
-    assert all(seq.end_of(i) - s.start_s == 15 * 60.0 for i, s in full)
-    rest = {"fcr-n": 50.0, "fcr-d-up": 49.9, "fcr-d-down": 50.1}[product]
-    assert {s.target_hz for s in seq.segments if s.label == "rest"} == {rest}  # no activation between
+def test_the_fcr_n_endurance_test_is_the_step_test_with_15_min_steps():
+    """TR v1.1 Table 3 / TP Table 3, "Start time endurance test for non-LER": 0, 0.5, 1, 6, 21, 36 min, end 41."""
+    seq = sequence("fcr-n", "endurance")
+    assert [(s.start_s / 60.0, s.target_hz) for s in seq.segments] == [
+        (0.0, 50.0), (0.5, 49.95), (1.0, 50.0), (6.0, 49.9), (21.0, 50.1), (36.0, 50.0)]
+    assert seq.duration_s == 41 * 60.0
+    assert [s.target_hz for s in seq.segments if s.label == "endurance"] == [49.9, 50.1]
+
+
+@pytest.mark.parametrize("product, hold_hz", [("fcr-d-up", 49.5), ("fcr-d-down", 50.5)])
+def test_the_fcr_d_endurance_test_is_the_fast_ramp_with_ramp_3_held_900_s(product, hold_hz):
+    """TR v1.1 Table 4 note / TP Table 6: "The waiting time between ramp 3 and ramp 4 should be increased to
+    900 seconds when the endurance is tested"; ramps 4-6 follow 600 s later."""
+    seq, ramp = sequence(product, "endurance"), sequence(product, "ramp")
+    assert [(s.start_s, s.target_hz, s.rate_hz_per_s) for s in seq.segments] == [
+        (s.start_s + (600.0 if i > 3 else 0.0), s.target_hz, s.rate_hz_per_s) for i, s in enumerate(ramp.segments)]
+    held = [(i, s) for i, s in enumerate(seq.segments) if s.label == "endurance"]
+    assert [(s.target_hz, seq.end_of(i) - s.start_s, s.rate_hz_per_s) for i, s in held] == [(hold_hz, 900.0, 0.24)]
+    assert seq.duration_s == 1650.0
 
 
 def test_a_test_that_does_not_apply_to_a_product_is_refused():
