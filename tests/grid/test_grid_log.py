@@ -197,9 +197,10 @@ def test_the_sine_test_gives_one_file_per_period_named_and_headed_with_it(tmp_pa
 
 def test_ems_prequal_splits_the_sine_test_at_the_start_of_each_sine_segment():
     plan = log_plan("fcr-d-up", sequence("fcr-d-up", "sine"), 49.5)
+    # 20 s at the centre, then TR v1.1 Table 6's recommended total: 20 x 10 s, 15 x 15 s, 10 x 25 s, 7 x 40..70 s
     assert [(t, s.test_type, s.suffix) for t, s in plan] == [
-        (0.0, "Sine10", "10"), (100.0, "Sine15", "15"), (210.0, "Sine25", "25"), (380.0, "Sine40", "40"),
-        (640.0, "Sine50", "50"), (960.0, "Sine60", "60"), (1340.0, "Sine70", "70")]
+        (0.0, "Sine10", "10"), (240.0, "Sine15", "15"), (485.0, "Sine25", "25"), (755.0, "Sine40", "40"),
+        (1055.0, "Sine50", "50"), (1425.0, "Sine60", "60"), (1865.0, "Sine70", "70")]
     assert {s.service for _, s in plan} == {"FcrdUp"}
 
 
