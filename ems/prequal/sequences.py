@@ -5,8 +5,8 @@ at `rate_hz_per_s` (None: a step), then hold until the next row. Sine segments o
 around a centre. FCR-D down mirrors FCR-D up around 50 Hz (f -> 100 - f). The figures come
 from the reference (`../shared/reference/grid_services.md`, TP and TR: the Nordic TSOs' "Technical
 Requirements for Frequency Containment Reserve Provision in the Nordic Synchronous Area" v1.1 and
-"Test Program for Prequalification of FCR", both 2025-03-28); the FFR sequence and the endurance
-test's holds are ours and say so.
+"Test Program for Prequalification of FCR", both 2025-03-28), each cited by table; the FFR sequence
+is ours and says so.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ def _table(rows: Iterable[tuple]) -> tuple[Segment, ...]:
     return tuple(Segment(*row) for row in rows)
 
 
-# FCR-D up fast ramp (TP): start, target, rate, what is judged.
+# FCR-D up fast ramp (TR v1.1 section 3.1.2, Table 4; TP section 4.1, Table 6), rows 0-6: start, target,
+# rate, what is judged.
 FCR_D_UP_RAMP = Sequence("fcr-d-up", "ramp", _table([
     (0.0, 49.9, None, "settle"),
     (30.0, 49.45, 0.14, "deactivation"),
@@ -115,11 +116,13 @@ FCR_D_UP_RAMP = Sequence("fcr-d-up", "ramp", _table([
     (750.0, 50.0, 0.24, ""),
 ]), 1050.0)
 
-# Linearity (TP, FCR-D up): 120 s per step; the 10 s mean from 60 to 120 s of each is judged.
+# Linearity (TR v1.1 section 3.4.2, FCR-D up): 120 s per step; the 10 s mean from 60 to 120 s of each is
+# judged against the envelope of TR v1.1 Table 9.
 FCR_D_UP_LINEARITY = Sequence("fcr-d-up", "linearity", _table(
     (i * 120.0, f, None, "linearity") for i, f in enumerate((49.9, 49.8, 49.7, 49.6, 49.5, 49.91))), 720.0)
 
-# FCR-N step test (TP): minutes 0, 0.5, 1, then 5-minute holds.
+# FCR-N step test (TR v1.1 section 3.1.1, Table 3; TP section 3.1, Table 3): minutes 0, 0.5, 1, then
+# 5-minute holds.
 FCR_N_STEP = Sequence("fcr-n", "step", _table([
     (0.0, 50.0, None, "steady"),
     (30.0, 49.95, None, "steady"),
