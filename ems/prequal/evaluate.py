@@ -16,7 +16,16 @@ import attrs
 import numpy as np
 
 from ems.prequal.recording import Recording
-from ems.prequal.sequences import NOT_LER_MIN, SINE_STATIONARY, Sequence, spec_of
+from ems.prequal.sequences import (
+    AEM_HOLD_S,
+    FCR_N_LER_STEPS,
+    NEM_FULL,
+    NEM_FULL_S,
+    NOT_LER_MIN,
+    SINE_STATIONARY,
+    Sequence,
+    spec_of,
+)
 from ems.prequal.stability import (
     ACCEPTED_RADIUS,
     LINEARITY_LIMIT,
@@ -498,8 +507,6 @@ def _fcr_n_steps(ctx: Context) -> list[Check]:
     battery (over-frequency steps) discharges: NEM_allowed +1; at the bottom it charges: -1."""
     rec, seq = ctx.rec, ctx.seq
     period = rec.period_s
-    from ems.prequal.sequences import AEM_HOLD_S, FCR_N_LER_STEPS, NEM_FULL, NEM_FULL_S
-
     checks = []
     nem, aem = rec["nem_allowed"], rec["aem"] > 0.5
     full = (nem != 0) & (np.abs(rec["nem_current"]) >= NEM_FULL)
