@@ -180,6 +180,8 @@ class GridServices(Program):
             self._idle(ctx)
             return
         f_in = self.freq.read(ctx.t_s)
+        if self.freq.timed_out:
+            self._withdraw_test_capacity()
         ok = f_in == f_in
         if ok:
             f = self.filter.step(f_in, dt)
@@ -268,6 +270,19 @@ class GridServices(Program):
         if ffr.capacity_w > 0.0:
             ok = available and ffr.ready and self.energy.low_wh >= ffr.capacity_w * self.p.ffr.support_s / 3600.0
             self.maintained["ffr"].set(ffr.capacity_w * up if ok else 0.0)
+
+    def _withdraw_test_capacity(self) -> None:
+        """A test client that went silent (killed, its link lost) cannot restore the capacities it
+        set for its test: the unit withdraws every product itself, so no test capacity stays sold.
+        Taken from the next scan on, like a write; kept across a restart (the tags are retained)."""
+        sold = [(tag, tag.value) for tag in self.setting_tags[:len(CAPACITY_TAGS)] if tag.value]
+        self.filter.reset()  # the test frequency's disturbance was the test's, not the grid's:
+        self.f_hz = NAN  # an FCR-D cut does not wait for it to end (TR 3.7)
+        for tag, _ in sold:
+            tag.set(0.0)
+        if sold:
+            log.warning("grid services: test mode timed out; the test capacity is withdrawn (%s)",
+                        ", ".join(f"{tag.spec.name} {value:g} W -> 0 W" for tag, value in sold))
 
     # --- settings ---------------------------------------------------------------------------------
     def _apply_settings(self) -> None:

@@ -61,12 +61,15 @@ class FrequencyInput:
         self.source = FrequencySource.NONE
         self.measured_hz = NAN  # the measurement, also while a test frequency replaces it
         self.testing = False
+        self.timed_out = False  # this scan's read ended test mode because its client went silent
 
     def read(self, t_s: float) -> float:
         """This scan's frequency in Hz, or NaN when nothing usable is there."""
         self.measured_hz, source = self._measured()
         testing = self.active.value is True
+        self.timed_out = False
         if testing and t_s - self.applied.stamp > self.timeout_s:
+            self.timed_out = True
             log.warning("applied test frequency not refreshed for %.1f s: test mode ends", self.timeout_s)
             self.active.set(False)
             testing = False

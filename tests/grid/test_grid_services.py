@@ -120,6 +120,17 @@ def test_test_mode_ends_when_the_applied_frequency_is_not_refreshed():
     assert h["service_p_w"] == 0.0  # back on the meter's 50 Hz
 
 
+def test_a_test_client_that_falls_silent_leaves_no_capacity_sold(caplog: pytest.LogCaptureFixture):
+    h = settled(Harness(fcr_n_capacity_w=20_000.0, fcr_d_up_capacity_w=C, test_timeout_s=5.0), 49.7, 2.0)
+    assert h["fcr_n_capacity_w"] == 20_000.0
+    h.scan(int(5.0 / 0.1) + 2)  # the test tool was killed: nobody restores what it sold for its test
+    assert h["fcr_n_capacity_w"] == 0.0
+    assert h["fcr_d_up_capacity_w"] == 0.0
+    assert "fcr_n_capacity_w 20000 W -> 0 W" in caplog.text
+    h.run_s(15.0, grid_frequency_hz=49.7)
+    assert h["service_p_w"] == 0.0  # nothing sold: a real 49.7 Hz gets no response
+
+
 def test_the_meter_frequency_drives_the_services_outside_tests():
     h = Harness(fcr_d_up_capacity_w=C).run_s(15.0, grid_frequency_hz=49.7)
     assert h["service_p_w"] == pytest.approx(0.5 * C, rel=1e-6)
