@@ -117,6 +117,7 @@ class Driver:
         self._staged: tuple[Any, ...] | None = None
         self._written: tuple[Any, ...] | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stage() and stop(): the poll thread writes at once
         self._thread: threading.Thread | None = None
         self._generation = 0
         self._poll_started: float | None = None
@@ -146,8 +147,15 @@ class Driver:
 
     # --- scan side --------------------------------------------------------------------------
     def stage(self, values: tuple[Any, ...]) -> None:
-        """Hand the outputs of this scan to the driver (engineering units, aligned with outputs)."""
+        """Hand the outputs of this scan to the driver (engineering units, aligned with outputs).
+
+        The poll thread wakes and writes them at once, not at its next poll: an output reaches
+        the device right after the scan that decided it, and its last write before a crash is a
+        fixed step after the scan's last message (a new cluster leader times a dead unit's
+        revert from that, programs/cluster/membership.py)."""
         self._staged = values
+        if self.outputs:
+            self._wake.set()
 
     def check_hang(self, now: float) -> None:
         """Replace the poll thread if a device call has been stuck longer than its timeout."""
@@ -178,6 +186,7 @@ class Driver:
         if safe_outputs is not None:
             self._staged = safe_outputs
         self._stop.set()
+        self._wake.set()
         thread = self._thread
         if thread is not None:
             thread.join(timeout_s)
@@ -233,9 +242,28 @@ class Driver:
                 continue
             now = self.clock.now()
             deadline = self._on_grid(max(deadline + period, now))  # a slow poll re-bases, never bursts
-            self._stop.wait(deadline - now)
+            try:
+                self._wait_writing(deadline, generation)
+            except Exception as exc:  # noqa: BLE001 - a failed write: as a failed poll
+                if generation != self._generation:
+                    return
+                self._on_error(exc)
+                deadline = self._on_grid(self.clock.now())
         if generation == self._generation and self._stop.is_set():
             self._flush_outputs()
+
+    def _wait_writing(self, deadline: float, generation: int) -> None:
+        """Wait for the next poll, writing each scan's outputs as they are staged."""
+        while not self._stop.is_set() and generation == self._generation:
+            now = self.clock.now()
+            if now >= deadline or not self._wake.wait(deadline - now):
+                return
+            self._wake.clear()
+            if self._stop.is_set() or not self._opened or self._staged is None or self._staged is self._written:
+                continue
+            self._poll_started = self.clock.now()
+            self._write_staged()
+            self._poll_started = None
 
     def _poll_once(self, now: float, generation: int | None = None) -> None:
         self._poll_started = now
