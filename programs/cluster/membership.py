@@ -26,6 +26,12 @@ from programs.enums import SiteState
 
 log = logging.getLogger(__name__)
 
+# How far the clocks of two nodes may drift apart (1000 ppm: far beyond a quartz's), and how much
+# later than the fastest delivery a message may arrive before its sender's clock counts as stepped.
+CLOCK_DRIFT = 1e-3
+CLOCK_STEP_S = 0.5
+
+
 class MemberState(enum.IntEnum):
     """Order is part of the register map (append only)."""
 
@@ -43,6 +49,13 @@ class Member:
     state: MemberState = MemberState.OFFLINE
     last: NodeState | None = None
     received_s: float = -math.inf  # scan time of the last state message
+    sent_s: float = -math.inf  # when it sent that message, on this node's clock (Membership.receive)
+    offset_s: float | None = None  # this node's clock minus its wall clock, plus the fastest delivery
+
+    @property
+    def measured_s(self) -> float:
+        """When the power in its last state was measured, on this node's clock."""
+        return self.sent_s - (self.last.p_age_s if self.last is not None else 0.0)
     reachable: bool = False  # Raft holds a connection to it (always True for this node)
     reason: str = "never heard"
 
@@ -83,6 +96,7 @@ class Membership:
         """A state message arrived (from a known member; unknown senders are ignored)."""
         member = self.members.get(state.node)
         if member is not None:
+            member.sent_s = _sent_s(member, state, now_s)
             member.last = state
             member.received_s = now_s
 
@@ -129,3 +143,24 @@ class Membership:
 
     def count(self, state: MemberState) -> int:
         return sum(1 for m in self.members.values() if m.state is state)
+
+
+def _sent_s(member: Member, state: NodeState, now_s: float) -> float:
+    """When `state` left its sender, on this node's clock: its wall-clock stamp plus the smallest
+    (this clock - sender's wall clock) seen, which is the clocks' offset plus the fastest delivery.
+
+    `now_s` is the scan that read the message, up to a scan after it arrived; the stamp is when
+    the sender's scan published it, a fixed step before its inverter's next write. A new leader
+    times a dead unit's revert from this (programs/cluster/aggregate.py), so the jitter of its
+    own scan does not enter. The offset follows a drift of CLOCK_DRIFT; a stamp that goes back,
+    or a message later than CLOCK_STEP_S beyond the fastest, starts it afresh (a clock stepped).
+    """
+    sample = now_s - state.t_wall
+    offset = member.offset_s
+    last = member.last
+    if offset is not None and member.received_s > -math.inf:
+        offset += CLOCK_DRIFT * (now_s - member.received_s)
+    if offset is None or last is None or state.t_wall <= last.t_wall or sample > offset + CLOCK_STEP_S:
+        offset = sample
+    member.offset_s = min(offset, sample)
+    return state.t_wall + member.offset_s

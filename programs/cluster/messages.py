@@ -58,6 +58,7 @@ class NodeState:
     revert_s: float = attrs.field(default=10.0, validator=[*_NUMBER, v.gt(0)])
     ramp_w_per_s: float = attrs.field(default=0.0, validator=[*_NUMBER, v.ge(0)])  # its inverter's own ramp
     response_s: float = attrs.field(default=0.0, validator=[*_NUMBER, v.ge(0)])  # and its lag behind a command
+    p_age_s: float = attrs.field(default=0.0, validator=[*_NUMBER, v.ge(0)])  # how old p_w was when sent
 
 
 @attrs.frozen

@@ -272,7 +272,7 @@ class ClusterNode(Program):
             site_state=int(state), health=health, errors=errors, valid=valid, raft_role=view.role_name,
             raft_term=view.term, setpoint_w=a.p_w, setpoint_term=a.term, setpoint_seq=a.seq, fallback=a.fallback,
             revert_s=self.p.inverter_revert_s, ramp_w_per_s=self.p.inverter_ramp_w_per_s,
-            response_s=self.p.inverter_response_s,
+            response_s=self.p.inverter_response_s, p_age_s=_age_s(t["inverter_p_w"], ctx.t_s),
         )
 
     # --- outputs -------------------------------------------------------------------------------
@@ -330,3 +330,9 @@ class ClusterNode(Program):
             "site": {name: (tag.value if tag.good else None) for name, tag in self.site.items()},
         }
 
+
+
+def _age_s(tag: Any, now_s: float) -> float:
+    """How old a tag's value is (its driver's read time; 0 when it has none), at most 60 s."""
+    age = now_s - tag.stamp
+    return min(age, 60.0) if math.isfinite(age) and age > 0.0 else 0.0

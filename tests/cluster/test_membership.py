@@ -81,5 +81,24 @@ def test_the_cluster_limits_count_what_a_silent_unit_still_delivers(members: Mem
     members.update(11.0, {"b": True, "c": True})  # b silent for 1 s: stale; c never heard
     totals = Aggregate.of(members.members.values(), 11.0)
     assert (totals.p_w, totals.limit_discharge_w, totals.limit_charge_w) == (5000.0, 6000.0, 5000.0)
+    members.receive(attrs.evolve(STATE, node="a", p_w=4000.0), 20.0)
     after_revert = Aggregate.of(members.members.values(), 20.0)  # b's inverter at 0 W by then
     assert (after_revert.p_w, after_revert.limit_discharge_w) == (4000.0, 5000.0)
+
+
+def test_a_state_read_a_scan_late_is_timed_by_its_stamp_and_the_fastest_delivery(members: Membership) -> None:
+    # b's wall clock is 1000 s ahead; its states take 2 ms at best and are read by a scan up to 0.1 s late
+    for sent, read in ((1.0, 1.002), (1.1, 1.19), (1.2, 1.21), (1.3, 1.302)):
+        members.receive(attrs.evolve(STATE, t_wall=1000.0 + sent), read)
+    assert members.members["b"].sent_s == pytest.approx(1.302, abs=1e-3)
+    members.receive(attrs.evolve(STATE, t_wall=1001.4), 1.49)  # read 88 ms late: sent at 1.402
+    assert members.members["b"].sent_s == pytest.approx(1.402, abs=1e-3)
+
+
+def test_a_stepped_sender_clock_starts_the_offset_afresh(members: Membership) -> None:
+    members.receive(attrs.evolve(STATE, t_wall=1000.0), 1.0)
+    members.receive(attrs.evolve(STATE, t_wall=900.1), 1.1)  # its clock stepped back 100 s
+    assert members.members["b"].sent_s == pytest.approx(1.1)
+    members.receive(attrs.evolve(STATE, t_wall=900.2), 1.25)
+    members.receive(attrs.evolve(STATE, t_wall=910.3), 1.3)  # and 10 s forward: that stamp is sent "now"
+    assert members.members["b"].sent_s == pytest.approx(1.3)
