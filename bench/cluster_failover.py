@@ -331,7 +331,8 @@ def main() -> int:
         # more units than the shipped three share this machine's cores at 4 Hz (cluster_kit.FOUR_HZ)
         overrides = FOUR_HZ if args.units > 3 else None
         files = ClusterFiles(Path(tmp), units=args.units, voters=args.voters, node_overrides=overrides)
-        cfg = load_io_map(files.paths["node1"]).cluster
+        node1 = load_io_map(files.paths["node1"])
+        cfg, scan_s = node1.cluster, node1.site.scan_period_s
         with Cluster(files) as cluster:
             cluster.start()
             meter = MeterWatch(files.meter_port)
@@ -345,7 +346,7 @@ def main() -> int:
         bare = bare_raft(args.runs, bare_dir)
     voters = len(files.nodes) if args.voters is None else args.voters
     print(f"{len(files.nodes)}-unit cluster ({voters} Raft voters), Raft timeouts {cfg.raft_min_timeout_s}-{cfg.raft_max_timeout_s} s, lease "
-          f"{cfg.lease_s} s, scan {load_io_map(files.paths['node1']).site.scan_period_s:g} s, {args.runs} leader SIGKILLs")
+          f"{cfg.lease_s} s, scan {scan_s:g} s, {args.runs} leader SIGKILLs")
     print(summary("kill -> first setpoint applied, new term", [f.applied_s for f in failovers]))
     print(summary("kill -> first setpoint sent by the new leader", [f.sent_s for f in failovers]))
     for n, f in enumerate(failovers, 1):
