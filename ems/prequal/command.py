@@ -21,7 +21,7 @@ CARRY_SHARE = 0.9  # default capacity: 90 % of what the inverter rating allows a
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("prequal", help="run Nordic FCR/FFR prequalification tests on the simulated site or a unit")
     p.add_argument("--io-map", default="io_maps/sim_commercial.toml", help="the site (default the commercial one)")
-    p.add_argument("--product", required=True, choices=[*PRODUCTS, "all"])
+    p.add_argument("--product", required=True, choices=[*PRODUCTS, "all"], help="the product tested, or all of them")
     p.add_argument("--test", required=True, choices=[*TESTS, "all"], help="a test, or all that apply")
     p.add_argument("--capacity-w", type=float, help="sold capacity C (default: what the site can carry)")
     p.add_argument("--out", required=True, help="directory for the report, plots, results and log files")
@@ -37,7 +37,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--live", action="store_true", help="drive the applied test frequency of a running unit")
     p.add_argument("--host", help="tag server of the unit (default: the io_map's modbus_server host)")
     p.add_argument("--port", type=int, help="its port (default: the io_map's)")
-    p.add_argument("--unit-id", type=int, default=1)
+    p.add_argument("--unit-id", type=int, default=1, help="its Modbus unit id")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(handler=cmd_prequal)
 
@@ -57,6 +57,9 @@ def cmd_prequal(args: argparse.Namespace) -> int:
     results = []
     for product, test, level in plan:
         capacity = args.capacity_w or carry_capacity(args.io_map, product, test)
+        warning = capacity_warning(args.io_map, product, test, capacity)
+        if warning:
+            print(f"ems prequal: warning: {warning}", file=sys.stderr)
         results.append(run_one(args, product, test, level, capacity, out))
     from ems.prequal.report import write_report
 
@@ -116,6 +119,16 @@ def carry_capacity(io_map_path: str, product: str, test: str = "") -> float:
         ways = 2 if product == "fcr-n" else 1
         capacity = min(capacity, window_wh / ways / (NOT_LER_MIN / 60.0))
     return max(1000.0, (capacity * CARRY_SHARE) // 1000 * 1000)
+
+
+def capacity_warning(io_map_path: str, product: str, test: str, capacity_w: float) -> str | None:
+    """Why `capacity_w` is more than the site can carry in this test (carry_capacity), or None:
+    the test then runs and shows the shortfall, but the operator should know before hours of it."""
+    carry = carry_capacity(io_map_path, product, test)
+    if capacity_w <= carry:
+        return None
+    return (f"{product} {test} at C = {capacity_w:g} W is beyond what the site can carry (about {carry:g} W: the "
+            f"inverter's rating over the product's power reservation, 10 % to spare); expect it to fall short")
 
 
 def run_one(args: argparse.Namespace, product: str, test: str, level: float | None, capacity: float,

@@ -57,6 +57,16 @@ def test_prequal_exits_1_when_a_requirement_fails(tmp_path):
     assert "**FAIL**" in (tmp_path / "out" / "report.md").read_text()
 
 
+def test_a_capacity_beyond_what_the_site_can_carry_is_warned_of_and_one_it_carries_is_not():
+    from ems.prequal.command import capacity_warning, carry_capacity
+
+    site = "io_maps/sim_commercial.toml"
+    carry = carry_capacity(site, "fcr-d-up", "ramp")
+    assert capacity_warning(site, "fcr-d-up", "ramp", carry) is None
+    warning = capacity_warning(site, "fcr-d-up", "ramp", 3 * carry)
+    assert warning is not None and f"beyond what the site can carry (about {carry:g} W" in warning
+
+
 def test_prequal_exits_2_for_a_test_that_does_not_apply(tmp_path, capsys):
     code = ems(["prequal", "--product", "fcr-n", "--test", "ramp", "--out", str(tmp_path), "--quiet"])
     assert code == 2
