@@ -41,6 +41,7 @@ COLUMNS = {  # CSV column -> tag
     "limit_discharge_source": "limit_discharge_source", "hold_reason": "control_hold_reason",
     "applied_frequency_hz": "frequency_input_hz", "filtered_frequency_hz": "frequency_filtered_hz",
     "test_mode": "test_frequency_in_use",
+    "import_limit_w": "import_limit_w", "export_limit_w": "export_limit_w", "price": "price_now",
 }
 
 
@@ -60,13 +61,17 @@ class Summary:
     soc_min_pct: float = math.inf
     soc_max_pct: float = -math.inf
     capacity_wh: float = 0.0
-    limit_time_s: dict[str, float] = attrs.Factory(dict)
+    pv_export_wh: float = 0.0  # PV energy that went to the grid: min(export, PV) each scan
+    limit_time_s: dict[str, float] = attrs.Factory(dict)  # "charge: soc_taper" -> seconds it cut or held
     rows: dict[str, list[Any]] | None = None  # the CSV's columns, when asked to keep them
 
     @property
     def self_consumption(self) -> float:
-        """Share of PV energy used on site (not exported)."""
-        return 1.0 - self.export_wh / self.pv_wh if self.pv_wh > 0 else 0.0
+        """Share of PV energy used on site: 1 - PV exported / PV, where each scan exports
+        min(export power, PV power) of PV (battery energy exported is not PV exported); 0..1."""
+        if self.pv_wh <= 0:
+            return 0.0
+        return min(1.0, max(0.0, 1.0 - self.pv_export_wh / self.pv_wh))
 
     @property
     def cycles(self) -> float:
@@ -81,11 +86,26 @@ class Summary:
             f"self-consumption {self.self_consumption * 100:10.1f} %      cycles {self.cycles:10.3f}",
             f"peak import      {self.peak_import_w:10.0f} W",
             f"soc              {self.soc_min_pct:10.2f} .. {self.soc_max_pct:.2f} %",
-            "time each limit was binding:",
+            "time each limit was binding:" + ("" if self.limit_time_s else " none"),
         ]
         for name, seconds in sorted(self.limit_time_s.items(), key=lambda kv: -kv[1]):
-            lines.append(f"  {name:<32}{seconds:10.0f} s")
+            lines.append(f"  {name:<32}{seconds:10.1f} s")
         return "\n".join(lines)
+
+
+def binding_tolerance_w(limit_w: float) -> float:
+    """How close to a limit a power counts as at it: 0.5 % of the limit, at least 1 W."""
+    return max(1.0, 0.005 * abs(limit_w))
+
+
+def limit_binds(request_w: float, setpoint_w: float, limit_w: float, side: int) -> bool:
+    """Whether a limit cut or held the setpoint this scan, on its side (+1 discharge, -1 charge;
+    `limit_w` >= 0 is the power allowed that way): the request (baseline plus services) is at or
+    beyond the limit, within the tolerance, and the setpoint is at the limit. An idle request
+    (within the tolerance of 0 W) does not make a limit of 0 W bind; a setpoint the site state
+    or an interlock forced elsewhere is not the limit's."""
+    tol = binding_tolerance_w(limit_w)
+    return side * request_w >= max(limit_w - tol, tol) and abs(side * setpoint_w - limit_w) <= tol
 
 
 class Recorder:
@@ -106,7 +126,10 @@ class Recorder:
         get = site.image.get
         self.grid, self.battery, self.pv, self.load, self.soc = (
             get(n) for n in ("grid_power_w", "inverter_p_w", "pv_power_w", "load_power_w", "soc_pct"))
-        self.charge_src, self.discharge_src = get("limit_charge_source"), get("limit_discharge_source")
+        self.baseline, self.service, self.setpoint = (
+            get(n) for n in ("baseline_p_w", "service_p_w", "inverter_p_setpoint_w"))
+        self.limits = [(side, get(limit), get(source)) for side, limit, source in (
+            (-1, "limit_charge_w", "limit_charge_source"), (1, "limit_discharge_w", "limit_discharge_source"))]
 
     def __call__(self, ctx: ScanContext) -> None:
         if self.t0 is None:
@@ -138,13 +161,28 @@ class Recorder:
         for tag, attr in ((self.pv, "pv_wh"), (self.load, "load_wh")):
             if tag is not None and tag.value is not None:
                 setattr(s, attr, getattr(s, attr) + tag.value * dt / 3600)
+        if self.pv is not None and self.pv.value is not None and self.grid is not None and self.grid.value is not None:
+            s.pv_export_wh += max(0.0, min(-self.grid.value, self.pv.value)) * dt / 3600
         if self.soc is not None and self.soc.value is not None:
             s.soc_min_pct = min(s.soc_min_pct, self.soc.value)
             s.soc_max_pct = max(s.soc_max_pct, self.soc.value)
-        for side, tag in (("charge", self.charge_src), ("discharge", self.discharge_src)):
-            if tag is not None and tag.value:
-                key = f"{side}: {tag.spec.enum_labels[tag.value]}"
-                s.limit_time_s[key] = s.limit_time_s.get(key, 0.0) + dt
+        self._accumulate_binding(dt)
+
+    def _accumulate_binding(self, dt: float) -> None:
+        """Time each limit cut or held the setpoint, by side and by the limit's source (as
+        programs/dispatch.py clamps: baseline plus services, services only while good)."""
+        if self.baseline is None or self.setpoint is None or self.baseline.value is None:
+            return
+        request = self.baseline.value
+        if self.service is not None and self.service.good and self.service.value is not None:
+            request += self.service.value
+        setpoint = self.setpoint.value or 0.0
+        for side, limit, source in self.limits:
+            if limit is None or limit.value is None or not limit_binds(request, setpoint, limit.value, side):
+                continue
+            label = source.spec.enum_labels[source.value] if source is not None and source.value is not None else "limit"
+            key = f"{'discharge' if side > 0 else 'charge'}: {label}"
+            self.summary.limit_time_s[key] = self.summary.limit_time_s.get(key, 0.0) + dt
 
 
 def _render(tag: Any) -> Any:
@@ -294,8 +332,23 @@ def simulate(io_map_path: str, hours: float, out_csv: str, scenario: Scenario | 
         from ems.plot import plot_run
 
         services = any(abs(p) > 1.0 for p in recorder.rows.get("service_p_w", []))
-        plot_run(recorder.rows, plot, title=_title(io_map, scenario), frequency=bool(frequency_csv) or services)
+        plot_run(recorder.rows, plot, title=_title(io_map, scenario), frequency=bool(frequency_csv) or services,
+                 events=event_labels(scenario, hours * 3600.0))
     return recorder.summary
+
+
+def event_labels(scenario: Scenario | None, duration_s: float) -> list[tuple[float, str]]:
+    """The scenario's timed events within the run, as (t_s, short label) for the plot: each
+    event's write (`mode = external`, `grid.outage = true`), and each heartbeat that stops."""
+    if scenario is None:
+        return []
+    labels = []
+    for event in scenario.events:
+        value = event.value
+        shown = str(value).lower() if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else value
+        labels.append((event.t_s, f"{event.tag or event.plant} = {shown}"))
+    labels += [(beat.stop_s, f"{beat.tag} stops") for beat in scenario.heartbeats if beat.stop_s is not None]
+    return sorted((t, label) for t, label in labels if t <= duration_s)
 
 
 def virtual_clock_for(io_map: IoMap) -> VirtualClock:
