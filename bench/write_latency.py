@@ -45,7 +45,7 @@ from runtime.servers.modbus_server import TagStore
 from runtime.site import build_site
 
 ROOT = Path(__file__).resolve().parent.parent
-ADDRESS = 1103  # import_limit_w: float32, holding registers 1103-1104, retained
+ADDRESS = 1104  # import_limit_w: float32, holding registers 1104-1105, retained
 DT = ModbusTcpClient.DATATYPE
 
 

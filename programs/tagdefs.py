@@ -21,9 +21,13 @@ class Layout:
                       ModbusTable.COIL: holding_base, ModbusTable.DISCRETE: input_base}
 
     def address(self, table: ModbusTable, words: int) -> ModbusAddress | None:
+        """The next free address; a 32-bit value (two words) at the next even one, so that a
+        block read of floats from any even address never straddles one."""
         base = self._next[table]
         if base is None:
             return None
+        if words == 2 and base % 2:
+            base += 1
         self._next[table] = base + words
         return ModbusAddress(table, base)
 

@@ -32,6 +32,7 @@ from runtime.config.schema import (
 from runtime.config.structure import MISSING, Errors, _suggest, describe, structure
 from runtime.io.registry import DRIVERS, DriverKind
 from runtime.paths import shipped
+from runtime.servers.register_map import odd_start
 
 TagIo = tuple[IoConfig, Any, Path]  # a tag's io binding, its driver-specific point, where it is in the file
 
@@ -251,6 +252,10 @@ def _check_modbus(tag: TagSpec, path: Path, used: dict[tuple[ModbusTable, int], 
         errors.add(path + ("modbus", "table"), f"a writable tag must be in a coil or holding table, not {table.value}")
     if tag.modbus.scale != 1.0 and tag.dtype not in (DType.INT16, DType.UINT16, DType.INT32, DType.UINT32):
         errors.add(path + ("modbus", "scale"), "a scale factor applies to integer tags only")
+    odd = odd_start(tag.dtype, tag.modbus.address)
+    if odd is not None:
+        errors.add(path + ("modbus", "address"), odd)
+        return
     words = tag.words
     for address in range(tag.modbus.address, tag.modbus.address + words):
         other = used.get((table, address))

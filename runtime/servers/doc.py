@@ -67,6 +67,9 @@ the programs' own tags and the runtime's): nothing in it is kept by hand.
 
 - The word order of 32-bit values is `[modbus_server] word_order`: `high_first` (default, "big
   endian", mbpoll `-B`) or `low_first`.
+- Every 32-bit value starts at an even address (a one-word value before it leaves the odd address
+  free), so a block read of floats from any even address, from 0 say, never cuts one in half;
+  `check-config` refuses a 32-bit io_map tag at an odd address.
 - A scaled integer that does not fit its register saturates at the register's limit.
 - A value never read from its device reads 0 (float32: NaN). Values are served as the scan holds
   them, whatever their quality (STALE or BAD values keep their last reading).

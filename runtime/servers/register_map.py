@@ -30,6 +30,16 @@ ILLEGAL_ADDRESS = 0x02
 ILLEGAL_VALUE = 0x03
 
 INT_DTYPES = (DType.INT16, DType.UINT16, DType.INT32, DType.UINT32, DType.ENUM)
+WIDE_DTYPES = (DType.FLOAT32, DType.INT32, DType.UINT32)  # two registers: they start at an even address
+
+
+def odd_start(dtype: DType, address: int) -> str | None:
+    """Why a 32-bit value may not start at `address`, or None: at an odd address a client's block
+    read of floats from an even one (from 0, say) would cut it in half."""
+    if dtype in WIDE_DTYPES and address % 2:
+        return f"a 32-bit {dtype.value} starts at an even address (a block read of 32-bit values from an even one " \
+               f"would cut it in half), not {address}"
+    return None
 
 # Raw register range of each integer type (what fits on the wire).
 RAW_RANGES: dict[DType, tuple[int, int]] = {
@@ -327,6 +337,10 @@ def check_specs(specs: Iterable[TagSpec]) -> tuple[list[MapEntry], list[tuple[st
         words = 1 if is_bool else spec.words
         if m.address < 0 or m.address + words > 65536:
             problems.append((spec.name, f"{words} {m.table.value} address(es) from {m.address} leave 0..65535"))
+            continue
+        odd = odd_start(spec.dtype, m.address)
+        if odd is not None:
+            problems.append((spec.name, odd))
             continue
         clash = next((used[(m.table, a)] for a in range(m.address, m.address + words) if (m.table, a) in used), None)
         if clash is not None:

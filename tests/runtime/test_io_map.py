@@ -58,12 +58,12 @@ def test_three_mistakes_are_all_reported_with_lines_and_key_paths():
     text = MINIMAL.replace('driver = "sim"', 'driver = "sim"\npoll_period_s = "fast"')
     text = text.replace('area = "input"\nio = { device = "plant", var = "bms.soc_pct" }',
                         'area = "input"\nunits = "%"\nio = { device = "plant", var = "bms.soc_pct" }')
-    text = text.replace('address = 2', 'address = 1')
+    text = text.replace('address = 2', 'address = 0')
     errors = errors_of(text)
     assert errors == [
         "site.toml:7: devices[0].poll_period_s: expected a number, got string 'fast'",
         "site.toml:20: tags[1].units: unknown key (did you mean 'unit'?)",
-        "site.toml:22: tags[1].modbus.address: input address 1 is already taken by tag 'grid_power_w'",
+        "site.toml:22: tags[1].modbus.address: input address 0 is already taken by tag 'grid_power_w'",
     ]
 
 
@@ -103,8 +103,16 @@ def test_duplicate_tag_names():
 
 
 def test_a_float32_overlapping_the_next_register_is_caught():
-    errors = errors_of(MINIMAL.replace("address = 2", "address = 1"))
+    text = MINIMAL.replace('dtype = "float32"\narea = "input"\nio = { device = "plant", var = "bms.soc_pct" }',
+                           'dtype = "uint16"\narea = "input"\nio = { device = "plant", var = "bms.soc_pct" }')
+    errors = errors_of(text.replace("address = 2", "address = 1"))
     assert errors == ["site.toml:20: tags[1].modbus.address: input address 1 is already taken by tag 'grid_power_w'"]
+
+
+def test_a_32_bit_value_at_an_odd_address_is_refused():
+    errors = errors_of(MINIMAL.replace("address = 2", "address = 3"))
+    assert errors == ["site.toml:20: tags[1].modbus.address: a 32-bit float32 starts at an even address (a block "
+                      "read of 32-bit values from an even one would cut it in half), not 3"]
 
 
 def test_out_of_range_parameters_are_reported():

@@ -24,7 +24,7 @@ from runtime.events import read_events
 from runtime.site import Site, build_site
 from runtime.sqlite_store import SqliteWriter
 
-ADDRESS = 1103  # import_limit_w, float32, retained
+ADDRESS = 1104  # import_limit_w, float32 (at an even address), retained
 DT = ModbusTcpClient.DATATYPE
 
 

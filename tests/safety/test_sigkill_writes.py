@@ -34,7 +34,7 @@ from testkit.waiting import wait_until
 from runtime.events import read_events
 
 ROUNDS = 20
-TAG, ADDRESS = "import_limit_w", 1103  # float32, holding registers 1103-1104, retained
+TAG, ADDRESS = "import_limit_w", 1104  # float32, holding registers 1104-1105, retained
 FIRST_VALUE = 100_000.0  # every write a new whole number of watts: exact in float32, unique in the log
 DT = ModbusTcpClient.DATATYPE
 

@@ -80,7 +80,7 @@ def test_a_value_never_set_reads_zero_and_a_float_reads_nan():
 
 def test_a_snapshot_encodes_every_table_and_gaps_read_zero():
     specs = [tag("a", DType.UINT16, IR, 0), tag("b", DType.UINT16, IR, 3), tag("c", DType.BOOL, D, 2),
-             tag("d", DType.INT32, H, 1, access=Access.RW)]
+             tag("d", DType.INT32, H, 2, access=Access.RW)]
     image = ProcessImage(specs)
     for name, value in (("a", 7), ("b", 9), ("c", True), ("d", -1)):
         image[name].set(value)
@@ -89,7 +89,7 @@ def test_a_snapshot_encodes_every_table_and_gaps_read_zero():
     encoded = rmap.encode(image.publish(1, 0.0))
     assert encoded.tables[IR] == [7, 0, 0, 9]
     assert encoded.tables[D] == [False, False, True]
-    assert encoded.tables[H] == [0, 0xFFFF, 0xFFFF]
+    assert encoded.tables[H] == [0, 0, 0xFFFF, 0xFFFF]
     assert rmap.read(encoded, IR, 1, 3) == [0, 0, 9]
 
 
@@ -142,10 +142,10 @@ def test_a_scaled_range_that_does_not_fit_its_register_is_warned_about():
 
 # --- writes ---------------------------------------------------------------------------------------------
 WRITABLE = [
-    tag("p", DType.FLOAT32, H, 0, access=Access.RW),
-    tag("q", DType.INT16, H, 2, access=Access.RW, scale=0.1),
-    tag("limit", DType.UINT32, H, 3, access=Access.RW),
-    tag("fw", DType.UINT16, H, 5),
+    tag("q", DType.INT16, H, 0, access=Access.RW, scale=0.1),
+    tag("fw", DType.UINT16, H, 1),
+    tag("p", DType.FLOAT32, H, 2, access=Access.RW),
+    tag("limit", DType.UINT32, H, 4, access=Access.RW),
     tag("soc", DType.INT16, H, 6, access=Access.RW, scale=10.0),
     tag("name", DType.STRING, H, 8, access=Access.RW, length=4),
     tag("run", DType.BOOL, C, 0, access=Access.RW),
@@ -158,20 +158,20 @@ def rmap() -> RegisterMap:
 
 
 def test_a_write_spanning_three_tags_decodes_all_of_them(rmap: RegisterMap):
-    words = [0x449A, 0x5000, (-150) & 0xFFFF, 0x0001, 0x86A0]
-    assert rmap.decode_write(H, 0, words) == [("p", 1234.5), ("q", -1500), ("limit", 100000)]
+    words = [0x449A, 0x5000, 0x0001, 0x86A0, 550]
+    assert rmap.decode_write(H, 2, words) == [("p", 1234.5), ("limit", 100000), ("soc", 55)]
 
 
 def test_writing_one_register_of_a_float_is_illegal_address(rmap: RegisterMap):
     with pytest.raises(WriteRejected) as info:
-        rmap.decode_write(H, 1, [0x5000])
+        rmap.decode_write(H, 3, [0x5000])
     assert info.value.code == ILLEGAL_ADDRESS
     assert "a write must cover all of them" in info.value.reason
 
 
 def test_a_write_including_a_read_only_register_is_illegal_address(rmap: RegisterMap):
     with pytest.raises(WriteRejected) as info:
-        rmap.decode_write(H, 3, [0, 1, 42])
+        rmap.decode_write(H, 0, [(-150) & 0xFFFF, 42])
     assert info.value.code == ILLEGAL_ADDRESS
     assert "'fw'" in info.value.reason
 
@@ -184,7 +184,7 @@ def test_a_write_to_an_unmapped_register_is_illegal_address(rmap: RegisterMap):
 
 def test_a_nan_float_is_illegal_value(rmap: RegisterMap):
     with pytest.raises(WriteRejected) as info:
-        rmap.decode_write(H, 0, [0x7FC0, 0x0000])
+        rmap.decode_write(H, 2, [0x7FC0, 0x0000])
     assert info.value.code == ILLEGAL_VALUE
 
 
