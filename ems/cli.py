@@ -15,6 +15,7 @@ from pathlib import Path
 from ems import cluster_command, live_command
 from ems.devsim import command as devsim_command
 from ems.errors import EPILOG, EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_START, CommandError
+from ems.help import document
 from ems.prequal import command as prequal_command
 from runtime import __version__
 from runtime.clock import RealClock, VirtualClock
@@ -58,18 +59,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--io-map", default=DEFAULT_IO_MAP, help=f"site io_map file (default {DEFAULT_IO_MAP})")
     run.add_argument("--virtual-time", action="store_true", help="run on the virtual clock, as fast as possible")
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this much (clock) time")
-    run.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    run.add_argument("--log-level", default=None, choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                     help="lowest level logged (default: the io_map's [logging] level)")
     run.add_argument("--data-dir", help="override the site's data directory (logs, stores)")
     run.add_argument("--status-every", type=float, metavar="SECONDS",
                      help="a one-line status on stderr every SECONDS (default 10 in a terminal, else off; 0: off)")
     run.set_defaults(handler=cmd_run)
 
     check = sub.add_parser("check-config", help="validate an io_map; exit 0 when valid, 2 with every error")
-    check.add_argument("file")
+    check.add_argument("file", help="the io_map to check")
     check.set_defaults(handler=cmd_check_config)
 
     tags = sub.add_parser("tags", help="list the tags of a site (the register map)")
-    tags.add_argument("--io-map", default=DEFAULT_IO_MAP)
+    tags.add_argument("--io-map", default=DEFAULT_IO_MAP, help="site io_map")
     tags.add_argument("--format", choices=["table", "csv", "markdown", "json"], default="table",
                       help="table (default), csv, markdown (docs/modbus.md) or json; enums with their values")
     tags.set_defaults(handler=cmd_tags)
@@ -99,7 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     prequal_command.add_parser(sub)  # ems prequal
     cluster_command.add_parser(sub)  # ems cluster status
     live_command.add_parser(sub)  # ems status, ems read, ems write
-    return parser
+    return document(parser)
 
 def _print_config_errors(exc: ConfigErrors) -> None:
     count = len(exc.errors)

@@ -20,7 +20,7 @@ def add_parser(sub: Any) -> None:
         "keys", help="make the cluster's secret file and every node's and tool's CURVE key pair",
         description="Makes [cluster] secret_file (the Raft password, mode 0600) and a CURVE key pair in keys_dir "
                     "for every node and every command_keys name; keeps files that exist. Copy the folder to "
-                    "every node. Example: ems cluster keys --io-map io_maps/sim_cluster/node1.toml")
+                    "every node.")
     keys.add_argument("--io-map", default=DEFAULT_IO_MAP, help=f"a node's io_map (default {DEFAULT_IO_MAP})")
     keys.set_defaults(handler=cmd_keys)
     status = commands.add_parser("status", help="members, roles, terms, SOCs and setpoints, as seen from a node")
@@ -28,7 +28,8 @@ def add_parser(sub: Any) -> None:
     status.add_argument("--json", action="store_true", help="one JSON object (leader, term, members, ...)")
     status.set_defaults(handler=cmd_status)
     state = commands.add_parser("state", help="a state command for every node, through the leader",
-                                description="Example: ems cluster state idle --io-map io_maps/sim_cluster/node1.toml")
+                                description="Sends a state command (run, idle, maintenance, reset) to the leader, which "
+                                            "passes it to every node with its setpoints.")
     state.add_argument("value", choices=STATE_COMMANDS, help="the state command")
     _common(state)
     state.set_defaults(handler=cmd_state)
@@ -37,8 +38,7 @@ def add_parser(sub: Any) -> None:
                     "by Raft)",
         description="Adds the unit whose io_map is given (its own [[cluster.nodes]] entry and its public key in "
                     "keys_dir, made with `ems cluster keys --io-map` on that io_map) to the running cluster, "
-                    "without restarting the others; then start its controller. Example: ems cluster add --io-map "
-                    "site/node4.toml")
+                    "without restarting the others; then start its controller.")
     _common(add)
     add.add_argument("--voter", action="store_true",
                      help="as a Raft voter (its io_map says voter = true): it counts toward the quorum from the "
@@ -46,7 +46,8 @@ def add_parser(sub: Any) -> None:
     add.set_defaults(handler=cmd_add)
     remove = commands.add_parser(
         "remove", help="remove a member from the running cluster (it leaves the split and the status table)",
-        description="Example: ems cluster remove node4 --io-map site/node1.toml")
+        description="Removes a member through the leader (committed by Raft): it gets no share, leaves "
+                    "the status table, and a voter leaves the quorum.")
     remove.add_argument("member", help="the member's id")
     _common(remove)
     remove.set_defaults(handler=cmd_remove)

@@ -30,8 +30,7 @@ def add_parser(sub: Any) -> None:
         "status", help="the running controller at a glance: state, mode, power, limits, errors, cluster, scan",
         description="State and mode with their reasons, SOC, grid/PV/load/battery power, the charge and discharge "
                     "limits and which binds, active errors, the cluster role, the cloud link and the scan "
-                    "statistics of the running controller, with the age of the data. "
-                    "Example: ems status --io-map /etc/ems/site.toml --data-dir /var/lib/ems --watch",
+                    "statistics of the running controller, with the age of the data.",
         epilog="exit codes: 0 shown, 1 no controller answers")
     site_options(status)
     status.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
@@ -39,9 +38,9 @@ def add_parser(sub: Any) -> None:
     status.set_defaults(handler=cmd_status)
 
     read = sub.add_parser("read", help="read tags of the running controller",
-                          description="Each tag's value, quality and age. Example: ems read soc_pct grid_power_w",
+                          description="Each tag's value, quality and age, from the running controller's local channel.",
                           epilog="exit codes: 0 read, 1 no controller answers, 2 an unknown tag")
-    read.add_argument("tags", nargs="+", metavar="TAG")
+    read.add_argument("tags", nargs="+", metavar="TAG", help="tag names (`ems tags` lists them)")
     site_options(read)
     read.set_defaults(handler=cmd_read)
 
@@ -50,10 +49,10 @@ def add_parser(sub: Any) -> None:
         description="Writes a writable (rw) tag through the same guarded path as a Modbus write: checked "
                     "against the tag's type and range, recorded in the event log with origin 'cli' and applied "
                     "at a scan boundary; answered once applied and stored. Enums take their label or number, "
-                    "bools true/false. Example: ems write mode peak_shaving",
+                    "bools true/false.",
         epilog="exit codes: 0 written, 1 no controller answers, 2 refused")
-    write.add_argument("tag")
-    write.add_argument("value")
+    write.add_argument("tag", help="a writable (rw) tag")
+    write.add_argument("value", help="its new value: a number, true/false, or an enum's label or number")
     site_options(write)
     write.set_defaults(handler=cmd_write)
 

@@ -19,7 +19,8 @@ def add_parser(sub: Any) -> None:
                         help="plant to simulate (default: commercial when the site id says so, else home)")
     parser.add_argument("--seed", type=int, default=0, help="plant random seed")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="lowest level logged")
     parser.set_defaults(handler=run)
 
 
