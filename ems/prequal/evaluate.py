@@ -251,7 +251,24 @@ def _linearity(ctx: Context) -> list[Check]:
 # --- FCR-N step ------------------------------------------------------------------------------------
 
 def _step(ctx: Context) -> list[Check]:
-    return [_change_check(ctx, i, i - 1, f"step {i}") for i in range(1, len(ctx.seq.segments))]
+    """Requirement 1 of the FCR-N step test (TR v1.1 section 3.1.1, eq. 1-2, Table 3): each step's
+    response from the mean of the two 50.0 Hz steady states around it, dP_ss,1 = P_ss,1 -
+    (P_ss,0 + P_ss,3)/2 at 49.9 Hz and dP_ss,2 = P_ss,2 - (P_ss,0 + P_ss,3)/2 at 50.1 Hz, within
+    -5 % .. +20 % of the theoretical response to 0.1 Hz (the pre-step only handles backlash)."""
+    targets = [round(seg.target_hz, 3) for seg in ctx.seq.segments]
+    i1 = targets.index(49.9)
+    i0, i2, i3 = i1 - 1, i1 + 1, i1 + 2
+    (p0, t0), (p3, t3) = _steady(ctx, i0), _steady(ctx, i3)
+    base, base_th = (p0 + p3) / 2.0, (t0 + t3) / 2.0
+    checks = []
+    for index, n, way in ((i1, 1, "upwards"), (i2, 2, "downwards")):
+        p, th = _steady(ctx, index)
+        checks.append(Check(f"requirement 1 {way} (TR v1.1 eq. {n}): dP_ss,{n} = P_ss,{n} - (P_ss,0 + P_ss,3)/2 at "
+                            f"{ctx.seq.segments[index].target_hz:.2f} Hz, share of theory", (p - base) / (th - base_th),
+                            "", *STEADY_RANGE, note=f"measured {(p - base) * 100:+.1f} % of C, theory "
+                                                    f"{(th - base_th) * 100:+.1f} %; P_ss,0 {p0 * 100:+.1f} %, "
+                                                    f"P_ss,3 {p3 * 100:+.1f} %"))
+    return checks
 
 
 # --- sine ------------------------------------------------------------------------------------------

@@ -169,8 +169,19 @@ def test_a_unit_at_80_percent_of_its_characteristic_fails_the_endurance_test():
 def test_the_endurance_test_is_judged_as_the_step_or_ramp_test_it_extends(product):
     """TR v1.1 Tables 3 and 4: the endurance holds are part of the FCR-N step test and the FCR-D fast ramp."""
     _, checks = played(product, "endurance", static(product))
-    first = "step 1" if product == "fcr-n" else "requirement 4, deactivation"
+    first = "requirement 1 upwards" if product == "fcr-n" else "requirement 4, deactivation"
     assert any(c.requirement.startswith(first) for c in checks)
+
+
+def test_the_fcr_n_step_response_counts_from_the_mean_of_the_50_hz_states_around_it():
+    """TR v1.1 eq. 1-2: dP_ss,1 = P_ss,1 - (P_ss,0 + P_ss,3)/2. A unit whose 50 Hz point has moved
+    +0.2 C by the last step (backlash, a drifting baseline) delivers 1.0 - 0.1 = 0.9 of the theory
+    upwards (under the 0.95 allowed) and 1.1 downwards."""
+    last = sequence("fcr-n", "step").segments[-1].start_s  # the step back to 50.0 Hz (P_ss,3)
+    _, checks = played("fcr-n", "step", lambda t, f: fcr_n(f) + np.where(t >= last, 0.2 * C, 0.0))
+    assert measured(checks, "requirement 1 upwards") == pytest.approx(0.9, abs=0.005)
+    assert measured(checks, "requirement 1 downwards") == pytest.approx(1.1, abs=0.005)
+    assert [r.split(" (")[0] for r in failed(checks)] == ["requirement 1 upwards"]
 
 
 def test_a_unit_with_energy_management_is_ler_and_fails_the_not_ler_endurance_test():
