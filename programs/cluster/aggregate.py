@@ -47,9 +47,9 @@ def member_row(m: Member, now_s: float) -> dict[str, Any]:
 def modeled_p_w(member: Member, now_s: float) -> float:
     """What a member's battery delivers at `now_s`, as far as this node can tell: its last
     reported power while it reports. Once silent, its inverter keeps that power until its revert
-    timer runs out (`revert_s` after its controller's last write, which is a fixed step after its
-    last report was sent: `Member.sent_s`), then ramps to 0 W at its `ramp_w_per_s` (0: at once), its measured power lagging
-    the ramp by its `response_s`."""
+    timer runs out (`revert_s` after its controller's last write, a fixed step after its last
+    report was sent: `Member.sent_s`), then ramps to 0 W at its `ramp_w_per_s` (0: at once), its
+    measured power lagging the ramp by its `response_s`."""
     last = member.last
     if last is None:
         return 0.0
@@ -72,11 +72,12 @@ def outside_p_w(members: Iterable[Member], inside: set[str], now_s: float) -> fl
 
 def reported_as_of(members: Iterable[Member], now_s: float) -> float:
     """The moment the members' reported powers describe: the mean of when the reporting ones
-    measured the power in their last state. A silent unit's modelled power is summed as of then, not now: the
-    cluster's power then adds up powers of one moment, as the site meter's feedback needs (a
-    dead unit modelled as of now while the survivors that take over its power report theirs a
-    scan late would read, for a while, as the cluster delivering less than it does)."""
-    measured = [m.measured_s for m in members if m.last is not None and m.state not in (MemberState.STALE, MemberState.OFFLINE)]
+    measured the power in their last state. A silent unit's modelled power is summed as of then,
+    not now: the cluster's power then adds up powers of one moment, as the site meter's feedback
+    needs (a dead unit modelled as of now while the survivors that take over its power report
+    theirs a scan late would read, for a while, as the cluster delivering less than it does)."""
+    silent = (MemberState.STALE, MemberState.OFFLINE)
+    measured = [m.measured_s for m in members if m.last is not None and m.state not in silent]
     return min(now_s, sum(measured) / len(measured)) if measured else now_s
 
 
@@ -103,8 +104,8 @@ class Aggregate:
         energy = sum(s.capacity_wh for s in usable)
         soc = sum(s.soc_pct * s.capacity_wh for s in usable) / energy if energy > 0 else 0.0
         outside = outside_p_w(members, {s.node for s in eligible}, now_s)
-        return cls(p_w=sum(modeled_p_w(m, reported_as_of(members, now_s)) for m in members), soc_pct=soc,
-                   capacity_wh=energy,
+        as_of = reported_as_of(members, now_s)
+        return cls(p_w=sum(modeled_p_w(m, as_of) for m in members), soc_pct=soc, capacity_wh=energy,
                    limit_charge_w=sum(s.limit_charge_w for s in eligible) + max(-outside, 0.0),
                    limit_discharge_w=sum(s.limit_discharge_w for s in eligible) + max(outside, 0.0),
                    usable=len(usable), eligible=len(eligible))

@@ -51,13 +51,13 @@ class Member:
     received_s: float = -math.inf  # scan time of the last state message
     sent_s: float = -math.inf  # when it sent that message, on this node's clock (Membership.receive)
     offset_s: float | None = None  # this node's clock minus its wall clock, plus the fastest delivery
+    reachable: bool = False  # Raft holds a connection to it (always True for this node)
+    reason: str = "never heard"
 
     @property
     def measured_s(self) -> float:
         """When the power in its last state was measured, on this node's clock."""
         return self.sent_s - (self.last.p_age_s if self.last is not None else 0.0)
-    reachable: bool = False  # Raft holds a connection to it (always True for this node)
-    reason: str = "never heard"
 
     @property
     def usable(self) -> bool:

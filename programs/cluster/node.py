@@ -331,7 +331,6 @@ class ClusterNode(Program):
         }
 
 
-
 def _age_s(tag: Any, now_s: float) -> float:
     """How old a tag's value is (its driver's read time; 0 when it has none), at most 60 s."""
     age = now_s - tag.stamp
