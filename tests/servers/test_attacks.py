@@ -10,6 +10,7 @@ TCP driver reconnecting would) and each succeeds, and the log stays small.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import resource
@@ -146,12 +147,17 @@ def live_site(request: pytest.FixtureRequest) -> Iterator[tuple[ServedSite, Watc
                 watch.unhealthy.append(f"{driver.name} at scan {snapshot.scan}")
 
     site.image.subscribe(on_snapshot)
+    gc.collect()
+    gc.freeze()  # as `ems run` does once its site is built: the test process's heap out of the collector's way
     site.start()
     site.run_in_thread()
     wait_until(lambda: site.meter.healthy and site.bms.healthy and site.image.snapshot is not None)
-    yield site, watch
-    site.stop()
-    stop_listener()
+    try:
+        yield site, watch
+    finally:
+        site.stop()
+        stop_listener()
+        gc.unfreeze()
 
 
 def _meter_listener() -> tuple[int, Callable[[], None]]:
