@@ -84,13 +84,14 @@ def subcommands(parser: argparse.ArgumentParser,
 def document(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Descriptions, examples and the defaults formatter on every command of `parser`."""
     parser.formatter_class = Formatter
+    helps = _helps(parser)
     for path, sub in subcommands(parser):
         key = " ".join(path)
         sub.formatter_class = Formatter
         if key in DESCRIPTIONS:
             sub.description = DESCRIPTIONS[key]
         elif not sub.description:
-            sub.description = _help_of(parser, path)
+            sub.description = helps.get(path)
         if sub.description and "\n" not in sub.description:  # raw text below: wrap it here, once
             sub.description = textwrap.fill(sub.description, 88)
         examples = EXAMPLES.get(key)
@@ -100,15 +101,12 @@ def document(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return parser
 
 
-def _help_of(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> str | None:
-    """The one-line help the parent gave this command."""
-    *parents, name = path
-    node = parser
-    for part in parents:
-        node = dict(subcommands(node))[(part,)]
-    for action in node._actions:
+def _helps(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> dict[tuple[str, ...], str | None]:
+    """The one-line help each command's parent gave it, by command path, in one walk."""
+    helps: dict[tuple[str, ...], str | None] = {}
+    for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            for choice in action._choices_actions:
-                if choice.dest == name:
-                    return choice.help
-    return None
+            helps.update({(*path, choice.dest): choice.help for choice in action._choices_actions})
+            for name, sub in action.choices.items():
+                helps.update(_helps(sub, (*path, name)))
+    return helps
