@@ -120,7 +120,8 @@ class Inverter:
         self._loss_j = 0.0
         self._dt = -1.0
         self._ramp_step = self._alpha = 0.0
-        self._delayed: collections.deque[float] = collections.deque()  # setpoints in the dead time
+        self._delayed: collections.deque[tuple[float, float]] = collections.deque()  # setpoints in the dead time
+        self._running_s = 0.0  # time stepped while running: the dead time's clock
         self._bus: AcBus | None = None  # the meter
         self._battery: DcSource | None = None
         self._dc_live = False
@@ -228,17 +229,19 @@ class Inverter:
         self._dc(RUNNING, dt_s)
 
     def _after_dead_time(self, dt_s: float) -> float:
-        """The P setpoint that arrived `command_delay_s` ago (the present one without a dead time)."""
-        steps = int(round(self.cfg.command_delay_s / dt_s))
-        if steps <= 0:
+        """The P setpoint that arrived `command_delay_s` ago (the present one without a dead time).
+        Timed by the steps' sum, not their count: a simulator that steps at each write and at each
+        revert deadline (ems/devsim/runner.py) takes steps of any length."""
+        delay = self.cfg.command_delay_s
+        if delay <= 0.0:
             return self.p_setpoint_w
-        queue = self._delayed
-        while len(queue) < steps:  # the first step (the past held the present value)
-            queue.append(self.p_setpoint_w)
-        while len(queue) > steps:  # a longer scan than before
+        self._running_s += dt_s
+        queue = self._delayed  # (arrival, setpoint), oldest first
+        queue.append((self._running_s, self.p_setpoint_w))
+        due = self._running_s - delay + 1e-9  # a step's sum is not exact: a delay of whole steps stays whole
+        while len(queue) > 1 and queue[1][0] <= due:  # the past before the first step held its value
             queue.popleft()
-        queue.append(self.p_setpoint_w)
-        return queue.popleft()
+        return queue[0][1]
 
     def _limit(self, p: float, q: float) -> tuple[float, float]:
         """Clamp P to the derated rating, then P or Q so that S <= rated_s_va."""

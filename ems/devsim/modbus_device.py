@@ -302,6 +302,16 @@ class ProfileDevice:
                 self.on_write(name, self.get(name))
         return expired
 
+    def next_expiry(self) -> float | None:
+        """When (on this device's clock) the first armed revert timer runs out, or None: the
+        simulation checks then, so a revert comes at its moment rather than at its next step."""
+        deadlines = []
+        for group in self._guarded:
+            timeout, since = self._guard(group)
+            if timeout > 0 and since is not None:
+                deadlines.append(since + timeout)
+        return min(deadlines, default=None)
+
     def _guard(self, group: tuple[str, ...]) -> tuple[float, float | None]:
         """(timeout, start of the silence) of a group of guarded registers; timeout 0 = not
         guarded. A revert timer counts from the last write of any register it guards."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from ems.devsim.derived import Derived
@@ -64,6 +65,11 @@ class PlantLink:
         self._window_of = {member: name for name in self.bindings if regs[name].mirror
                            for member in (name, regs[name].mirror, regs[name].mode_register) if member}
         self.derived = Derived(device)
+        # called with the lock held at each write, before it reaches the plant: the simulation
+        # steps its plant up to now, so a command acts from the moment it was written, not from
+        # the start of the step it fell in, and looks again at the revert deadlines
+        # (ems/devsim/runner.py)
+        self.advance: Callable[[], None] = lambda: None
         device.on_write = self.on_write
 
     def refresh(self) -> None:
@@ -98,6 +104,8 @@ class PlantLink:
 
     def on_write(self, name: str, value: Any) -> None:
         """Register written by a client -> plant command."""
+        with self.lock:
+            self.advance()
         if name in self._window_of:
             self._follow_window(self._window_of[name])
             return

@@ -9,7 +9,9 @@ For each device of the io_map:
   * `bms_sleep` with a Modbus relay - the relay module, its coil bound to the BMS's sleep;
   * other kinds (gpio, i2c, sysfs, sim) have nothing to simulate here.
 One plant, stepped in real time, feeds them all; the plant's `<device>.comm_ok` faults
-silence the matching simulated devices.
+silence the matching simulated devices. The plant steps every `step_s`, and also at each write
+and each revert deadline of a simulated device: a command or a revert acts from its moment, as
+in an inverter's own fast control loop, not from the start of the step it fell in.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class DeviceSimulation:
         self.can: list[SimulatedCan] = []
         self._stop = threading.Event()
         self._stepper = threading.Thread(target=self._run, name="devsim-plant", daemon=True)
+        self._stepped_to = time.monotonic()  # the plant's time: stepped up to here
+        self._wake = threading.Event()  # a write may have armed a revert timer: the stepper looks again
 
     # --- building -------------------------------------------------------------------------------
     def plant_for(self, device: str) -> Any:
@@ -92,6 +96,7 @@ class DeviceSimulation:
             else:
                 log.info("device %s (%s): nothing to simulate", device.name, device.driver)
         self._refresh()
+        self._stepped_to = time.monotonic()
         self._stepper.start()
 
     def _modbus(self, name: str, config: Any) -> None:
@@ -103,6 +108,7 @@ class DeviceSimulation:
                               framer="rtu" if options.transport == "rtu_over_tcp" else "socket")
         self.loop.run(server.start())
         link = PlantLink(server.device, self.plant_for(name), self.lock, options.sim_vars)
+        link.advance = self._written
         self.modbus.append(SimulatedModbus(name, server, link, _COMM_FLAG.get(config.profile.device.kind)))
         log.info("device %s: %s on %s:%d (unit %d)", name, config.profile.name, options.host, options.port,
                  config.unit_id)
@@ -119,6 +125,7 @@ class DeviceSimulation:
             if register != relay.register:
                 return
             with self.lock:
+                self._advance()
                 self.plant_for(name).set("bms.sleep_cmd", not value if awake_when_on else bool(value))
             if relay.feedback:
                 server.device.set(relay.feedback, bool(value))
@@ -145,13 +152,38 @@ class DeviceSimulation:
 
     # --- running --------------------------------------------------------------------------------
     def _run(self) -> None:
-        last = time.monotonic()
-        while not self._stop.wait(self.step_s):
-            now = time.monotonic()
+        while not self._stop.is_set():
+            wait_s = self._until_next_step()
+            if wait_s > 0.0:
+                self._wake.wait(wait_s)
+                self._wake.clear()
+                continue
             with self.lock:
-                self.plant.step(now - last)
-            last = now
+                self._advance()
             self._refresh()
+
+    def _written(self) -> None:
+        """A client's write is about to reach the plant (the lock is held): step up to now,
+        and have the stepper look at the revert deadlines again."""
+        self._advance()
+        self._wake.set()
+
+    def _advance(self) -> None:
+        """Step the plant up to now (the caller holds the lock)."""
+        now = time.monotonic()
+        if now > self._stepped_to:
+            self.plant.step(now - self._stepped_to)
+            self._stepped_to = now
+
+    def _until_next_step(self) -> float:
+        """Seconds to the next step: `step_s` after the last, or sooner at a revert deadline."""
+        now = time.monotonic()
+        due = self._stepped_to + self.step_s
+        for sim in self.modbus:
+            expiry = sim.server.device.next_expiry()
+            if expiry is not None:
+                due = min(due, expiry)
+        return max(0.0, due - now)
 
     def _refresh(self) -> None:
         for sim in self.modbus:
@@ -163,6 +195,7 @@ class DeviceSimulation:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._stepper.is_alive():
             self._stepper.join(2.0)
         for can_sim in self.can:
