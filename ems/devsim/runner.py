@@ -75,6 +75,7 @@ class DeviceSimulation:
         self._stop = threading.Event()
         self._stepper = threading.Thread(target=self._run, name="devsim-plant", daemon=True)
         self._stepped_to = time.monotonic()  # the plant's time: stepped up to here
+        self._due = self._stepped_to  # the next periodic step (and refresh of the registers)
         self._wake = threading.Event()  # a write may have armed a revert timer: the stepper looks again
 
     # --- building -------------------------------------------------------------------------------
@@ -97,6 +98,7 @@ class DeviceSimulation:
                 log.info("device %s (%s): nothing to simulate", device.name, device.driver)
         self._refresh()
         self._stepped_to = time.monotonic()
+        self._due = self._stepped_to + self.step_s
         self._stepper.start()
 
     def _modbus(self, name: str, config: Any) -> None:
@@ -161,6 +163,9 @@ class DeviceSimulation:
             with self.lock:
                 self._advance()
             self._refresh()
+            now = time.monotonic()
+            if now >= self._due:  # a periodic step (not a revert's): the next one a period on
+                self._due = max(self._due + self.step_s, now)
 
     def _written(self) -> None:
         """A client's write is about to reach the plant (the lock is held): step up to now,
@@ -176,9 +181,10 @@ class DeviceSimulation:
             self._stepped_to = now
 
     def _until_next_step(self) -> float:
-        """Seconds to the next step: `step_s` after the last, or sooner at a revert deadline."""
+        """Seconds to the next step: every `step_s` (a write's step between does not move it:
+        the registers are refreshed on the period), or sooner at a revert deadline."""
         now = time.monotonic()
-        due = self._stepped_to + self.step_s
+        due = self._due
         for sim in self.modbus:
             expiry = sim.server.device.next_expiry()
             if expiry is not None:
