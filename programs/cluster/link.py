@@ -24,6 +24,7 @@ from typing import Any
 
 from programs.cluster.membership import Membership
 from programs.cluster.messages import (
+    Arrival,
     Discovered,
     Incoming,
     Message,
@@ -53,12 +54,13 @@ class ClusterLink:
         self.commands: list[str] = []  # state requests of this scan, for the cluster master
 
     # --- scan side ------------------------------------------------------------------------------
-    def refresh(self) -> list[Message]:
+    def refresh(self) -> list[Message | Arrival]:
         """Start of a scan: read the Raft view and empty the inbox. Returns the node states and
-        setpoints; state requests go to `commands`, discovered nodes into the membership."""
+        setpoints (peers' states as their `Arrival`); state requests go to `commands`, discovered
+        nodes into the membership."""
         self.view = self._read_view()
         self.commands = []
-        messages: list[Message] = []
+        messages: list[Message | Arrival] = []
         inbox = self.inbox
         while inbox:
             item = inbox.popleft()

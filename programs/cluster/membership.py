@@ -92,11 +92,12 @@ class Membership:
         if node != self.self_id and self.members.pop(node, None) is not None:
             log.info("member %s left (removed from the cluster)", node)
 
-    def receive(self, state: NodeState, now_s: float) -> None:
-        """A state message arrived (from a known member; unknown senders are ignored)."""
+    def receive(self, state: NodeState, now_s: float, arrived_s: float | None = None) -> None:
+        """A state message arrived (from a known member; unknown senders are ignored), read by
+        the scan at `now_s`; `arrived_s`: when the transport received it, if it said."""
         member = self.members.get(state.node)
         if member is not None:
-            member.sent_s = _sent_s(member, state, now_s)
+            member.sent_s = _sent_s(member, state, now_s, now_s if arrived_s is None else arrived_s)
             member.last = state
             member.received_s = now_s
 
@@ -145,17 +146,19 @@ class Membership:
         return sum(1 for m in self.members.values() if m.state is state)
 
 
-def _sent_s(member: Member, state: NodeState, now_s: float) -> float:
+def _sent_s(member: Member, state: NodeState, now_s: float, arrived_s: float) -> float:
     """When `state` left its sender, on this node's clock: its wall-clock stamp plus the smallest
-    (this clock - sender's wall clock) seen, which is the clocks' offset plus the fastest delivery.
+    (arrival - sender's wall clock) seen, which is the clocks' offset plus the fastest delivery.
 
-    `now_s` is the scan that read the message, up to a scan after it arrived; the stamp is when
-    the sender's scan published it, a fixed step before its inverter's next write. A new leader
-    times a dead unit's revert from this (programs/cluster/aggregate.py), so the jitter of its
-    own scan does not enter. The offset follows a drift of CLOCK_DRIFT; a stamp that goes back,
-    or a message later than CLOCK_STEP_S beyond the fastest, starts it afresh (a clock stepped).
+    `arrived_s` is when the transport received the message (the scan that read it, `now_s`,
+    comes up to a scan later: timed by it, the offset would take in the phase between the two
+    nodes' scans, up to a scan period); the stamp is when the sender's scan published it, a
+    fixed step before its inverter's next write. A new leader times a dead unit's revert from
+    this (programs/cluster/aggregate.py). The offset follows a drift of CLOCK_DRIFT; a stamp that
+    goes back, or a message later than CLOCK_STEP_S beyond the fastest, starts it afresh (a
+    clock stepped).
     """
-    sample = now_s - state.t_wall
+    sample = arrived_s - state.t_wall
     offset = member.offset_s
     last = member.last
     if offset is not None and member.received_s > -math.inf:

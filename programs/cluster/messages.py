@@ -99,6 +99,17 @@ class StateRequest:
 
 
 @attrs.frozen
+class Arrival:
+    """Inbox: a peer's state and when the transport received it (this node's monotonic clock,
+    the scans' own). A new leader times a dead unit's revert from when its states arrived, not
+    from the scans that read them: those lag an arrival by up to a scan, by the phase between
+    the two nodes' scans."""
+
+    state: NodeState
+    at_s: float
+
+
+@attrs.frozen
 class Discovered:
     """Inbox: a node found by discovery, not in the io_map (the service already subscribed to it)."""
 
@@ -129,5 +140,5 @@ class Record:
     fields: dict[str, Any] = attrs.Factory(dict)
 
 
-Incoming = Message | StateRequest | Discovered | RosterChange
+Incoming = Message | Arrival | StateRequest | Discovered | RosterChange
 Outgoing = Message | StatusReport | Record

@@ -20,7 +20,7 @@ from plc.tags import DType, Quality, TagSpec
 from programs.cluster.aggregate import Aggregate, agreed_leader, member_row, number
 from programs.cluster.link import ClusterLink
 from programs.cluster.membership import Membership, MemberState
-from programs.cluster.messages import Message, NodeState, Setpoints, Share, StatusReport
+from programs.cluster.messages import Arrival, Message, NodeState, Setpoints, Share, StatusReport
 from programs.cluster.view import NO_VIEW, RaftView, Role
 from programs.enums import SiteState, StateCommand
 from programs.interlocks import Reaction
@@ -162,7 +162,7 @@ class ClusterNode(Program):
                 self.link.record("role", role=view.role.name.lower(), term=view.term, leader=view.leader)
             self._previous = now
 
-    def _receive(self, messages: list[Message], view: RaftView, ctx: ScanContext) -> Setpoints | None:
+    def _receive(self, messages: list[Message | Arrival], view: RaftView, ctx: ScanContext) -> Setpoints | None:
         """Membership from state messages; the newest setpoint that passes the fence, or None.
 
         Terms and leaders count only as this node's Raft state confirms them: a setpoint is
@@ -172,9 +172,10 @@ class ClusterNode(Program):
         """
         best: Setpoints | None = None
         for message in messages:
-            if isinstance(message, NodeState):
-                if message.node != self.link_id and self.link is not None:
-                    self.link.membership.receive(message, ctx.t_s)
+            if isinstance(message, Arrival | NodeState):
+                state, arrived_s = (message.state, message.at_s) if isinstance(message, Arrival) else (message, None)
+                if state.node != self.link_id and self.link is not None:
+                    self.link.membership.receive(state, ctx.t_s, arrived_s)
                 continue
             if message.term < self.highest_term:
                 self.dropped += 1

@@ -25,13 +25,14 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import zmq
 import zmq.auth.thread
 
-from programs.cluster.messages import Incoming, Message, NodeState
+from programs.cluster.messages import Arrival, Incoming, Message, NodeState
 from runtime.cluster.codec import MessageError, decode, encode
 from runtime.cluster.security import ClusterSecrets
 
@@ -69,8 +70,10 @@ class Transport:
     """One node's sockets. `start()`, then `publish` (scan thread); what arrives goes to `inbox`."""
 
     def __init__(self, node_id: str, pub: str, rep: str, peers: dict[str, str], handler: Handler,
-                 inbox: collections.deque[Incoming], secrets: ClusterSecrets):
+                 inbox: collections.deque[Incoming], secrets: ClusterSecrets,
+                 clock: Callable[[], float] = time.monotonic):
         self.node_id = node_id
+        self.clock = clock  # the scans' monotonic clock: a state's arrival is stamped on it
         self.pub_endpoint = pub
         self.rep_endpoint = rep
         self.peers = dict(peers)  # node id -> PUB endpoint
@@ -259,7 +262,7 @@ class Transport:
                     log.warning("cluster: %d forged messages dropped; latest from %s in the name of %r",
                                 self.forged_messages, peer, sender)
                 continue
-            self.inbox.append(message)
+            self.inbox.append(Arrival(message, self.clock()) if isinstance(message, NodeState) else message)
 
     def _answer(self, rep: zmq.Socket[bytes]) -> None:
         frames = rep.recv_multipart(copy=False)

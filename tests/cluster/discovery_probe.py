@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import zmq
 from testkit.waiting import wait_until
 
-from programs.cluster.messages import Discovered, NodeState
+from programs.cluster.messages import Arrival, Discovered, NodeState
 from runtime.cluster import security
 from runtime.cluster.codec import encode
 from runtime.cluster.discovery import Beacon, Discovery
@@ -62,7 +62,7 @@ def main() -> int:
         while service.link.inbox:
             arrived.append(service.link.inbox.popleft())
         found.extend(m.node for m in arrived if isinstance(m, Discovered))
-        states.extend(m.node for m in arrived if isinstance(m, NodeState))
+        states.extend(m.state.node for m in arrived if isinstance(m, Arrival))
         return bool(found and states)
 
     try:

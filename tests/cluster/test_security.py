@@ -23,7 +23,7 @@ import zmq.auth
 from cluster_kit import free_ports
 from testkit.waiting import holds_for, wait_until
 
-from programs.cluster.messages import NodeState, Setpoints, Share, StateRequest
+from programs.cluster.messages import Arrival, NodeState, Setpoints, Share, StateRequest
 from programs.cluster.view import Role
 from runtime.cluster import security
 from runtime.cluster.codec import encode
@@ -246,7 +246,7 @@ def test_a_peer_is_heard_with_its_own_key(node: ClusterService) -> None:
         heard: list[object] = []
         wait_until(lambda: pub.send_multipart(encode(state_of("node2"))) or heard.extend(drained(node)) or heard,
                    5.0, "node2's state heard")
-        assert all(isinstance(m, NodeState) and m.node == "node2" for m in heard)
+        assert all(isinstance(m, Arrival) and m.state.node == "node2" for m in heard)  # stamped on arrival
     finally:
         pub.close(0)
 
