@@ -44,30 +44,43 @@ def member_row(m: Member, now_s: float) -> dict[str, Any]:
     return row
 
 
-def modeled_p_w(member: Member, now_s: float) -> float:
+def modeled_p_w(member: Member, now_s: float, commanded: bool = False) -> float:
     """What a member's battery delivers at `now_s`, as far as this node can tell: its last
     reported power while it reports. Once silent, its inverter keeps that power until its revert
     timer runs out (`revert_s` after its controller's last write, a fixed step after its last
-    report was sent: `Member.sent_s`), then ramps to 0 W at its `ramp_w_per_s` (0: at once), its
-    measured power lagging the ramp by its `response_s`."""
+    report was sent: `Member.sent_s`), then ramps its command to 0 W at its `ramp_w_per_s`
+    (0: at once), its power following the command through a first-order lag of `response_s`.
+    `commanded`: the command itself, what the survivors' own commands must make up for (their
+    inverters lag the same way)."""
     last = member.last
     if last is None:
         return 0.0
     if member.state not in (MemberState.STALE, MemberState.OFFLINE):
         return last.p_w
-    reverting_s = now_s - member.sent_s - last.revert_s - last.response_s
-    if reverting_s < 0.0:
+    since_s = now_s - member.sent_s - last.revert_s
+    if since_s <= 0.0:
         return last.p_w
-    if last.ramp_w_per_s <= 0.0:
-        return 0.0
-    left = max(0.0, abs(last.p_w) - last.ramp_w_per_s * reverting_s)
-    return math.copysign(left, last.p_w)
+    return math.copysign(reverting_w(abs(last.p_w), last.ramp_w_per_s, 0.0 if commanded else last.response_s,
+                                     since_s), last.p_w)
 
 
-def outside_p_w(members: Iterable[Member], inside: set[str], now_s: float) -> float:
+def reverting_w(p0_w: float, ramp_w_per_s: float, tau_s: float, since_s: float) -> float:
+    """|power| `since_s` after an inverter at `p0_w` began to ramp its command to 0 W at
+    `ramp_w_per_s` (0: a step), its power lagging the command by a first-order lag `tau_s`: the
+    ramp through the lag, then the lag's decay once the command is at 0."""
+    ramp_s = p0_w / ramp_w_per_s if ramp_w_per_s > 0.0 else 0.0
+    if tau_s <= 0.0:
+        return max(0.0, p0_w - ramp_w_per_s * since_s) if ramp_s > 0.0 else 0.0
+    if since_s <= ramp_s:
+        return p0_w - ramp_w_per_s * (since_s - tau_s * (1.0 - math.exp(-since_s / tau_s)))
+    at_end = p0_w - ramp_w_per_s * (ramp_s - tau_s * (1.0 - math.exp(-ramp_s / tau_s))) if ramp_s > 0.0 else p0_w
+    return at_end * math.exp(-(since_s - ramp_s) / tau_s)
+
+
+def outside_p_w(members: Iterable[Member], inside: set[str], now_s: float, commanded: bool = False) -> float:
     """The modelled power of the members not in `inside`: what they deliver without a share
-    (a dead unit until its inverter has reverted)."""
-    return sum(modeled_p_w(m, now_s) for m in members if m.id not in inside)
+    (a dead unit until its inverter has reverted); `commanded`: their inverters' commands."""
+    return sum(modeled_p_w(m, now_s, commanded) for m in members if m.id not in inside)
 
 
 def reported_as_of(members: Iterable[Member], now_s: float) -> float:

@@ -12,15 +12,17 @@ from attrs import validators as v
 from blocks.power_split import Candidate, SplitParams, split_power
 from plc.program import Program, ScanContext, TagLookup
 from plc.tags import DType, TagSpec
-from programs.cluster.aggregate import ELIGIBLE_STATES, outside_p_w
+from programs.cluster.aggregate import ELIGIBLE_STATES, number, outside_p_w
 from programs.cluster.follow import FollowWatch
 from programs.cluster.link import ClusterLink
+from programs.cluster.membership import Member
 from programs.cluster.messages import NodeState, Setpoints, Share
 from programs.cluster.view import NO_VIEW, RaftView, Role
 from programs.enums import SiteState, StateCommand
 from programs.tagdefs import Layout, status
 
 log = logging.getLogger(__name__)
+PICKUP_MARGIN_S = 0.01  # a scan's run here and a message's delivery both ways (programs.cluster.master.pickup_wait_s)
 
 
 @attrs.frozen
@@ -35,10 +37,11 @@ class MasterParams:
     follow_tolerance_pct: float = attrs.field(default=10.0, validator=v.ge(0))
     follow_after_s: float = attrs.field(default=5.0, validator=v.gt(0))
     follow_retry_s: float = attrs.field(default=300.0, validator=v.gt(0))
-    # a unit that died is taken over this long ahead of its modelled power: what a survivor
-    # needs from a new share to the power at its inverter (its scan, the Modbus write, the
-    # inverter's lag): the survivors' power then rises as the dead inverter's falls
-    takeover_lead_s: float = attrs.field(default=0.4, validator=v.ge(0))
+    # a dead unit's inverter command (its revert ramp) is taken over this long, plus the wait
+    # for the survivors' scans (`pickup_wait_s`), ahead: a survivor's way from writing its new
+    # share to its inverter's command (the Modbus write). Both inverters lag their commands
+    # alike: the survivors' power then rises as the dead inverter's falls
+    takeover_lead_s: float = attrs.field(default=0.08, validator=v.ge(0))
     # a unit is given at most its measured power plus its inverter's ramp over this long: a
     # unit woken from sleep, or one far below its share, ramps up while the others carry the
     # rest (instead of their share dropping at once to what it cannot deliver yet)
@@ -60,6 +63,8 @@ class ClusterMaster(Program):
         self.unneeded_since: dict[str, float] = {}
         self.command: tuple[int, int, float] = (0, 0, -math.inf)  # (StateCommand, id, sent since)
         self.held = False  # an idle command to the cluster: every node sleeps until a run command
+        self.outside_w = 0.0  # this scan's: the power of the units outside the split, as of lead_s ahead
+        self.lead_s = 0.0
         self.follow = FollowWatch(params.follow_tolerance_w, params.follow_tolerance_pct, params.follow_after_s,
                                   params.follow_retry_s)
 
@@ -80,6 +85,7 @@ class ClusterMaster(Program):
     def bind(self, tags: TagLookup) -> None:
         self.baseline = tags["cluster_baseline_p_w"]
         self.grid = tags["grid_power_w"]
+        self.cluster_p = tags["cluster_p_w"]
         self.grid_target = tags["cluster_grid_setpoint_w"]
         self.soc_min = tags["cluster_soc_min_pct"]
         self.soc_max = tags["cluster_soc_max_pct"]
@@ -105,7 +111,9 @@ class ClusterMaster(Program):
         link.send(message)
         link.record("sent", term=view.term, seq=self.seq, scan=ctx.scan, baseline_w=round(self.baseline.value, 1),
                     grid_w=round(self.grid.value, 1) if self.grid.good else None, target_w=self.grid_target.value,
-                    shares={k: round(s.p_w, 1) for k, s in shares.items()})
+                    shares={k: round(s.p_w, 1) for k, s in shares.items()}, outside_w=round(self.outside_w, 1),
+                    cluster_w=round(number(self.cluster_p), 1),
+                    lead_s=round(self.lead_s, 3))
         self.out["cluster_master_active"].set(True)
         self.out["cluster_setpoint_seq_sent"].set(self.seq)
 
@@ -126,6 +134,7 @@ class ClusterMaster(Program):
             link.take_commands()  # commands reach only a commanding leader
 
     def _split(self, link: ClusterLink, ctx: ScanContext) -> dict[str, Share]:
+        self.outside_w = self.lead_s = 0.0
         usable = link.membership.usable()
         self.follow.forget(link.membership.members)
         excluded = self.follow.update(usable, ctx.t_s)
@@ -139,7 +148,10 @@ class ClusterMaster(Program):
         p_w = self.baseline.value if self.baseline.good and not self.held else 0.0
         if p_w:  # what the units outside the split deliver anyway (a dead one until it reverts) is not split
             chosen = {c.id for c in candidates}
-            p_w -= outside_p_w(link.membership.members.values(), chosen, ctx.t_s + self.p.takeover_lead_s)
+            self.lead_s = self.p.takeover_lead_s + pickup_wait_s(members, ctx.t_s, ctx.period_s)
+            self.outside_w = outside_p_w(link.membership.members.values(), chosen, ctx.t_s + self.lead_s,
+                                         commanded=True)
+            p_w -= self.outside_w
         split = split_power(p_w, candidates, self.awake, params)
         wanted = set(split.awake)
         ids = {c.id for c in candidates}
@@ -166,6 +178,27 @@ class ClusterMaster(Program):
         if command and ctx.t_s - since <= self.p.state_cmd_repeat_s:
             return command, command_id
         return 0, command_id
+
+
+def pickup_wait_s(members: list[Member], now_s: float, period_s: float) -> float:
+    """How long after this scan the survivors write the shares it sends: each applies them in
+    its first scan after they arrive and writes them at that scan's end, which is when its own
+    states arrive here (`Member.sent_s`, a whole number of scan periods apart). Weighted by each
+    one's setpoint, as the power taken over is split; this node's own share waits a scan.
+    PICKUP_MARGIN_S covers this scan's run and the delivery both ways.
+
+    The phase between two nodes' scans is anywhere in a period and stays for hours: one lead
+    for every pair would be up to a period early or late, a dead unit's ramp times a period
+    off the site meter's target (250 W at 2500 W/s and 0.1 s)."""
+    weighted = total = 0.0
+    for m in members:
+        if m.sent_s == -math.inf or m.last is None:
+            continue
+        wait = PICKUP_MARGIN_S + (m.sent_s - now_s - PICKUP_MARGIN_S) % period_s
+        weight = abs(m.last.setpoint_w) + 1.0
+        weighted += weight * wait
+        total += weight
+    return weighted / total if total else period_s / 2.0
 
 
 def _why_not(view: RaftView) -> str:

@@ -43,9 +43,7 @@ holds_for = partial(waiting.holds_for, poll_s=0.1)
 # back. A 4 Hz scan and polls keep a site's behaviour (the split, the membership, the elections)
 # at half the load; the inverter's revert (5 s) still waits for 20 missed scans.
 FOUR_HZ = {"scan_period_s = 0.1": "scan_period_s = 0.25", "poll_period_s = 0.1": "poll_period_s = 0.25",
-           "poll_period_s = 0.05": "poll_period_s = 0.25", "guard_rewrite_s = 0.09 ": "guard_rewrite_s = 0.24 ",
-           # the survivors' setpoints wait for their next scan: 0.075 s longer on average
-           "takeover_lead_s = 0.36": "takeover_lead_s = 0.44"}
+           "poll_period_s = 0.05": "poll_period_s = 0.25", "guard_rewrite_s = 0.09 ": "guard_rewrite_s = 0.24 "}
 
 
 def free_ports(n: int) -> list[int]:

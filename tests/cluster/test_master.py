@@ -8,7 +8,8 @@ import pytest
 from node_kit import Node, ScriptedLink, peer_state
 
 from plc.tags import Access, Area, DType, TagSpec
-from programs.cluster.master import MasterParams
+from programs.cluster.master import MasterParams, pickup_wait_s
+from programs.cluster.membership import Member
 from programs.cluster.view import RaftView, Role
 from programs.enums import SiteState, StateCommand
 from programs.interlocks import Reaction
@@ -166,16 +167,34 @@ def test_a_dead_units_power_is_counted_until_its_inverter_reverts_and_not_split_
     assert node["cluster_p_w"] == pytest.approx(2000.0 + node["inverter_p_w"])
 
 
-def test_the_survivors_take_over_a_dead_units_ramp_down_ahead_by_the_takeover_lead() -> None:
+def test_the_survivors_take_over_a_dead_units_ramp_down_ahead_by_the_takeover_lead_and_their_scan() -> None:
     node, link = leader_node(5000.0, takeover_lead_s=0.3)  # this unit alone can take 5000 W
     dying = attrs.evolve(peer_state("node2", 70.0), p_w=2000.0, setpoint_w=2000.0, revert_s=5.0, ramp_w_per_s=1000.0)
     scan_with(node, link, 1.0, dying)
     scan_with(node, link, 5.0)  # silent since t = 1.0 s: reverts at 6.0 s, ramping 1000 W/s
-    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(3000.0 + 300.0, abs=1.0)
+    # 0.3 s plus the scan this node's own share waits: 0.4 s ahead, 400 W
+    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(3000.0 + 400.0, abs=1.0)
     assert node["cluster_p_w"] == pytest.approx(2000.0 + node["inverter_p_w"], abs=1.0)  # not reverting yet
-    scan_with(node, link, 1.0)  # 1 s into the ramp: 1000 W left, the split already counts on 700 W
-    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(5000.0 - 700.0, abs=1.0)
+    scan_with(node, link, 1.0)  # 1 s into the ramp: 1000 W left, the split already counts on 600 W
+    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(5000.0 - 600.0, abs=1.0)
     assert node["cluster_p_w"] == pytest.approx(1000.0 + node["inverter_p_w"], abs=1.0)
+
+
+def survivor(node: str, sent_s: float, setpoint_w: float) -> Member:
+    return Member(node, "io_map", last=attrs.evolve(peer_state(node, 50.0), setpoint_w=setpoint_w), sent_s=sent_s)
+
+
+def test_a_survivor_picks_up_a_share_when_its_next_scan_ends() -> None:
+    # its states arrive 30 ms after each of this node's scans began (10.0 s): it writes a share
+    # sent now 30 ms from now; one whose scans end 5 ms after ours began is too late for this
+    # one (the message is still on its way): a period and 5 ms
+    assert pickup_wait_s([survivor("b", 9.93, 1000.0)], 10.0, 0.1) == pytest.approx(0.03)
+    assert pickup_wait_s([survivor("b", 10.005, 1000.0)], 10.0, 0.1) == pytest.approx(0.105)
+
+
+def test_the_pickup_wait_is_weighted_by_the_survivors_setpoints() -> None:
+    members = [survivor("b", 9.93, 3000.0), survivor("c", 9.97, 1000.0)]  # 30 ms and 70 ms
+    assert pickup_wait_s(members, 10.0, 0.1) == pytest.approx((3001 * 0.03 + 1001 * 0.07) / 4002)
 
 
 def test_a_unit_at_0_w_is_given_what_its_inverter_reaches_in_share_reach_s_and_the_others_the_rest() -> None:
