@@ -38,7 +38,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,15 +59,29 @@ STAYS_S = 1.0
 STEADY_S = 3.0  # the cluster counts as settled once every unit has run (or slept) this long  # "back within the tolerance" once it stays there this long
 
 
-class MeterWatch(threading.Thread):
-    """The simulated site meter (Carlo Gavazzi EM24: W at 0x28, INT32 least significant word
-    first, 0.1 W), polled every 50 ms by a plain pymodbus client: an observer apart from the
-    controllers, which read the same meter through their own drivers."""
+def em24_w(registers: Sequence[int]) -> float:
+    """Carlo Gavazzi EM24 W at 0x28: INT32 least significant word first, 0.1 W (+ import)."""
+    lsw, msw = registers
+    raw = (msw << 16) | lsw
+    return (raw - (1 << 32) if raw & 0x80000000 else raw) * 0.1
 
-    def __init__(self, port: int):
-        super().__init__(name="meter-watch", daemon=True)
+
+def sunspec_w(registers: Sequence[int]) -> float:
+    """SunSpec model 103 W at 40084 and its scale factor W_SF at 40085, both int16 (+ discharge)."""
+    w, sf = (r - 65536 if r & 0x8000 else r for r in registers)
+    return w * 10.0 ** sf
+
+
+class Watch(threading.Thread):
+    """One power register of a simulated device, polled every 50 ms by a plain pymodbus client:
+    an observer apart from the controllers, which read the same devices through their own drivers."""
+
+    def __init__(self, port: int, address: int, decode: Callable[[Sequence[int]], float], name: str):
+        super().__init__(name=f"watch-{name}", daemon=True)
         self.port = port
-        self.samples: list[tuple[float, float]] = []  # (wall time, W + import)
+        self.address = address
+        self.decode = decode
+        self.samples: list[tuple[float, float]] = []  # (wall time, W)
         self.stopped = threading.Event()
 
     def run(self) -> None:
@@ -76,13 +90,11 @@ class MeterWatch(threading.Thread):
             try:
                 if not client.connected and not client.connect():
                     continue
-                reply = client.read_holding_registers(0x28, count=2, device_id=1)
+                reply = client.read_holding_registers(self.address, count=2, device_id=1)
             except Exception:  # noqa: BLE001, S112 - an observer: a missed sample is just missing
                 continue
             if not reply.isError():
-                lsw, msw = reply.registers
-                raw = (msw << 16) | lsw
-                self.samples.append((time.time(), (raw - (1 << 32) if raw & 0x80000000 else raw) * 0.1))
+                self.samples.append((time.time(), self.decode(reply.registers)))
         client.close()
 
     def between(self, start: float, end: float) -> list[tuple[float, float]]:
@@ -170,7 +182,8 @@ def steady_state(cluster: Cluster, seconds: float, tolerance_w: float) -> tuple[
     return len(sent), met / len(sent) if sent else 0.0, statistics.mean(errors) if errors else float("nan")
 
 
-def one_failover(cluster: Cluster, meter: MeterWatch, tolerance_w: float, trace: Path | None = None) -> Failover:
+def one_failover(cluster: Cluster, meter: Watch, tolerance_w: float, trace: Path | None = None,
+                 inverters: dict[str, Watch] | None = None) -> Failover:
     """Once settled, SIGKILL the leader; measure on the records and the meter; restart it."""
     old = wait_until(steadily(cluster), 60.0, f"every node following one leader for {STEADY_S:.0f} s")
     target = cluster.records(old, "sent")[-1]["target_w"]
@@ -190,32 +203,39 @@ def one_failover(cluster: Cluster, meter: MeterWatch, tolerance_w: float, trace:
     wait_until(lambda: time.time() > killed_at + WINDOW_S, WINDOW_S + 5.0, "the failover window")
     peak, outside, back = deviation(meter.between(killed_at, killed_at + WINDOW_S), target, tolerance_w, sent)
     if trace is not None:
-        write_trace(trace, cluster, meter, killed_at, target, old)
+        write_trace(trace, cluster, meter, inverters or {}, killed_at, target, old)
     cluster.start_node(old)
     return Failover(applied - killed_at, sent - killed_at, lost_w, peak, outside, back, new_term - old_term)
 
 
-def write_trace(path: Path, cluster: Cluster, meter: MeterWatch, killed_at: float, target_w: float,
-                killed: str) -> None:
-    """One failover as a table every 0.1 s from the kill: the meter's error, each unit's share,
-    measured power and state (from its last "applied" record), the new leader's baseline."""
+def write_trace(path: Path, cluster: Cluster, meter: Watch, inverters: dict[str, Watch], killed_at: float,
+                target_w: float, killed: str) -> None:
+    """One failover as a table every 0.1 s from the kill: the meter's error, the new leader's
+    baseline and its model of the dead unit as the split counts it (`outside_w`, its `lead_s`
+    ahead), each unit's share, power (its inverter's, read by an observer; else its last
+    "applied" record's) and state."""
     nodes = list(cluster.files.nodes)
     applied = {n: [r for r in cluster.records(n, "applied") if r["t"] >= killed_at - 1.0] for n in nodes}
     sent = sorted((r for n in nodes if n != killed for r in cluster.records(n, "sent") if r["t"] >= killed_at),
                   key=lambda r: r["t"])
     samples = meter.between(killed_at - 0.5, killed_at + WINDOW_S)
-    lines = [f"killed {killed}; target {target_w:.0f} W; columns: t_s error_w baseline_w, then per unit "
-             "share_w/measured_w/state"]
+    powers = {n: watch.between(killed_at - 1.0, killed_at + WINDOW_S) for n, watch in inverters.items()}
+    lines = [f"killed {killed}; target {target_w:.0f} W; columns: t_s error_w baseline_w outside_w@lead_s "
+             "cluster_w/grid_w (the leader's), then "
+             "per unit share_w/power_w/state"]
     for step in range(-5, int(WINDOW_S * 10)):
         t = killed_at + step / 10.0
         meter_now = [w for ts, w in samples if ts <= t]
-        base = [r["baseline_w"] for r in sent if r["t"] <= t]
+        leader = [r for r in sent if r["t"] <= t]
         cells = [f"{step / 10.0:5.1f}", f"{meter_now[-1] - target_w:7.0f}" if meter_now else "      -",
-                 f"{base[-1]:7.0f}" if base else "      -"]
+                 f"{leader[-1]['baseline_w']:7.0f}" if leader else "      -",
+                 f"{leader[-1].get('outside_w', 0):6.0f}@{leader[-1].get('lead_s', 0):.2f}" if leader else "     -@-   ",
+                 f"{leader[-1].get('cluster_w', 0):6.0f}/{leader[-1]['grid_w'] or 0:5.0f}" if leader else "     -/-    "]
         for n in nodes:
             last = [r for r in applied[n] if r["t"] <= t]
-            cells.append(f"{n}:{last[-1]['p_w']:.0f}/{last[-1].get('inverter_w', 0):.0f}/{last[-1].get('state', '?')}"
-                         if last else f"{n}:-")
+            seen = [w for ts, w in powers.get(n, []) if ts <= t]
+            power = seen[-1] if seen else last[-1].get("inverter_w", 0) if last else 0
+            cells.append(f"{n}:{last[-1]['p_w']:.0f}/{power:.0f}/{last[-1].get('state', '?')}" if last else f"{n}:-")
         lines.append("  ".join(cells))
     path.mkdir(parents=True, exist_ok=True)
     (path / f"failover-{int(killed_at)}.txt").write_text("\n".join(lines) + "\n")
@@ -335,12 +355,15 @@ def main() -> int:
         cfg, scan_s = node1.cluster, node1.site.scan_period_s
         with Cluster(files) as cluster:
             cluster.start()
-            meter = MeterWatch(files.meter_port)
-            meter.start()
+            meter = Watch(files.meter_port, 0x28, em24_w, "meter")
+            inverters = {n: Watch(port, 40084, sunspec_w, n) for n, port in files.inverter_port.items()} if args.trace else {}
+            for watch in (meter, *inverters.values()):
+                watch.start()
             scans, share, mean_err = steady_state(cluster, args.steady, args.tolerance)
-            failovers = [one_failover(cluster, meter, args.tolerance, args.trace) for _ in range(args.runs)]
+            failovers = [one_failover(cluster, meter, args.tolerance, args.trace, inverters) for _ in range(args.runs)]
             scans2, share2, mean_err2 = steady_state(cluster, 10.0, args.tolerance)
-            meter.stopped.set()
+            for watch in (meter, *inverters.values()):
+                watch.stopped.set()
         bare_dir = Path(tmp) / "bare"
         bare_dir.mkdir()
         bare = bare_raft(args.runs, bare_dir)
