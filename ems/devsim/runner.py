@@ -37,6 +37,7 @@ from sim import Plant, PlantConfig
 log = logging.getLogger(__name__)
 PRESETS = {"home": PlantConfig.home, "commercial": PlantConfig.commercial}
 _COMM_FLAG = {"meter": "meter.comm_ok", "inverter": "inverter.comm_ok"}
+WRITE_STEP_S = 0.005  # a write acts within this of its moment (a real inverter's control loop: a few ms)
 
 
 class SteppedPlant(Protocol):
@@ -169,8 +170,11 @@ class DeviceSimulation:
 
     def _written(self) -> None:
         """A client's write is about to reach the plant (the lock is held): step up to now,
-        and have the stepper look at the revert deadlines again."""
-        self._advance()
+        unless the plant was stepped less than WRITE_STEP_S ago (the registers of one request,
+        or several units' writes at once: one step, not one each, on a site of 16 units), and
+        have the stepper look at the revert deadlines again."""
+        if time.monotonic() - self._stepped_to >= WRITE_STEP_S:
+            self._advance()
         self._wake.set()
 
     def _advance(self) -> None:
