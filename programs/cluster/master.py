@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable
 
 import attrs
 from attrs import validators as v
@@ -38,10 +39,11 @@ class MasterParams:
     follow_after_s: float = attrs.field(default=5.0, validator=v.gt(0))
     follow_retry_s: float = attrs.field(default=300.0, validator=v.gt(0))
     # a dead unit's inverter command (its revert ramp) is taken over this long, plus the wait
-    # for the survivors' scans (`pickup_wait_s`), ahead: a survivor's way from writing its new
-    # share to its inverter's command (the Modbus write). Both inverters lag their commands
-    # alike: the survivors' power then rises as the dead inverter's falls
-    takeover_lead_s: float = attrs.field(default=0.08, validator=v.ge(0))
+    # for the survivors' scans (`pickup_wait_s`), ahead, over the period a share is held
+    # (`held_outside_w`): a survivor's way from writing its new share to its inverter's command
+    # (the Modbus write). Both inverters lag their commands alike: the survivors' power then
+    # rises as the dead inverter's falls
+    takeover_lead_s: float = attrs.field(default=0.03, validator=v.ge(0))
     # a unit is given at most its measured power plus its inverter's ramp over this long: a
     # unit woken from sleep, or one far below its share, ramps up while the others carry the
     # rest (instead of their share dropping at once to what it cannot deliver yet)
@@ -149,8 +151,8 @@ class ClusterMaster(Program):
         if p_w:  # what the units outside the split deliver anyway (a dead one until it reverts) is not split
             chosen = {c.id for c in candidates}
             self.lead_s = self.p.takeover_lead_s + pickup_wait_s(members, ctx.t_s, ctx.period_s)
-            self.outside_w = outside_p_w(link.membership.members.values(), chosen, ctx.t_s + self.lead_s,
-                                         commanded=True)
+            self.outside_w = held_outside_w(link.membership.members.values(), chosen, ctx.t_s + self.lead_s,
+                                            ctx.period_s)
             p_w -= self.outside_w
         split = split_power(p_w, candidates, self.awake, params)
         wanted = set(split.awake)
@@ -178,6 +180,17 @@ class ClusterMaster(Program):
         if command and ctx.t_s - since <= self.p.state_cmd_repeat_s:
             return command, command_id
         return 0, command_id
+
+
+def held_outside_w(members: Iterable[Member], inside: set[str], from_s: float, period_s: float) -> float:
+    """The outside units' inverter commands (a dead unit's revert ramp) over the scan period a
+    share is held for, from `from_s`: their mean (trapezoid over five points; the commands are
+    piecewise linear), not their value at its start. A share held while the dead command falls
+    by a period's ramp is then half of it above and half below, not all of it on one side: at
+    4 Hz and 2500 W/s a difference of 625 W at the end of each period, +-312 W instead."""
+    members = list(members)
+    points = [outside_p_w(members, inside, from_s + k * period_s / 4.0, commanded=True) for k in range(5)]
+    return (points[0] + 2.0 * (points[1] + points[2] + points[3]) + points[4]) / 8.0
 
 
 def pickup_wait_s(members: list[Member], now_s: float, period_s: float) -> float:

@@ -172,11 +172,11 @@ def test_the_survivors_take_over_a_dead_units_ramp_down_ahead_by_the_takeover_le
     dying = attrs.evolve(peer_state("node2", 70.0), p_w=2000.0, setpoint_w=2000.0, revert_s=5.0, ramp_w_per_s=1000.0)
     scan_with(node, link, 1.0, dying)
     scan_with(node, link, 5.0)  # silent since t = 1.0 s: reverts at 6.0 s, ramping 1000 W/s
-    # 0.3 s plus the scan this node's own share waits: 0.4 s ahead, 400 W
-    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(3000.0 + 400.0, abs=1.0)
+    # 0.3 s plus the scan this node's own share waits: from 0.4 s ahead, over the 0.1 s it is held: 450 W
+    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(3000.0 + 450.0, abs=1.0)
     assert node["cluster_p_w"] == pytest.approx(2000.0 + node["inverter_p_w"], abs=1.0)  # not reverting yet
-    scan_with(node, link, 1.0)  # 1 s into the ramp: 1000 W left, the split already counts on 600 W
-    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(5000.0 - 600.0, abs=1.0)
+    scan_with(node, link, 1.0)  # 1 s into the ramp: 1000 W left, the split already counts on 550 W
+    assert sum(s.p_w for s in link.sent()[-1].shares.values()) == pytest.approx(5000.0 - 550.0, abs=1.0)
     assert node["cluster_p_w"] == pytest.approx(1000.0 + node["inverter_p_w"], abs=1.0)
 
 
