@@ -346,8 +346,13 @@ def main() -> int:
     parser.add_argument("--voters", type=int, default=None, help="of them Raft voters (default: all)")
     parser.add_argument("--trace", type=Path, default=None, metavar="DIR",
                         help="write each failover's timeline (meter error, shares, measured powers) into DIR")
+    parser.add_argument("--keep", type=Path, default=None, metavar="DIR",
+                        help="run the cluster in DIR and leave it there: the nodes' logs and records")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="cluster-bench-") as tmp:
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cluster-bench-") as scratch:
+        tmp = str(args.keep or scratch)
         # more units than the shipped three share this machine's cores at 4 Hz (cluster_kit.FOUR_HZ)
         overrides = FOUR_HZ if args.units > 3 else None
         files = ClusterFiles(Path(tmp), units=args.units, voters=args.voters, node_overrides=overrides)
