@@ -259,7 +259,7 @@ class Driver:
             if now >= deadline or not self._wake.wait(deadline - now):
                 return
             self._wake.clear()
-            if self._stop.is_set() or not self._opened or self._staged is None or self._staged is self._written:
+            if self._stop.is_set() or not self._opened or not self._unwritten:
                 continue
             self._poll_started = self.clock.now()
             self._write_staged()
@@ -270,7 +270,7 @@ class Driver:
         if not self._opened:
             self.open()
             self._opened = True
-        if self._staged is not None and self._staged is not self._written:
+        if self._unwritten:
             self._write_staged()
         raw = self.read_inputs(now)
         self._poll_started = None
@@ -282,6 +282,11 @@ class Driver:
             log.info("device %s: communication restored", self.name)
             self._last_error = ""
         self._backoff = self.settings.backoff_initial_s
+
+    @property
+    def _unwritten(self) -> bool:
+        """The scan staged outputs this driver has not written yet."""
+        return self._staged is not None and self._staged is not self._written
 
     def _write_staged(self) -> None:
         staged = self._staged
