@@ -242,3 +242,19 @@ def test_a_setpoint_in_watts_is_written_as_a_percentage_of_the_rating_the_device
     wait_until(lambda: ("out_w_rate_pct", pytest.approx(25.0)) in inverter.device.writes, 5.0, "25 % written")
     driver.stage((-8000.0,))
     wait_until(lambda: inverter.device.get("out_w_rate_pct") == pytest.approx(-100.0), 5.0, "-100 % written")
+
+
+def test_a_group_due_between_two_polls_is_read_at_the_nearest_one_not_the_one_after(serve) -> None:  # type: ignore[no-untyped-def]
+    """The EM24's fast group (0.2 s) on a driver polling every 0.1 s: the first poll came 0.5 ms
+    after the grid, the next ones 0.2 ms after it (a sleep's wake-up). Due at grid + 0.5 ms, the
+    group would miss every poll 0.3 ms early and be read every 0.3 s instead of every 0.2 s."""
+    meter = serve("carlo_gavazzi_em24")
+    driver = modbus_driver("carlo_gavazzi_em24", meter.port, [point("p", register="p_total")], poll_s=0.1)
+    driver.open()
+    try:
+        driver.read_inputs(0.0005)
+        for k in range(1, 21):
+            driver.read_inputs(k * 0.1 + 0.0002)
+        assert driver.stats.reads == 11  # at 0.0, then every 0.2 s up to 2.0 s
+    finally:
+        driver.close()

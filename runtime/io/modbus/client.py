@@ -236,7 +236,11 @@ class ModbusDriver(Driver):
         started = time.perf_counter()
         self._heartbeat_tick(now)
         self._reconnect_if_silent(now)
-        due = [i for i, state in enumerate(self._states) if now >= state.next_due]
+        # a block is read at the poll nearest its due time: a poll a wake-up early (the group's
+        # clock and the poll grid a fraction of a millisecond apart) must not put it off a whole
+        # poll period, late every time after
+        slack = self.settings.poll_period_s / 2.0
+        due = [i for i, state in enumerate(self._states) if now + slack >= state.next_due]
         results: list[Any] = []
         if due and not self._silent:
             requests = [(self.blocks[i].table, self.blocks[i].address, self.blocks[i].count) for i in due]
