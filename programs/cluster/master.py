@@ -23,7 +23,7 @@ from programs.enums import SiteState, StateCommand
 from programs.tagdefs import Layout, status
 
 log = logging.getLogger(__name__)
-PICKUP_MARGIN_S = 0.01  # a scan's run here and a message's delivery both ways (programs.cluster.master.pickup_wait_s)
+PICKUP_MARGIN_S = 0.01  # a scan's run here and a message's delivery both ways (pickup_wait_s)
 
 
 @attrs.frozen
@@ -65,8 +65,8 @@ class ClusterMaster(Program):
         self.unneeded_since: dict[str, float] = {}
         self.command: tuple[int, int, float] = (0, 0, -math.inf)  # (StateCommand, id, sent since)
         self.held = False  # an idle command to the cluster: every node sleeps until a run command
-        self.outside_w = 0.0  # this scan's: the power of the units outside the split, as of lead_s ahead
-        self.lead_s = 0.0
+        self.outside_w = 0.0  # this scan's: the outside units' mean command over the held period, lead_s ahead
+        self.lead_s = 0.0  # this scan's: takeover_lead_s plus the survivors' pickup wait
         self.follow = FollowWatch(params.follow_tolerance_w, params.follow_tolerance_pct, params.follow_after_s,
                                   params.follow_retry_s)
 
