@@ -282,6 +282,7 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
     if not errors:
         errors += _safety_last(io_map, image, placed, writes)
         errors += _revert_known(io_map, placed)
+        errors += _ffr_frequency_in_time(io_map, placed)
     if errors:
         raise _config_errors(io_map, errors)
 
@@ -356,6 +357,55 @@ def _revert_known(io_map: IoMap, placed: list[tuple[int, Program]]) -> list[tupl
                            f"{published:g} s, but the inverter {device!r} reverts after its revert_s = {armed:g} s: "
                            "give both the same time"))
     return errors
+
+
+def _ffr_frequency_in_time(io_map: IoMap, placed: list[tuple[int, Program]]) -> list[tuple[Path, str]]:
+    """A site that sells FFR must see the frequency fall in time: read every R s and acted on in
+    the next scan (outputs are written at once after it), a step reaches the inverter up to
+    R + scan period later, and that must leave at least half the full activation time (0.7 s at
+    49.5 Hz) to the inverter's own ramp. Checked for the first frequency input, the one used
+    while it is fresh."""
+    from programs.grid.products import ffr_full_activation_s
+
+    errors: list[tuple[Path, str]] = []
+    scan_s = io_map.site.scan_period_s
+    for i, program in placed:
+        params = io_map.program_params.get(program.name)
+        if program.kind != "grid_services" or params is None or not params.ffr_capacity_w:
+            continue
+        level_hz, tag = params.ffr.activation_hz, params.frequency_inputs[0]
+        source = _read_period(io_map, tag)
+        if source is None:
+            continue
+        read_s, where = source
+        allowed_s = ffr_full_activation_s(level_hz)
+        if read_s + scan_s > allowed_s / 2 + 1e-9:
+            errors.append((("programs", i, "params", "ffr_capacity_w"),
+                           f"FFR at {level_hz:g} Hz must be at full power within {allowed_s:g} s, but its frequency "
+                           f"({tag}: {where}) is read every {read_s:g} s: {read_s:g} s + a scan of {scan_s:g} s = "
+                           f"{read_s + scan_s:g} s before the inverter hears of a step, above the {allowed_s / 2:g} s "
+                           f"that leave half the time to its ramp; read it at least every {allowed_s / 2 - scan_s:g} s"))
+    return errors
+
+
+def _read_period(io_map: IoMap, tag: str) -> tuple[float, str] | None:
+    """How often the driver behind an input tag reads it, and what it reads; None for a tag no
+    device feeds. A Modbus register is read at its poll group's period, at the device's polls."""
+    binding = io_map.tag_io.get(tag)
+    if binding is None:
+        return None
+    io, point = binding
+    device = next(d for d in io_map.devices if d.name == io.device)
+    config = io_map.device_options.get(device.name)
+    register = getattr(point, "register", "")
+    profile = getattr(config, "profile", None)
+    if profile is None or register not in profile.registers:
+        return device.poll_period_s, f"device {device.name!r}, polled every {device.poll_period_s:g} s"
+    group = profile.group_of(profile.registers[register])
+    period = profile.poll_groups[group].period_s
+    return max(device.poll_period_s, period), (
+        f"device {device.name!r}, register {register!r} in poll group {group!r} every {period:g} s "
+        f"(poll_periods = {{ {group} = ... }} under [devices.modbus] sets it), polled every {device.poll_period_s:g} s")
 
 
 def _cluster(programs: list[Program], io_map: IoMap, engine: ScanEngine, clock: Clock) -> Sequence[Mirror]:

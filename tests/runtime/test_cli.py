@@ -159,3 +159,51 @@ def test_a_restart_command_stops_the_controller_with_exit_3(tmp_path: Path):
     assert "site state idle -> restart" in err
     assert "exit 3: restart requested through the site state" in err
     assert "output inverter_p_setpoint_w at its safe value 0 W" in err
+
+
+COMMERCIAL_DEVICES = ROOT / "io_maps" / "sim_devices_commercial.toml"
+SELLING_FFR = """[[programs]]
+name = "grid_services"
+kind = "grid_services"
+[programs.params]
+battery_capacity_wh = 81920.0
+ffr_capacity_w = 10000.0
+
+[[programs]]
+name = "dispatch"
+"""
+
+
+def selling_ffr(tmp_path: Path, meter_extra: str = "") -> Path:
+    """The commercial site on its device simulators, selling 10 kW of FFR at 49.5 Hz."""
+    text = COMMERCIAL_DEVICES.read_text().replace('[[programs]]\nname = "dispatch"\n', SELLING_FFR, 1)
+    text = text.replace('model = "carlo_gavazzi_em24"\n', f'model = "carlo_gavazzi_em24"\n{meter_extra}', 1)
+    path = tmp_path / "ffr.toml"
+    path.write_text(text)
+    return path
+
+
+def test_check_config_refuses_ffr_on_a_frequency_read_too_seldom(tmp_path: Path):
+    path = selling_ffr(tmp_path)
+    result = ems("check-config", str(path))
+    assert result.returncode == 2
+    line = next(x for x in result.stderr.splitlines() if "ffr_capacity_w" in x)
+    number = path.read_text().splitlines().index("ffr_capacity_w = 10000.0") + 1
+    assert f"{path}:{number}: programs[" in line
+    # the EM24's frequency is in its 1 s group: 1 s + a 0.1 s scan against the 0.35 s half of 0.7 s
+    assert "FFR at 49.5 Hz must be at full power within 0.7 s" in line
+    assert "register 'frequency' in poll group 'normal' every 1 s" in line
+    assert "1 s + a scan of 0.1 s = 1.1 s" in line and "above the 0.35 s" in line
+    assert "read it at least every 0.25 s" in line
+
+
+def test_check_config_accepts_ffr_once_the_frequency_group_is_polled_fast_enough(tmp_path: Path):
+    result = ems("check-config", str(selling_ffr(tmp_path, "poll_periods = { normal = 0.1 }\n")))
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_poll_period_for_a_group_the_profile_lacks_is_refused(tmp_path: Path):
+    result = ems("check-config", str(selling_ffr(tmp_path, "poll_periods = { nromal = 0.1 }\n")))
+    assert result.returncode == 2
+    assert "devices[0].modbus.poll_periods.nromal: profile 'carlo_gavazzi_em24' has no poll group 'nromal'" \
+        in result.stderr and "normal" in result.stderr

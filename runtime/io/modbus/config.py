@@ -68,6 +68,9 @@ class ModbusOptions:
     # a CT-connected meter): its power and current readings are plausible within twice it
     rated_power_w: float | None = attrs.field(default=None, validator=v.optional([v.gt(0.0), v.le(1e9)]))
     rated_current_a: float | None = attrs.field(default=None, validator=v.optional([v.gt(0.0), v.le(1e6)]))
+    # This site's period of a profile's poll group (group -> s), e.g. { normal = 0.1 } for a meter
+    # whose frequency FFR needs fresh; the other groups keep the profile's
+    poll_periods: dict[str, float] = attrs.field(factory=dict)
 
     def __attrs_post_init__(self) -> None:
         if self.guard_rewrite_s is not None and self.guard_rewrite_s > self.revert_s / 2:
@@ -134,7 +137,20 @@ def parse_options(data: dict[str, Any], path: Path, errors: Errors) -> Any:
         if register not in profile.registers:
             errors.add(path + ("sim_vars", register), f"profile {profile.name!r} has no register {register!r}"
                        f"{_suggest(register, profile.registers)}")
-    return ModbusConfig(options, profile)
+    return ModbusConfig(options, _with_poll_periods(profile, options.poll_periods, path + ("poll_periods",), errors))
+
+
+def _with_poll_periods(profile: Profile, periods: dict[str, float], path: Path, errors: Errors) -> Profile:
+    """The profile with this site's poll group periods (`poll_periods`), each checked."""
+    groups = dict(profile.poll_groups)
+    for group, period in periods.items():
+        if group not in groups:
+            errors.add(path + (group,), f"profile {profile.name!r} has no poll group {group!r}{_suggest(group, groups)}")
+        elif not (isinstance(period, (int, float)) and not isinstance(period, bool) and 0.0 < period <= 3600.0):
+            errors.add(path + (group,), f"a poll period in seconds, above 0 and at most 3600, not {period!r}")
+        else:
+            groups[group] = attrs.evolve(groups[group], period_s=float(period))
+    return attrs.evolve(profile, poll_groups=groups)
 
 
 def check_points(config: ModbusConfig, points: Sequence[tuple[Any, ModbusPoint, Path]]) -> list[tuple[Path, str]]:
