@@ -258,3 +258,20 @@ def test_a_group_due_between_two_polls_is_read_at_the_nearest_one_not_the_one_af
         assert driver.stats.reads == 11  # at 0.0, then every 0.2 s up to 2.0 s
     finally:
         driver.close()
+
+
+def test_a_read_a_poll_or_more_after_it_was_due_is_counted_late_for_its_group(serve) -> None:  # type: ignore[no-untyped-def]
+    """The EM24's fast group (0.2 s) polled at 0.0, 0.2, then 0.5 (a poll missed: a slow device
+    or a stalled thread) and 0.6 s: the read at 0.5 s is 0.1 s after it was due at 0.4 s, one late
+    read; the group keeps its own time, due again at 0.6 s."""
+    meter = serve("carlo_gavazzi_em24")
+    driver = modbus_driver("carlo_gavazzi_em24", meter.port, [point("p", register="p_total"),
+                           point("late", meta="late_reads"), point("late_fast", meta="late_reads.fast")], poll_s=0.1)
+    driver.open()
+    try:
+        for t in (0.0, 0.2, 0.5, 0.6):
+            values = driver.read_inputs(t)
+        assert driver.stats.reads == 4
+        assert values[1:] == [1, 1]
+    finally:
+        driver.close()

@@ -207,3 +207,19 @@ def test_a_poll_period_for_a_group_the_profile_lacks_is_refused(tmp_path: Path):
     assert result.returncode == 2
     assert "devices[0].modbus.poll_periods.nromal: profile 'carlo_gavazzi_em24' has no poll group 'nromal'" \
         in result.stderr and "normal" in result.stderr
+
+
+def test_a_late_reads_diagnostic_of_a_group_the_profile_lacks_is_refused(tmp_path: Path):
+    text = COMMERCIAL_DEVICES.read_text() + '''
+[[tags]]
+name = "meter_late_reads"
+dtype = "uint32"
+area = "input"
+io = { device = "meter", meta = "late_reads.fats" }
+'''
+    path = tmp_path / "late.toml"
+    path.write_text(text)
+    result = ems("check-config", str(path))
+    assert result.returncode == 2
+    assert "meta: profile 'carlo_gavazzi_em24' has no poll group 'fats'" in result.stderr
+    assert "fast" in result.stderr  # the suggestion

@@ -34,7 +34,14 @@ from runtime.clock import Clock
 from runtime.io import aio
 from runtime.io.driver import UNCHANGED, Driver, DriverSettings, Point
 from runtime.io.modbus import codec, plausible, sunspec, transport, window
-from runtime.io.modbus.config import ModbusConfig, ModbusOptions, ModbusPoint, check_points, parse_options
+from runtime.io.modbus.config import (
+    LATE_READS_OF,
+    ModbusConfig,
+    ModbusOptions,
+    ModbusPoint,
+    check_points,
+    parse_options,
+)
 from runtime.io.modbus.plan import Block, plan_reads
 from runtime.io.modbus.profile import Register
 from runtime.io.registry import DriverKind
@@ -75,6 +82,8 @@ class ModbusStats:
     reads: int = 0
     writes: int = 0
     poll_time_s: float = 0.0
+    late_reads: int = 0  # block reads a poll or more after they were due (a slow device, a slow poll)
+    late_by_group: dict[str, int] = attrs.Factory(dict)
 
 
 @attrs.define
@@ -280,6 +289,9 @@ class ModbusDriver(Driver):
                 log.info("device %s: %s recovered", self.name, self._block_label(block))
             state.error, state.hard, state.last_good = "", False, now
         period = self.profile.poll_groups[block.group].period_s
+        if now - state.next_due > self.settings.poll_period_s / 2.0 and state.next_due > -math.inf:
+            self.stats.late_reads += 1  # at least one poll after it was due
+            self.stats.late_by_group[block.group] = self.stats.late_by_group.get(block.group, 0) + 1
         state.next_due = now + period if state.next_due < now - period else state.next_due + period
         return isinstance(result, transport.BadReply) and result.resync
 
@@ -406,6 +418,8 @@ class ModbusDriver(Driver):
             return self._client is not None and not any(s.error and not s.hard for s in self._states)
         if what == "fault_count":
             return self.fault_count
+        if what.startswith(LATE_READS_OF):
+            return self.stats.late_by_group.get(what.removeprefix(LATE_READS_OF), 0)
         return getattr(self.stats, what)
 
     # --- writes -------------------------------------------------------------------------------

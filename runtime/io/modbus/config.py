@@ -28,7 +28,8 @@ from runtime.io.modbus import codec, window
 from runtime.io.modbus.profile import Profile, known_models, load_profile, resolve_profile_path
 
 META = ("online", "fault_count", "timeouts", "exceptions", "bad_responses", "write_errors",
-        "verify_failures", "reconnects", "poll_time_s")
+        "verify_failures", "reconnects", "poll_time_s", "late_reads")
+LATE_READS_OF = "late_reads."  # meta = "late_reads.<poll group>": that group's late reads
 
 
 @attrs.frozen
@@ -171,7 +172,11 @@ def check_points(config: ModbusConfig, points: Sequence[tuple[Any, ModbusPoint, 
                 problems.append((path + ("command",), "a command is driven by a bool output tag"))
             continue
         if point.meta:
-            if point.meta not in META:
+            group = point.meta.removeprefix(LATE_READS_OF) if point.meta.startswith(LATE_READS_OF) else None
+            if group is not None and group not in profile.poll_groups:
+                problems.append((path + ("meta",), f"profile {profile.name!r} has no poll group {group!r}"
+                                 f"{_suggest(group, profile.poll_groups)}"))
+            elif group is None and point.meta not in META:
                 problems.append((path + ("meta",), f"unknown diagnostic {point.meta!r}{_suggest(point.meta, META)}"))
             elif is_output:
                 problems.append((path + ("meta",), "a diagnostic is an input; an output needs a register"))
