@@ -384,7 +384,9 @@ def _ffr_frequency_in_time(io_map: IoMap, placed: list[tuple[int, Program]]) -> 
                            f"FFR at {level_hz:g} Hz must be at full power within {allowed_s:g} s, but its frequency "
                            f"({tag}: {where}) is read every {read_s:g} s: {read_s:g} s + a scan of {scan_s:g} s = "
                            f"{read_s + scan_s:g} s before the inverter hears of a step, above the {allowed_s / 2:g} s "
-                           f"that leave half the time to its ramp; read it at least every {allowed_s / 2 - scan_s:g} s"))
+                           "that leave half the time to its ramp; " + (
+                               f"read it at least every {allowed_s / 2 - scan_s:g} s" if allowed_s / 2 > scan_s
+                               else f"the scan period alone is too long: at most {allowed_s / 4:g} s")))
     return errors
 
 
