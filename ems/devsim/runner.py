@@ -128,7 +128,7 @@ class DeviceSimulation:
             if register != relay.register:
                 return
             with self.lock:
-                self._advance()
+                self._written()
                 self.plant_for(name).set("bms.sleep_cmd", not value if awake_when_on else bool(value))
             if relay.feedback:
                 server.device.set(relay.feedback, bool(value))

@@ -73,7 +73,7 @@ def reverting_w(p0_w: float, ramp_w_per_s: float, tau_s: float, since_s: float) 
         return max(0.0, p0_w - ramp_w_per_s * since_s) if ramp_s > 0.0 else 0.0
     if since_s <= ramp_s:
         return p0_w - ramp_w_per_s * (since_s - tau_s * (1.0 - math.exp(-since_s / tau_s)))
-    at_end = p0_w - ramp_w_per_s * (ramp_s - tau_s * (1.0 - math.exp(-ramp_s / tau_s))) if ramp_s > 0.0 else p0_w
+    at_end = reverting_w(p0_w, ramp_w_per_s, tau_s, ramp_s) if ramp_s > 0.0 else p0_w  # the ramp's last point
     return at_end * math.exp(-(since_s - ramp_s) / tau_s)
 
 
