@@ -63,10 +63,11 @@ class Site:
         return self.engine.period_s
 
     def start(self) -> None:
-        """Start every driver's thread (none on the virtual clock), half a scan off the scan's grid."""
+        """Start every driver's thread (none on the virtual clock), each poll timed to end just
+        before a scan deadline (runtime/io/driver.py: the IO cycle)."""
         self.epoch = self.clock.now()
         for driver in self.drivers.values():
-            driver.start(self.epoch + self.period_s / 2)
+            driver.start(self.epoch)
         for mirror in self.mirrors:
             mirror.start()
         self._started = True

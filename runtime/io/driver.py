@@ -5,6 +5,11 @@ reads the device's inputs and publishes them as one immutable tuple of samples. 
 only copies that tuple (read phase) and stages new outputs (write phase), so a dead or slow
 device can make values stale or bad, but can never make a scan late.
 
+The IO cycle, as a PLC's: each poll is timed to end just before a scan deadline (it starts
+`lead` earlier: the slowest of its last polls of the same shape, plus a margin), so the scan
+uses inputs a few ms old rather than up to a period old; and the scan's outputs wake the
+thread, which writes them at once rather than at its next poll.
+
 Subclasses implement `open`, `read_inputs`, `write_outputs` and `close`. Everything else
 (the poll thread, restart with backoff when a call raises, replacement of a hung thread,
 fault counting and logging once per change) lives here, once.
@@ -15,7 +20,8 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, ClassVar, NamedTuple
 
 import attrs
@@ -26,6 +32,10 @@ from runtime.clock import Clock
 log = logging.getLogger(__name__)
 
 GOOD = Quality.GOOD
+
+LEAD_MARGIN_S = 0.003  # a poll is timed to end this long before the scan deadline it feeds
+LEAD_WINDOW = 16  # the last polls of a shape whose slowest times the next one
+MAX_LEAD_FRACTION = 0.9  # a poll starts at most this part of its period before the deadline
 
 
 class Sample(NamedTuple):
@@ -123,7 +133,8 @@ class Driver:
         self._poll_started: float | None = None
         self._opened = False
         self._next_poll = float("-inf")
-        self._epoch: float | None = None
+        self._epoch: float | None = None  # the scan's deadline grid, when the site gives it
+        self._durations: dict[Hashable, deque[float]] = {}  # poll shape -> its last durations
         self._backoff = settings.backoff_initial_s
         self._last_error = ""
         self._point_errors: dict[str, str] = {}
@@ -144,6 +155,11 @@ class Driver:
 
     def close(self) -> None:
         """Release the connection. Must not raise."""
+
+    def poll_shape(self, at: float) -> Hashable:
+        """What a poll at `at` will read, as a key: polls of one shape take about as long, and
+        the lead of each is timed by its own kind (the modbus driver: the register blocks due)."""
+        return None
 
     # --- scan side --------------------------------------------------------------------------
     def stage(self, values: tuple[Any, ...]) -> None:
@@ -171,9 +187,10 @@ class Driver:
 
     # --- lifecycle ----------------------------------------------------------------------------
     def start(self, epoch: float | None = None) -> None:
-        """Start polling. With `epoch`, polls fall on the grid `epoch + k * poll_period_s`: the site
-        puts that grid half a scan period away from the scan's, so the two threads do not wake
-        together and wait for each other (the GIL)."""
+        """Start polling. With `epoch` (the origin of the scan's deadline grid), each poll is timed
+        to end just before a deadline `epoch + k * poll_period_s` (`lead_s`): the scan reads
+        inputs a few ms old, and the poll is done before the scan wakes (no wait for the GIL).
+        Without it, polls follow each other a period apart from the first."""
         if self.clock.virtual:
             if not self.supports_virtual_time:
                 raise RuntimeError(f"device {self.name!r}: driver {self.kind!r} cannot run on virtual time")
@@ -220,17 +237,54 @@ class Driver:
         )
         self._thread.start()
 
-    def _on_grid(self, t: float) -> float:
-        """The first poll time at or after `t` (on the epoch's grid when there is one)."""
+    def lead_s(self, at: float) -> float:
+        """How long before the deadline `at` its poll starts: the slowest of the last polls of
+        its shape plus a margin (of any shape while this one has none; half a period at first)."""
+        period = self.settings.poll_period_s
+        every = [d for durations in self._durations.values() for d in durations]
+        lead = min(max(every, default=period / 2 - LEAD_MARGIN_S) + LEAD_MARGIN_S, period * MAX_LEAD_FRACTION)
+        own = self._durations.get(self.poll_shape(at - lead))
+        if not own:
+            return lead
+        return min(max(own) + LEAD_MARGIN_S, period * MAX_LEAD_FRACTION)
+
+    def _start_after(self, t: float) -> float:
+        """The first poll start at or after `t`: a deadline of the scan's grid less its lead."""
         epoch, period = self._epoch, self.settings.poll_period_s
-        return t if epoch is None else epoch + math.ceil((t - epoch) / period) * period
+        if epoch is None:
+            return t
+        deadline = epoch + math.ceil((t - epoch) / period - 1e-9) * period
+        start = deadline - self.lead_s(deadline)
+        if start < t:
+            deadline += period
+            start = deadline - self.lead_s(deadline)
+        return max(start, t)
+
+    def _following(self, planned: float) -> float:
+        """The next poll's start after one planned at `planned`: on the grid, the next
+        deadline's (a lead that grew may move it earlier, never by half a period); without
+        one, a period on. A slow poll re-bases, never bursts."""
+        now = self.clock.now()
+        if self._epoch is None:
+            return max(planned + self.settings.poll_period_s, now)
+        return self._start_after(max(planned + self.settings.poll_period_s / 2, now))
+
+    def _timed(self, shape: Hashable, started: float, opened: bool) -> None:
+        """Remember how long a poll of `shape` took (not one that connected: that is rare and long)."""
+        if opened:
+            return
+        durations = self._durations.get(shape)
+        if durations is None:
+            durations = self._durations[shape] = deque(maxlen=LEAD_WINDOW)
+        durations.append(self.clock.now() - started)
 
     def _run(self, generation: int) -> None:
-        period = self.settings.poll_period_s
         deadline = self.clock.now()  # the first poll at once, the next ones on the grid
         while not self._stop.is_set() and generation == self._generation:
+            started, opening = self.clock.now(), not self._opened
+            shape = self.poll_shape(started)
             try:
-                self._poll_once(self.clock.now(), generation)
+                self._poll_once(started, generation)
             except Exception as exc:  # noqa: BLE001 - any device error: count it, back off, retry
                 if generation != self._generation:
                     return
@@ -238,17 +292,17 @@ class Driver:
                 if self._stop.wait(self._backoff):
                     break
                 self._backoff = min(self._backoff * 2, self.settings.backoff_max_s)
-                deadline = self._on_grid(self.clock.now())
+                deadline = self._start_after(self.clock.now())
                 continue
-            now = self.clock.now()
-            deadline = self._on_grid(max(deadline + period, now))  # a slow poll re-bases, never bursts
+            self._timed(shape, started, opening)
+            deadline = self._following(deadline)
             try:
                 self._wait_writing(deadline, generation)
             except Exception as exc:  # noqa: BLE001 - a failed write: as a failed poll
                 if generation != self._generation:
                     return
                 self._on_error(exc)
-                deadline = self._on_grid(self.clock.now())
+                deadline = self._start_after(self.clock.now())
         if generation == self._generation and self._stop.is_set():
             self._flush_outputs()
 

@@ -245,11 +245,7 @@ class ModbusDriver(Driver):
         started = time.perf_counter()
         self._heartbeat_tick(now)
         self._reconnect_if_silent(now)
-        # a block is read at the poll nearest its due time: a poll a wake-up early (the group's
-        # clock and the poll grid a fraction of a millisecond apart) must not put it off a whole
-        # poll period, late every time after
-        slack = self.settings.poll_period_s / 2.0
-        due = [i for i, state in enumerate(self._states) if now + slack >= state.next_due]
+        due = self._due(now)
         results: list[Any] = []
         if due and not self._silent:
             requests = [(self.blocks[i].table, self.blocks[i].address, self.blocks[i].count) for i in due]
@@ -268,6 +264,22 @@ class ModbusDriver(Driver):
             self._reconnect_quietly()
         self.stats.poll_time_s = time.perf_counter() - started
         return [self._input_value(p, now) for p in self.inputs]
+
+    def _due(self, now: float) -> list[int]:
+        """The blocks a poll at `now` reads, slowest group first: the fastest group, the one whose
+        values the scan needs freshest, is read last, nearest the scan deadline.
+
+        A block is read at the poll nearest its due time: a poll a wake-up early (the group's
+        clock and the poll grid a fraction of a millisecond apart) must not put it off a whole
+        poll period, late every time after."""
+        slack = self.settings.poll_period_s / 2.0
+        due = [i for i, state in enumerate(self._states) if now + slack >= state.next_due]
+        groups = self.profile.poll_groups
+        return sorted(due, key=lambda i: -groups[self.blocks[i].group].period_s)
+
+    def poll_shape(self, at: float) -> tuple[int, ...]:
+        """The blocks due at `at`: a poll's duration is mostly theirs (see Driver.lead_s)."""
+        return tuple(self._due(at))
 
     def _apply(self, index: int, result: Any, now: float) -> bool:
         """Book one block's outcome; True when the stream may be out of step (reconnect)."""
