@@ -120,9 +120,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     from runtime.site import build_site
 
     io_map = _load(args.file)
-    build_site(io_map, VirtualClock())  # programs bind to their tags: catches references too
+    site = build_site(io_map, VirtualClock())  # programs bind to their tags: catches references too
     print(f"{args.file}: OK ({len(io_map.devices)} devices, {len(io_map.tags)} tags, "
           f"{len(io_map.programs)} programs)")
+    for note in site.notes:
+        print(f"  {note}")
     return 0
 
 def cmd_tags(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from runtime.config.io_map import tag_spec
 from runtime.config.lines import Path, line_of
 from runtime.config.schema import IoMap
 from runtime.config.structure import ConfigError, ConfigErrors
+from runtime.frequency_polling import ffr_frequency_in_time, frequency_polled_for_sale
 from runtime.image import ProcessImage, Tag
 from runtime.io.driver import Driver, DriverSettings, Point
 from runtime.io.registry import DRIVERS
@@ -57,6 +58,7 @@ class Site:
         engine.after_scan.append(self.actions)
         self._closers: list[Callable[[], None]] = []  # services of attach_services, closed by stop
         self.storage: Any = None  # runtime/storage.py StorageHealth, once attach_services has run
+        self.notes: list[str] = []  # what the site changed of its io_map, and why (`ems check-config` prints them)
 
     @property
     def period_s(self) -> float:
@@ -280,10 +282,11 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
             message = exc.args[0] if exc.args else str(exc)
             errors.append((("programs", i), f"program {program.name!r}: {message}"))
         writes[program.name] = lookup.outputs
+    io_map, notes = frequency_polled_for_sale(io_map, placed)
     if not errors:
         errors += _safety_last(io_map, image, placed, writes)
         errors += _revert_known(io_map, placed)
-        errors += _ffr_frequency_in_time(io_map, placed)
+        errors += ffr_frequency_in_time(io_map, placed)
     if errors:
         raise _config_errors(io_map, errors)
 
@@ -293,6 +296,7 @@ def build_site(io_map: IoMap, clock: Clock) -> Site:
     if problems:
         raise _config_errors(io_map, problems)
     site = Site(io_map, clock, image, drivers, programs, engine)
+    site.notes = notes
     site.mirrors.extend(mirrors)
     site.mirrors.extend(_schedule_watchers(programs, io_map))
     site.mirrors.extend(_cluster(programs, io_map, engine, clock))
@@ -358,57 +362,6 @@ def _revert_known(io_map: IoMap, placed: list[tuple[int, Program]]) -> list[tupl
                            f"{published:g} s, but the inverter {device!r} reverts after its revert_s = {armed:g} s: "
                            "give both the same time"))
     return errors
-
-
-def _ffr_frequency_in_time(io_map: IoMap, placed: list[tuple[int, Program]]) -> list[tuple[Path, str]]:
-    """A site that sells FFR must see the frequency fall in time: read every R s and acted on in
-    the next scan (outputs are written at once after it), a step reaches the inverter up to
-    R + scan period later, and that must leave at least half the full activation time (0.7 s at
-    49.5 Hz) to the inverter's own ramp. Checked for the first frequency input, the one used
-    while it is fresh."""
-    from programs.grid.products import ffr_full_activation_s
-
-    errors: list[tuple[Path, str]] = []
-    scan_s = io_map.site.scan_period_s
-    for i, program in placed:
-        params = io_map.program_params.get(program.name)
-        if program.kind != "grid_services" or params is None or not params.ffr_capacity_w:
-            continue
-        level_hz, tag = params.ffr.activation_hz, params.frequency_inputs[0]
-        source = _read_period(io_map, tag)
-        if source is None:
-            continue
-        read_s, where = source
-        allowed_s = ffr_full_activation_s(level_hz)
-        if read_s + scan_s > allowed_s / 2 + 1e-9:
-            errors.append((("programs", i, "params", "ffr_capacity_w"),
-                           f"FFR at {level_hz:g} Hz must be at full power within {allowed_s:g} s, but its frequency "
-                           f"({tag}: {where}) is read every {read_s:g} s: {read_s:g} s + a scan of {scan_s:g} s = "
-                           f"{read_s + scan_s:g} s before the inverter hears of a step, above the {allowed_s / 2:g} s "
-                           "that leave half the time to its ramp; " + (
-                               f"read it at least every {allowed_s / 2 - scan_s:g} s" if allowed_s / 2 > scan_s
-                               else f"the scan period alone is too long: at most {allowed_s / 4:g} s")))
-    return errors
-
-
-def _read_period(io_map: IoMap, tag: str) -> tuple[float, str] | None:
-    """How often the driver behind an input tag reads it, and what it reads; None for a tag no
-    device feeds. A Modbus register is read at its poll group's period, at the device's polls."""
-    binding = io_map.tag_io.get(tag)
-    if binding is None:
-        return None
-    io, point = binding
-    device = next(d for d in io_map.devices if d.name == io.device)
-    config = io_map.device_options.get(device.name)
-    register = getattr(point, "register", "")
-    profile = getattr(config, "profile", None)
-    if profile is None or register not in profile.registers:
-        return device.poll_period_s, f"device {device.name!r}, polled every {device.poll_period_s:g} s"
-    group = profile.group_of(profile.registers[register])
-    period = profile.poll_groups[group].period_s
-    return max(device.poll_period_s, period), (
-        f"device {device.name!r}, register {register!r} in poll group {group!r} every {period:g} s "
-        f"(poll_periods = {{ {group} = ... }} under [devices.modbus] sets it), polled every {device.poll_period_s:g} s")
 
 
 def _cluster(programs: list[Program], io_map: IoMap, engine: ScanEngine, clock: Clock) -> Sequence[Mirror]:

@@ -184,7 +184,7 @@ def selling_ffr(tmp_path: Path, meter_extra: str = "") -> Path:
 
 
 def test_check_config_refuses_ffr_on_a_frequency_read_too_seldom(tmp_path: Path):
-    path = selling_ffr(tmp_path)
+    path = selling_ffr(tmp_path, "poll_periods = { normal = 1.0 }\n")  # set by the site: kept, and checked
     result = ems("check-config", str(path))
     assert result.returncode == 2
     line = next(x for x in result.stderr.splitlines() if "ffr_capacity_w" in x)
@@ -195,6 +195,13 @@ def test_check_config_refuses_ffr_on_a_frequency_read_too_seldom(tmp_path: Path)
     assert "register 'frequency' in poll group 'normal' every 1 s" in line
     assert "1 s + a scan of 0.1 s = 1.1 s" in line and "above the 0.35 s" in line
     assert "read it at least every 0.25 s" in line
+
+
+def test_check_config_says_a_site_selling_grid_services_reads_its_frequency_at_every_poll(tmp_path: Path):
+    result = ems("check-config", str(selling_ffr(tmp_path)))
+    assert result.returncode == 0, result.stderr
+    assert "device 'meter': poll group 'normal' (register 'frequency', for grid_frequency_hz) read at every poll, " \
+        "0.1 s, not 1 s (program 'grid_services' sells grid services)" in result.stdout
 
 
 def test_check_config_accepts_ffr_once_the_frequency_group_is_polled_fast_enough(tmp_path: Path):
