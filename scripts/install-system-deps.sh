@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Debian packages the tests talk to as real peers. Installs only what is missing.
 set -euo pipefail
-packages=(mbpoll)
+packages=(mbpoll mosquitto)  # mbpoll: tests/io; mosquitto: the local Azure IoT Hub stand-in (ems/hubsim, tests/cloud)
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
