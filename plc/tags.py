@@ -119,6 +119,7 @@ class TagSpec:
     max_age_s: float | None = attrs.field(default=None, validator=v.optional(v.gt(0.0)))  # older: STALE
     enum_labels: tuple[str, ...] = ()
     length: int = attrs.field(default=0, validator=v.ge(0))  # strings: maximum characters
+    telemetry: bool = False  # sent to the fleet back end in every spot message (runtime/cloud, docs/cloud.md)
 
     @property
     def words(self) -> int:

@@ -90,12 +90,14 @@ class EventLog:
         self.written = 0
         self._pruned_at = -PRUNE_EVERY_S
         self._prune_rows = max(1, max_rows // 10)  # the table holds at most 10 % more than max_rows
+        # told of each event once it is committed (the writer's thread; must not block): the cloud link
+        self.listeners: list[Callable[[Event], None]] = []
 
     def append(self, event: Event, on_done: Callable[[BaseException | None], None] | None = None) -> None:
         """Queue one event (cheap; any thread); `on_done(None | exception)` once it is committed or
         failed (in the writer thread; such an event is committed at once)."""
         row = event.row()
-        self.writer.submit(lambda db: self._insert(db, row), on_done)
+        self.writer.submit(lambda db: self._insert(db, row), self._told([event], on_done))
 
     def append_all(self, events: list[Event], on_done: Callable[[BaseException | None], None]) -> None:
         """Queue events to be committed together, at once; `on_done` as for `append`."""
@@ -105,7 +107,25 @@ class EventLog:
             for row in rows:
                 self._insert(db, row)
 
-        self.writer.submit(job, on_done)
+        self.writer.submit(job, self._told(events, on_done))
+
+    def _told(self, events: list[Event], on_done: Callable[[BaseException | None], None] | None
+              ) -> Callable[[BaseException | None], None] | None:
+        """`on_done`, and the listeners told of `events` once committed (none: `on_done` as it is,
+        so events without a waiting caller are still committed in batches)."""
+        listeners = self.listeners
+        if not listeners:
+            return on_done
+
+        def done(error: BaseException | None) -> None:
+            if error is None:
+                for event in events:
+                    for listener in listeners:
+                        listener(event)
+            if on_done is not None:
+                on_done(error)
+
+        return done
 
     def _insert(self, db: sqlite3.Connection, row: tuple[Any, ...]) -> None:
         db.execute("INSERT INTO events (wall_s, t_s, kind, severity, source, code, name, message) "

@@ -7,6 +7,7 @@ Percentiles come from a ring buffer of the last `window` scans, recomputed every
 from __future__ import annotations
 
 from array import array
+from typing import Any
 
 from plc.tags import Access, Area, DType, TagSpec
 
@@ -38,7 +39,20 @@ STATS_TAGS = (
     ("storage_write_failed", DType.BOOL, "",
      "A write to the event log or retain store failed (error 412): client writes are refused until one succeeds"),
     ("storage_failed_writes", DType.UINT32, "", "Transactions of the event log and retain store that failed since start"),
+    # 32-bit tags first: each starts at an even register
+    ("cloud_queue_depth", DType.UINT32, "", "Messages queued for the fleet back end, not yet acknowledged"),
+    ("cloud_queue_oldest_s", DType.FLOAT32, "s", "Age of the oldest queued message (0 when none)"),
+    ("cloud_sent", DType.UINT32, "", "Messages the hub acknowledged since start"),
+    ("cloud_evicted", DType.UINT32, "", "Messages evicted by the queue's byte cap (spot telemetry first), ever"),
+    ("cloud_reconnects", DType.UINT32, "", "Connections made again after a failure, since start"),
+    ("cloud_last_error", DType.STRING, "", "The cloud link's last failure (empty while connected)"),
+    ("cloud_state", DType.ENUM, "", "The cloud link (runtime/cloud): off, connecting, connected, retrying"),
 )
+# the extra declarations of the tags above that are not plain numbers
+STATS_TAG_EXTRAS: dict[str, dict[str, Any]] = {
+    "cloud_state": {"enum_labels": ("off", "connecting", "connected", "retrying")},
+    "cloud_last_error": {"length": 64, "initial": ""},
+}
 
 
 def stats_tag_specs() -> list[TagSpec]:
@@ -46,17 +60,9 @@ def stats_tag_specs() -> list[TagSpec]:
     specs = []
     for name, dtype, unit, description in STATS_TAGS:
         initial = False if dtype is DType.BOOL else (0.0 if dtype is DType.FLOAT32 else 0)
-        specs.append(
-            TagSpec(
-                name=name,
-                dtype=dtype,
-                area=Area.MEMORY,
-                unit=unit,
-                access=Access.RO,
-                description=description,
-                initial=initial,
-            )
-        )
+        extras = {"initial": initial, **STATS_TAG_EXTRAS.get(name, {})}
+        specs.append(TagSpec(name=name, dtype=dtype, area=Area.MEMORY, unit=unit, access=Access.RO,
+                             description=description, **extras))
     return specs
 
 

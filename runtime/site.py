@@ -127,9 +127,9 @@ class Site:
             close()
 
     def attach_services(self, data_dir: FsPath) -> None:
-        """Retained tags (restored now, before the first scan), the event log, the storage health
-        of both and the watchdog (runtime/retain.py, events.py, storage.py, systemd.py), as
-        configured; `stop` closes them."""
+        """Retained tags (restored now, before the first scan), the event log, the cloud link, the
+        storage health of the first two and the watchdog (runtime/retain.py, events.py, cloud/,
+        storage.py, systemd.py), as configured; `stop` closes them."""
         from runtime import events, retain, storage, systemd
 
         cfg = self.io_map
@@ -145,8 +145,12 @@ class Site:
                 retainer.store.close()
 
             self._closers.append(close_retain)
-        if cfg.event_log.enabled:
-            event_log = events.attach(self, data_dir, cfg.event_log)
+        event_log = events.attach(self, data_dir, cfg.event_log) if cfg.event_log.enabled else None
+        if cfg.cloud.enabled:
+            from runtime.cloud import link
+
+            cloud = link.attach(self, data_dir, cfg.cloud, event_log)  # before the first event: it is sent too
+        if event_log is not None:
             writers.append(event_log.writer)
             event_log.append(events.service_event(self, "started", clean))
 
@@ -163,6 +167,8 @@ class Site:
                 event_log.close(self.clock.wall())
 
             self._closers.append(close_event_log)
+        if cfg.cloud.enabled:
+            self._closers.append(cloud.stop)  # after the event log's close: its last events are queued too
         if writers:
             self.storage = storage.attach(self, data_dir, writers)
             self._closers.append(self.storage.stop)

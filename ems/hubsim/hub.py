@@ -149,7 +149,9 @@ class Hub:
         self._connected = threading.Event()
         self._suback_mid: int | None = None
         self.client_id = client_id or f"hubsim-{uuid.uuid4().hex[:8]}"
-        self._client = mqtt.Client(client_id=self.client_id, clean_session=True, protocol=mqtt.MQTTv311)
+        # A persistent session, as a hub that never loses what it acknowledged: what devices send
+        # while the emulator reconnects (after a broker restart) is kept for it by the broker.
+        self._client = mqtt.Client(client_id=self.client_id, clean_session=False, protocol=mqtt.MQTTv311)
         self._client.reconnect_delay_set(min_delay=0.05, max_delay=1)
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe

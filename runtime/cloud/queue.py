@@ -39,6 +39,7 @@ from typing import Any, Self
 
 import attrs
 
+from runtime.config.schema import QUEUE_MAX_BYTES
 from runtime.sqlite_store import connect
 
 APPLICATION_ID = 0x454D5351  # "EMSQ" in the file header: this file is a cloud message queue
@@ -49,7 +50,7 @@ WEEK_OF_SPOT = 7 * 24 * 3600 // 10  # 60,480 spot messages at one every 10 s
 # events (75,000 of 1 kB) or spot messages of up to 3.3 kB. The file takes more than the bodies:
 # a row of a 2 kB body gets a 4 kB page to itself (two do not fit), so that week is a 249 MB file
 # (measured), plus the WAL; smaller or larger bodies pack better.
-DEFAULT_MAX_BYTES = 192 * 2**20
+DEFAULT_MAX_BYTES = QUEUE_MAX_BYTES  # 192 MiB, the [cloud] queue_max_bytes default
 _CHUNK = 500  # seqs per statement in `ack` (SQLite's limit of bound parameters)
 
 SCHEMA = f"""

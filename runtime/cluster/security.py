@@ -21,21 +21,20 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
 from pathlib import Path
 
 import attrs
 import zmq.auth
 
 from runtime.config.schema import ClusterConfig
+from runtime.secret_files import SecretFileError, read_private, resolve
 
 SECRET_BYTES = 32
 MIN_SECRET_CHARS = 32
 
 
-class SecurityError(OSError):
-    """A secret or key file that is missing, unreadable or exposed: one line naming the file.
-    An OSError, like a port in use: the site cannot start, and `ems run` says so and exits 1."""
+class SecurityError(SecretFileError):
+    """A secret or key file of the cluster that is missing, unreadable or exposed (one line)."""
 
 
 @attrs.frozen
@@ -57,12 +56,6 @@ class ClusterSecrets:
         """HMAC-SHA256 of a discovery beacon, keyed by the cluster secret."""
         key = hashlib.sha256(b"ems-discovery:" + (self.password or "").encode()).digest()
         return hmac.new(key, body, hashlib.sha256).hexdigest()
-
-
-def resolve(path: str, base: Path) -> Path:
-    """A path of the io_map: absolute, or relative to the io_map's folder."""
-    p = Path(path)
-    return p if p.is_absolute() else base / p
 
 
 def load(cfg: ClusterConfig, base: Path, client: str | None = None) -> ClusterSecrets:
@@ -102,16 +95,7 @@ def generate(cfg: ClusterConfig, base: Path) -> list[Path]:
 
 
 def _private_file(path: Path, what: str) -> bytes:
-    try:
-        mode = path.stat().st_mode
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SecurityError(f"{what} {path} does not exist (make it with: ems cluster keys --io-map FILE)") from None
-    except OSError as exc:
-        raise SecurityError(f"{what} {path} cannot be read: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise SecurityError(f"{what} {path} is readable by others (mode {stat.S_IMODE(mode):04o}): chmod 600 {path}")
-    return data
+    return read_private(path, what, "make it with: ems cluster keys --io-map FILE", SecurityError)
 
 
 def _read_secret(path: Path) -> str:

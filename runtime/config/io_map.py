@@ -15,6 +15,7 @@ from runtime.cluster.config import check as check_cluster
 from runtime.config.files import parse_toml, raise_errors, read_text
 from runtime.config.lines import Path, key_lines
 from runtime.config.schema import (
+    CloudConfig,
     ClusterConfig,
     DeviceConfig,
     EventLogConfig,
@@ -37,7 +38,7 @@ from runtime.servers.register_map import odd_start
 TagIo = tuple[IoConfig, Any, Path]  # a tag's io binding, its driver-specific point, where it is in the file
 
 SECTIONS = ("site", "supervisor", "logging", "modbus_server", "meter_gateway", "devices", "tags", "programs",
-            "event_log", "retain", "watchdog", "cluster")
+            "event_log", "retain", "watchdog", "cluster", "cloud")
 
 
 def load_io_map(path: str | FsPath) -> IoMap:
@@ -69,7 +70,7 @@ def _build(data: dict[str, Any], filename: str, errors: Errors) -> IoMap:
     meter_gateway = structure(MeterGatewayConfig, data.get("meter_gateway", {}), ("meter_gateway",), errors)
     service = {key: structure(cls, data.get(key, {}), (key,), errors)
                for key, cls in (("event_log", EventLogConfig), ("retain", RetainConfig), ("watchdog", WatchdogConfig),
-                                ("cluster", ClusterConfig))}
+                                ("cluster", ClusterConfig), ("cloud", CloudConfig))}
 
     kinds = DRIVERS
     devices, options, broken = _devices(_array(data, "devices", errors), kinds, errors)

@@ -175,6 +175,7 @@ def _duration(default: float, most_s: float) -> Any:
 
 
 MINUTE, HOUR = 60.0, 3600.0
+QUEUE_MAX_BYTES = 192 * 2**20  # the cloud queue's message bytes: a week of spot messages (runtime/cloud/queue.py)
 
 
 @attrs.frozen
@@ -289,6 +290,49 @@ class ClusterConfig:
             raise ValueError("every node needs its own raft, pub and rep ports")
 
 
+CLOUD_AUTH = ("sas", "x509")
+CLOUD_TRANSPORTS = ("mqtt", "websockets")
+
+
+@attrs.frozen
+class CloudConfig:
+    """The link to the fleet back end (docs/cloud.md): Azure IoT Hub through azure-iot-device.
+
+    Secrets stay outside the io_map (paths relative to it): the SAS connection string in a file
+    of its own (mode 0600), or the device's X.509 certificate and key."""
+
+    enabled: bool = False
+    auth: str = attrs.field(default="sas", validator=v.in_(CLOUD_AUTH))
+    connection_string_file: str = ""  # sas: "HostName=...;DeviceId=...;SharedAccessKey=..."
+    host: str = ""  # x509: the hub's host name
+    device_id: str = ""  # x509: the device id the certificate was issued for
+    cert_file: str = ""
+    key_file: str = ""
+    ca_file: str = ""  # the CA the hub's certificate must chain to ("" = the system's trust store)
+    transport: str = attrs.field(default="mqtt", validator=v.in_(CLOUD_TRANSPORTS))  # TLS 8883 | WebSockets 443
+    spot_interval_s: float = attrs.field(default=10.0, validator=[v.ge(1.0), v.le(HOUR)])  # SC_Spot_10s
+    batch_size: int = attrs.field(default=50, validator=[v.ge(1), v.le(1000)])  # messages per send when draining
+    gzip_above_bytes: int = attrs.field(default=4096, validator=[v.ge(256), v.le(256 * 1024)])
+    queue_file: str = "cloud_queue.sqlite"  # store-and-forward, under data_dir
+    # message bytes held (the file takes about twice that): the default holds a week of spot messages
+    queue_max_bytes: int = attrs.field(default=QUEUE_MAX_BYTES, validator=[v.ge(1024 * 1024), v.le(64 * 1024 ** 3)])
+    backoff_base_s: float = _duration(1.0, HOUR)  # reconnect: base * 2^n, with jitter, up to the cap
+    backoff_cap_s: float = _duration(300.0, HOUR)
+    call_timeout_s: float = _duration(15.0, MINUTE)  # any SDK call (get_twin can block forever)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.backoff_base_s <= self.backoff_cap_s:
+            raise ValueError("backoff_base_s must be at most backoff_cap_s")
+        if not self.enabled:
+            return
+        if self.auth == "sas" and not self.connection_string_file:
+            raise ValueError("auth = \"sas\" needs connection_string_file (a file of its own, mode 0600)")
+        if self.auth == "x509":
+            missing = [k for k in ("host", "device_id", "cert_file", "key_file") if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"auth = \"x509\" needs {', '.join(missing)}")
+
+
 @attrs.frozen
 class IoMap:
     """A whole site, as loaded and checked from its io_map file."""
@@ -309,4 +353,5 @@ class IoMap:
     retain: RetainConfig = attrs.Factory(RetainConfig)
     watchdog: WatchdogConfig = attrs.Factory(WatchdogConfig)
     cluster: ClusterConfig = attrs.Factory(ClusterConfig)
+    cloud: CloudConfig = attrs.Factory(CloudConfig)
     key_lines: dict[tuple[str | int, ...], int] = attrs.field(factory=dict, repr=False, eq=False)  # key -> line

@@ -28,8 +28,8 @@ def test_every_addressed_tag_reads_as_the_image_holds_it(site: ServedSite, clien
     snapshot = site.image.snapshot
     assert snapshot is not None
     addressed = [t.spec for t in site.image if t.spec.modbus is not None]
-    assert len(addressed) == len(TAGS) + 25  # every kit tag and the 25 runtime tags (scan statistics, watchdog,
-    # priority, clock, storage)
+    assert len(addressed) == len(TAGS) + 32  # every kit tag and the 32 runtime tags (scan statistics, watchdog,
+    # priority, clock, storage, cloud link)
     for spec in addressed:
         expected = snapshot.value(spec.name)
         got = read_tag(client, spec)
@@ -60,7 +60,7 @@ def test_low_word_first_serves_32_bit_values_swapped(make_site, make_client):  #
 
 
 def test_a_read_past_the_last_mapped_register_is_exception_02(client: ModbusTcpClient):
-    assert exception_code(client.read_input_registers(9039, count=2, device_id=1)) == 2  # 9039 is the last
+    assert exception_code(client.read_input_registers(9082, count=2, device_id=1)) == 2  # 9082 is the last
     assert exception_code(client.read_holding_registers(9000, count=2, device_id=1)) == 2  # no holding there
 
 

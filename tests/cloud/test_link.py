@@ -1,0 +1,216 @@
+"""The cloud link (runtime/cloud/link.py) of a whole site, through the real azure-iot-device SDK.
+
+Mosquitto (TLS on 127.0.0.1:8883) and the hub emulator stand in for Azure IoT Hub in every test
+here (tests/cloud/conftest.py): no real hub can run on this machine. The site is the default
+home site on the virtual clock (its scans run faster than real time, so minutes of site time
+take a second or two); the link, its queue and the SDK run on the real clock, as in production.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from datetime import datetime
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+import pytest
+from testkit.waiting import wait_until
+
+from ems.hubsim.broker import Broker
+from ems.hubsim.hub import Hub, Telemetry
+from ems.hubsim.local import LocalHub
+from runtime.clock import VirtualClock
+from runtime.cloud.queue import MessageQueue
+from runtime.config.io_map import load_io_map
+from runtime.secret_files import SecretFileError
+from runtime.site import Site, build_site
+
+ROOT = Path(__file__).resolve().parents[2]
+TELEMETRY = ("grid_power_w", "soc_pct")
+
+pytestmark = [
+    pytest.mark.timeout(120),
+    pytest.mark.filterwarnings("ignore:ssl.PROTOCOL_TLSv1_2 is deprecated:DeprecationWarning"),
+]
+
+
+def site_io_map(tmp_path: Path, local: LocalHub, device_id: str, mode: int = 0o600, extra: str = "") -> Path:
+    """The home site with two telemetry tags and [cloud] pointing at the local hub."""
+    secret = tmp_path / "cloud.connection"
+    secret.write_text(local.connection_string(device_id) + "\n")
+    secret.chmod(mode)
+    text = (ROOT / "io_maps" / "sim_home.toml").read_text()
+    for name in TELEMETRY:
+        text = text.replace(f'name = "{name}"\n', f'name = "{name}"\ntelemetry = true\n', 1)
+    text += f"""
+[cloud]
+enabled = true
+connection_string_file = "{secret}"
+ca_file = "{local.ca.cert_file}"
+backoff_base_s = 0.2
+backoff_cap_s = 1.0
+call_timeout_s = 5.0
+{extra}"""
+    path = tmp_path / "site.toml"
+    path.write_text(text)
+    return path
+
+
+def started_site(path: Path, data_dir: Path) -> Site:
+    site = build_site(load_io_map(path), VirtualClock())
+    site.attach_services(data_dir)
+    site.start()
+    return site
+
+
+def entries(telemetry: list[Telemetry]) -> list[dict[str, Any]]:
+    """Every message the hub got, batches unpacked, as {"id", "type", "body"} in arrival order."""
+    out = []
+    for t in telemetry:
+        payload = gzip.decompress(t.payload) if t.content_encoding == "gzip" else t.payload
+        if t.custom_properties.get("type") == "batch":
+            out.extend(json.loads(payload))
+        else:
+            out.append({"id": t.message_id, "type": t.custom_properties["type"], "body": json.loads(payload)})
+    return out
+
+
+def seqs(found: list[dict[str, Any]]) -> list[int]:
+    return [int(e["id"].rsplit("-", 1)[1]) for e in found]
+
+
+def of_type(hub: Hub, device_id: str, kind: str, at_least: int = 1) -> list[dict[str, Any]] | None:
+    found = [e for e in entries(hub.telemetry(device_id)) if e["type"] == kind]
+    return found if len(found) >= at_least else None
+
+
+def run_until(site: Site, condition: Any, timeout_s: float, what: str) -> None:
+    """Run the site a second of site time at a time until `condition()` holds."""
+    wait_until(lambda: site.run(1.0) or condition(), timeout_s, what)
+
+
+CONNECTED, RETRYING = 2, 3  # cloud_state
+
+
+def drained(site: Site) -> bool:
+    return bool(site.image["cloud_state"].value == CONNECTED and site.image["cloud_queue_depth"].value == 0)
+
+
+def test_spot_telemetry_reaches_the_hub_every_10_s_of_site_time(tmp_path: Path, local: LocalHub, hub: Hub,
+                                                                 device_id: str) -> None:
+    site = started_site(site_io_map(tmp_path, local, device_id), tmp_path / "data")
+    try:
+        site.run(60.0)
+        spots = wait_until(lambda: of_type(hub, device_id, "SC_Spot_10s", 6), 20.0, "6 spot messages at the hub")
+    finally:
+        site.stop()
+    body = spots[0]["body"]
+    assert body["site_id"] == "sim-home" and body["schema"] == 1
+    assert set(body["values"]) == set(TELEMETRY)
+    assert body["values"]["soc_pct"]["unit"] == "%"
+    assert body["values"]["grid_power_w"]["quality"] == "GOOD"
+    stamps = [e["body"]["ts"] for e in spots]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+
+
+def test_the_controllers_start_event_is_sent(tmp_path: Path, local: LocalHub, hub: Hub, device_id: str) -> None:
+    site = started_site(site_io_map(tmp_path, local, device_id), tmp_path / "data")
+    try:
+        site.run(5.0)
+        found = wait_until(lambda: of_type(hub, device_id, "SC_service_event"), 20.0, "the start event at the hub")
+    finally:
+        site.stop()
+    assert found[0]["body"]["name"] == "started"
+    assert found[0]["body"]["text"].startswith("controller started")
+
+
+def test_state_and_mode_changes_are_sent_as_state_events(tmp_path: Path, local: LocalHub, hub: Hub,
+                                                         device_id: str) -> None:
+    site = started_site(site_io_map(tmp_path, local, device_id), tmp_path / "data")
+    try:
+        site.run(30.0)
+        found = wait_until(lambda: of_type(hub, device_id, "SC_state_event"), 20.0, "a state event at the hub")
+    finally:
+        site.stop()
+    assert {e["body"]["kind"] for e in found} <= {"state", "mode"}
+    assert all(e["body"]["source"] == "site" for e in found)
+
+
+def test_two_minutes_without_the_hub_lose_nothing_and_arrive_in_order(tmp_path: Path, local: LocalHub,
+                                                                      broker: Broker, hub: Hub,
+                                                                      device_id: str) -> None:
+    """The broker stopped for 150 s of site time while spot messages and events flow: the link
+    queues, its state says so, and once the broker is back every message arrives, oldest first."""
+    site = started_site(site_io_map(tmp_path, local, device_id), tmp_path / "data")
+    try:
+        run_until(site, lambda: drained(site), 20.0, "connected and drained")
+        broker.stop()
+        try:
+            site.run(150.0)
+            run_until(site, lambda: site.image["cloud_state"].value == RETRYING
+                      and site.image["cloud_queue_depth"].value >= 15, 20.0, "retrying, 150 s of spot messages queued")
+            assert site.image["cloud_last_error"].value
+        finally:
+            broker.start()
+            hub.wait_connected()
+        run_until(site, lambda: drained(site), 30.0, "the queue drained after the broker came back")
+    finally:
+        site.stop()
+    got = entries(hub.telemetry(device_id))
+    numbers = seqs(got)
+    assert sorted(set(numbers)) == list(range(1, max(numbers) + 1)), "every message, none missing"
+    firsts = [numbers.index(n) for n in sorted(set(numbers))]
+    assert firsts == sorted(firsts), "in queue order (per type too)"
+    spots = [datetime.fromisoformat(e["body"]["ts"]) for e in got if e["type"] == "SC_Spot_10s"]
+    assert len(spots) >= 15
+    assert {(b - a).total_seconds() for a, b in pairwise(spots)} == {10.0}, "one every 10 s, none missing"
+
+
+def test_what_was_queued_at_a_stop_is_sent_at_the_next_start(tmp_path: Path, local: LocalHub, broker: Broker,
+                                                             hub: Hub, device_id: str) -> None:
+    path = site_io_map(tmp_path, local, device_id)
+    broker.stop()
+    try:
+        site = started_site(path, tmp_path / "data")
+        site.run(60.0)
+        site.stop()
+    finally:
+        broker.start()
+        hub.wait_connected()
+    queue = MessageQueue(tmp_path / "data" / "cloud_queue.sqlite")
+    queued = queue.depth
+    queue.close()
+    assert queued >= 7  # 6 spot messages, the start and stop events
+    site = started_site(path, tmp_path / "data")
+    try:
+        run_until(site, lambda: drained(site), 30.0, "the queue of the last run drained")
+    finally:
+        site.stop()
+    assert len(set(seqs(entries(hub.telemetry(device_id))))) >= queued
+
+
+def test_a_connection_string_readable_by_others_stops_the_start_with_one_line(tmp_path: Path, local: LocalHub,
+                                                                             device_id: str) -> None:
+    path = site_io_map(tmp_path, local, device_id, mode=0o644)
+    site = build_site(load_io_map(path), VirtualClock())
+    site.attach_services(tmp_path / "data")
+    with pytest.raises(SecretFileError, match=r"cloud connection string file .*cloud.connection is readable by "
+                                              r"others \(mode 0644\): chmod 600"):
+        site.start()
+    site.stop()
+
+
+def test_a_connection_string_without_its_key_is_refused_naming_what_is_missing(tmp_path: Path, local: LocalHub,
+                                                                              device_id: str) -> None:
+    path = site_io_map(tmp_path, local, device_id)
+    secret = tmp_path / "cloud.connection"
+    secret.write_text(f"HostName=localhost;DeviceId={device_id}\n")
+    os.chmod(secret, 0o600)
+    site = build_site(load_io_map(path), VirtualClock())
+    site.attach_services(tmp_path / "data")
+    with pytest.raises(OSError, match=r"cloud.connection: no SharedAccessKey"):
+        site.start()
+    site.stop()
