@@ -11,11 +11,13 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import re
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from testkit.waiting import wait_until
 
@@ -66,15 +68,38 @@ def started_site(path: Path, data_dir: Path) -> Site:
     return site
 
 
+def doc_schemas() -> dict[str, Any]:
+    """The JSON Schemas of docs/cloud.md, by name (its ```json schema=NAME blocks)."""
+    text = (ROOT / "docs" / "cloud.md").read_text()
+    return {name: json.loads(body) for name, body in re.findall(r"```json schema=(\S+)\n(.*?)```", text, re.DOTALL)}
+
+
+SCHEMAS = doc_schemas()
+
+
+def check_body(kind: str, body: Any) -> None:
+    """A message body against docs/cloud.md: the common fields and its type's."""
+    jsonschema.validate(body, SCHEMAS["common"])
+    jsonschema.validate(body, SCHEMAS["SC_Spot_10s" if kind == "SC_Spot_10s" else "event"])
+    assert body["type"] == kind
+
+
 def entries(telemetry: list[Telemetry]) -> list[dict[str, Any]]:
-    """Every message the hub got, batches unpacked, as {"id", "type", "body"} in arrival order."""
+    """Every message the hub got, batches unpacked, as {"id", "type", "body"} in arrival order;
+    each checked against its schema in docs/cloud.md on the way."""
     out = []
     for t in telemetry:
-        payload = gzip.decompress(t.payload) if t.content_encoding == "gzip" else t.payload
-        if t.custom_properties.get("type") == "batch":
-            out.extend(json.loads(payload))
+        assert t.content_type == "application/json" and t.content_encoding in ("utf-8", "gzip")
+        assert t.custom_properties["site_id"] == "sim-home" and t.custom_properties["schema"] == "1"
+        payload = json.loads(gzip.decompress(t.payload) if t.content_encoding == "gzip" else t.payload)
+        if t.custom_properties["type"] == "batch":
+            jsonschema.validate(payload, SCHEMAS["batch"])
+            assert t.custom_properties["count"] == str(len(payload))
+            out.extend(payload)
         else:
-            out.append({"id": t.message_id, "type": t.custom_properties["type"], "body": json.loads(payload)})
+            out.append({"id": t.message_id, "type": t.custom_properties["type"], "body": payload})
+    for entry in out:
+        check_body(entry["type"], entry["body"])
     return out
 
 
@@ -214,3 +239,15 @@ def test_a_connection_string_without_its_key_is_refused_naming_what_is_missing(t
     with pytest.raises(OSError, match=r"cloud.connection: no SharedAccessKey"):
         site.start()
     site.stop()
+
+
+def test_the_schemas_of_docs_cloud_md_refuse_a_wrong_message() -> None:
+    """The check above can fail: a spot value of an unknown quality, an event without its text."""
+    spot = {"type": "SC_Spot_10s", "schema": 1, "site_id": "a", "ts": "2026-12-03T16:34:05.123Z", "scan": 1,
+            "values": {"grid_power_w": {"value": 1.0, "quality": "FINE", "unit": "W"}}}
+    with pytest.raises(jsonschema.ValidationError, match="'FINE' is not one of"):
+        check_body("SC_Spot_10s", spot)
+    event = {"type": "SC_state_event", "schema": 1, "site_id": "a", "ts": "2026-12-03T16:34:05.123Z",
+             "kind": "state", "severity": "info", "source": "site", "name": "site_state"}
+    with pytest.raises(jsonschema.ValidationError, match="'text' is a required property"):
+        check_body("SC_state_event", event)

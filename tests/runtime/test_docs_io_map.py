@@ -19,3 +19,9 @@ RECORDS = [schema.SiteConfig, schema.SupervisorConfig, schema.LoggingConfig, sch
 def test_every_key_is_documented(record: type) -> None:
     missing = [f.name for f in attrs.fields(record) if f"`{f.name}`" not in DOC and f" {f.name} =" not in DOC]
     assert missing == [], f"{record.__name__} keys missing from docs/io_map.md: {missing}"
+
+
+def test_every_cloud_key_is_documented() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "cloud.md").read_text()
+    missing = [f.name for f in attrs.fields(schema.CloudConfig) if f"`{f.name}`" not in doc]
+    assert missing == [], f"CloudConfig keys missing from docs/cloud.md: {missing}"
