@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ems import cluster_command, live_command
+from ems import cloud_command, cluster_command, live_command
 from ems.devsim import command as devsim_command
 from ems.errors import EPILOG, EXIT_CONFIG, EXIT_INTERRUPTED, EXIT_START, CommandError
 from ems.help import document
@@ -101,6 +101,7 @@ def _parser() -> argparse.ArgumentParser:
     devsim_command.add_parser(sub)  # ems simulate-devices
     prequal_command.add_parser(sub)  # ems prequal
     cluster_command.add_parser(sub)  # ems cluster status
+    cloud_command.add_parser(sub)  # ems cloud hub
     live_command.add_parser(sub)  # ems status, ems read, ems write
     return document(parser)
 

@@ -27,6 +27,9 @@ DESCRIPTIONS = {
                         "BMS on CAN, so that `ems run` talks to them as to real devices.",
     "prequal": "Runs the Nordic TSOs' FCR-N, FCR-D and FFR prequalification tests, on the simulated site or "
                "(--live) on a running unit, and writes the report, plots, results and the TSO log files.",
+    "cloud hub": "Runs a local stand-in for Azure IoT Hub (Mosquitto with TLS on 8883 and WebSockets on 443, "
+                 "the SDK's fixed ports, and the hub emulator), writes a device's connection string file (mode "
+                 "0600) for [cloud], and prints every message it receives until Ctrl-C (docs/cloud.md).",
     "cluster status": "Members, roles, terms, SOCs and setpoints as one node sees them; a node that does not "
                       "answer is shown unreachable with the age of its last state.",
 }
@@ -45,6 +48,8 @@ EXAMPLES = {
                 "ems prequal --product all --test all --ffr-level all --out docs/prequal",
                 "ems prequal --product fcr-d-up --test ramp --live --host 192.168.1.20 --out var/live"],
     "cluster": ["ems cluster status --io-map io_maps/sim_cluster/node1.toml"],
+    "cloud": ["ems cloud hub"],
+    "cloud hub": ["ems cloud hub", "ems cloud hub --dir var/hubsim --device home-1"],
     "cluster keys": ["ems cluster keys --io-map io_maps/sim_cluster/node1.toml"],
     "cluster status": ["ems cluster status --io-map io_maps/sim_cluster/node1.toml",
                        "ems cluster status --io-map io_maps/sim_cluster/node1.toml --node node2 --json"],

@@ -207,7 +207,7 @@ class SiteControl(Program):
                   0, 1e7),
             param(h, "cost_charge_soc_pct", f, p.cost_charge_soc_pct, "Cost saving: grid charge target", "%",
                   0, 100),
-            status(i, "mode_active", DType.ENUM, "Mode in control now", enum_cls=Mode),
+            status(i, "mode_active", DType.ENUM, "Mode in control now", enum_cls=Mode, telemetry=True),
             status(i, "mode_reason", DType.STRING, "Why that mode is in control", length=REASON_LENGTH),
             status(i, "baseline_p_w", f, "Battery power from the mode, after constraints and ramp", "W"),
             status(i, "mode_request_w", f, "Battery power the mode asked for", "W"),

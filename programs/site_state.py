@@ -110,7 +110,8 @@ class SiteStateProgram(Program):
         return [
             param(holding, "site_state_cmd", DType.ENUM, 0, "Command to the site state machine (consumed)",
                   enum_cls=StateCommand, retain=False),
-            status(inputs, "site_state", DType.ENUM, "Operating state of the site", enum_cls=SiteState),
+            status(inputs, "site_state", DType.ENUM, "Operating state of the site", enum_cls=SiteState,
+                   telemetry=True),
             status(inputs, "site_state_time_s", DType.FLOAT32, "Time in the present state", "s"),
             status(inputs, "site_state_reason", DType.STRING, "Why the site entered its state",
                    length=REASON_LENGTH),

@@ -49,8 +49,9 @@ def param(layout: Layout, name: str, dtype: DType, initial: Any, description: st
 
 
 def status(layout: Layout, name: str, dtype: DType, description: str, unit: str = "",
-           enum_cls: type[enum.IntEnum] | None = None, length: int = 0, initial: Any = None) -> TagSpec:
-    """A value the program computes for others to read."""
+           enum_cls: type[enum.IntEnum] | None = None, length: int = 0, initial: Any = None,
+           telemetry: bool = False) -> TagSpec:
+    """A value the program computes for others to read (`telemetry`: in every spot message too)."""
     table = ModbusTable.DISCRETE if dtype is DType.BOOL else ModbusTable.INPUT
     words = (length + 1) // 2 if dtype is DType.STRING else _words(dtype)
     if initial is None:
@@ -58,7 +59,7 @@ def status(layout: Layout, name: str, dtype: DType, description: str, unit: str 
     return TagSpec(
         name=name, dtype=dtype, area=Area.MEMORY, unit=unit, access=Access.RO, description=description,
         modbus=layout.address(table, words), initial=initial,
-        enum_labels=labels(enum_cls) if enum_cls else (), length=length,
+        enum_labels=labels(enum_cls) if enum_cls else (), length=length, telemetry=telemetry,
     )
 
 

@@ -7,6 +7,8 @@ telemetry message (device, properties, payload) until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import gzip
+import os
 import signal
 import sys
 import threading
@@ -22,7 +24,7 @@ def _line(t: Telemetry) -> str:
     props = {k: v for k, v in (("mid", t.message_id), ("ct", t.content_type), ("ce", t.content_encoding)) if v}
     props.update({k: v or "" for k, v in t.custom_properties.items()})
     shown = " ".join(f"{k}={v}" for k, v in props.items())
-    body = t.payload.decode(errors="replace")
+    body = (gzip.decompress(t.payload) if t.content_encoding == "gzip" else t.payload).decode(errors="replace")
     clock = time.strftime("%H:%M:%S", time.localtime(t.received_at))
     return f"{clock} {t.device_id} {shown} {body}"
 
@@ -47,7 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         ports = ", ".join(map(str, local.broker.listeners()[1:]))
         print(f"hubsim: broker on {HOSTNAME} ({ports}); emulator on 127.0.0.1:{local.broker.plain_port}")
         print(f"hubsim: CA (server_verification_cert): {local.ca.cert_file}")
-        print(f"hubsim: connection string: {local.connection_string(args.device)}")
+        connection, secret = local.connection_string(args.device), args.dir / f"{args.device}.connection"
+        fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(connection + "\n")
+        print(f"hubsim: connection string: {connection}")
+        print(f"hubsim: connection_string_file (mode 0600): {secret.resolve()}")
         print(f"hubsim: X.509 device cert: {cert.cert_file} key: {cert.key_file}", flush=True)
         local.hub.on_telemetry(lambda t: print(_line(t), flush=True))
         try:

@@ -61,7 +61,10 @@ def spot_body(snapshot: Snapshot, tags: Sequence[TagSpec], site_id: str) -> byte
     for spec in tags:
         i = snapshot.index[spec.name]
         quality: Quality = snapshot.qualities[i]
-        values[spec.name] = {"value": _json_value(snapshot.values[i]), "quality": quality.name, "unit": spec.unit}
+        value = _json_value(snapshot.values[i])
+        values[spec.name] = {"value": value, "quality": quality.name, "unit": spec.unit}
+        if spec.enum_labels:
+            values[spec.name]["label"] = spec.label(value)
     return _encode({"type": SPOT, "schema": SCHEMA_VERSION, "site_id": site_id, "ts": iso(snapshot.wall_s),
                     "scan": snapshot.scan, "values": values})
 

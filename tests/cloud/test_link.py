@@ -31,7 +31,9 @@ from runtime.secret_files import SecretFileError
 from runtime.site import Site, build_site
 
 ROOT = Path(__file__).resolve().parents[2]
-TELEMETRY = ("grid_power_w", "soc_pct")
+# the home site's telemetry tags: its io_map's, and the site state and mode the programs declare
+TELEMETRY = ("grid_power_w", "grid_frequency_hz", "inverter_p_w", "pv_power_w", "load_power_w", "soc_pct",
+             "site_state", "mode_active")
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -40,13 +42,11 @@ pytestmark = [
 
 
 def site_io_map(tmp_path: Path, local: LocalHub, device_id: str, mode: int = 0o600, extra: str = "") -> Path:
-    """The home site with two telemetry tags and [cloud] pointing at the local hub."""
+    """The home site with [cloud] pointing at the local hub."""
     secret = tmp_path / "cloud.connection"
     secret.write_text(local.connection_string(device_id) + "\n")
     secret.chmod(mode)
     text = (ROOT / "io_maps" / "sim_home.toml").read_text()
-    for name in TELEMETRY:
-        text = text.replace(f'name = "{name}"\n', f'name = "{name}"\ntelemetry = true\n', 1)
     text += f"""
 [cloud]
 enabled = true
@@ -137,6 +137,7 @@ def test_spot_telemetry_reaches_the_hub_every_10_s_of_site_time(tmp_path: Path, 
     assert set(body["values"]) == set(TELEMETRY)
     assert body["values"]["soc_pct"]["unit"] == "%"
     assert body["values"]["grid_power_w"]["quality"] == "GOOD"
+    assert body["values"]["site_state"]["label"] in ("init", "run", "idle")
     stamps = [e["body"]["ts"] for e in spots]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
 
