@@ -29,7 +29,7 @@ lint: $(DEPS)
 	$(VENV)/bin/mypy
 
 ## benchmarks: each prints its figures next to a baseline measured in the same run
-bench: $(DEPS)
+bench: $(DEPS) system-deps
 	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 system-deps:
