@@ -131,6 +131,7 @@ class HubClient:
         self.client = client
         self.timeout_s = timeout_s
         self._caller = Caller("cloud-sdk", cancel)
+        self._caller_for_answers = Caller("cloud-sdk-answers", cancel)  # the handler's thread is not the link's
 
     def connect(self) -> None:
         self._caller.call(self.client.connect, self.timeout_s)
@@ -148,6 +149,21 @@ class HubClient:
         message.custom_properties.update(properties)
         self._caller.call(lambda: self.client.send_message(message), self.timeout_s)
 
+    def on_method(self, answer: Callable[[str, Any], tuple[int, Any]]) -> None:
+        """Answer every direct method with `answer(name, payload) -> (status, payload)` (in the SDK's
+        handler thread). Setting the handler subscribes: bounded as any call."""
+        from azure.iot.device import MethodResponse
+
+        def handle(request: Any) -> None:
+            status, payload = answer(request.name, request.payload)
+            response = MethodResponse.create_from_method_request(request, status, payload)
+            try:
+                self._caller_for_answers.call(lambda: self.client.send_method_response(response), self.timeout_s)
+            except Exception as exc:  # noqa: BLE001 - the connection went: the caller times out, the link reconnects
+                log.warning("cloud link: answer to %s not sent: %s: %s", request.name, type(exc).__name__, exc)
+
+        self._caller.call(lambda: setattr(self.client, "on_method_request_received", handle), self.timeout_s)
+
     def close(self) -> None:
         """Shut the client down (bounded too: a dead broker must not hold the stop)."""
         self._caller.cancel = threading.Event()  # even when the link is stopping
@@ -156,3 +172,4 @@ class HubClient:
         except Exception as exc:  # noqa: BLE001 - closing: the client is dropped whatever it says
             log.debug("cloud link: closing the client: %s: %s", type(exc).__name__, exc)
         self._caller.close()
+        self._caller_for_answers.close()

@@ -33,6 +33,7 @@ import attrs
 from plc.program import ScanContext
 from plc.tags import TagSpec
 from runtime.cloud import hub, messages
+from runtime.cloud.methods import Methods
 from runtime.cloud.queue import Message, MessageQueue, Put
 from runtime.config.schema import CloudConfig
 from runtime.events import Event
@@ -72,13 +73,14 @@ class CloudLink:
 
     def __init__(self, cfg: CloudConfig, queue_path: Path, make_client: Callable[[], hub.HubClient],
                  site_id: str, telemetry: Sequence[TagSpec], wall: Callable[[], float],
-                 rng: random.Random | None = None):
+                 methods: Methods | None = None, rng: random.Random | None = None):
         self.cfg = cfg
         self.queue_path = queue_path
         self.make_client = make_client
         self.site_id = site_id
         self.telemetry = tuple(telemetry)
         self.wall = wall
+        self.methods = methods  # the direct methods' answers (None: the link takes no method)
         self.rng = rng or random.Random()
         self.status = LinkStatus()
         self.queue: MessageQueue | None = None
@@ -189,6 +191,9 @@ class CloudLink:
             if self._client is None:
                 self._client = self.make_client()
             self._client.connect()
+            if self.methods is not None:
+                methods = self.methods
+                self._client.on_method(lambda name, payload: methods.answer(name, payload).pair)
         except Exception as exc:  # noqa: BLE001 - any failure of the SDK or the network: back off
             self._failed("connect", exc)
             return
@@ -285,7 +290,8 @@ def attach(site: Any, data_dir: Path, cfg: CloudConfig, event_log: Any | None) -
     def make_client() -> hub.HubClient:
         return hub.HubClient(hub.create_client(cfg, base), cfg.call_timeout_s, link.cancel)
 
-    link = CloudLink(cfg, data_dir / cfg.queue_file, make_client, site.io_map.site.id, telemetry, site.clock.wall)
+    link = CloudLink(cfg, data_dir / cfg.queue_file, make_client, site.io_map.site.id, telemetry, site.clock.wall,
+                     Methods(site.image))
     site.image.subscribe(link.on_snapshot)
     if event_log is not None:
         event_log.listeners.append(link.on_event)
