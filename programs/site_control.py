@@ -207,6 +207,8 @@ class SiteControl(Program):
                   0, 1e7),
             param(h, "cost_charge_soc_pct", f, p.cost_charge_soc_pct, "Cost saving: grid charge target", "%",
                   0, 100),
+            param(h, "trim_kp", f, p.trim_kp, "Grid-error trim (PI): proportional gain", "", 0, 10),
+            param(h, "trim_ki", f, p.trim_ki, "Grid-error trim (PI): integral gain", "1/s", 0, 10),
             status(i, "mode_active", DType.ENUM, "Mode in control now", enum_cls=Mode, telemetry=True),
             status(i, "mode_reason", DType.STRING, "Why that mode is in control", length=REASON_LENGTH),
             status(i, "baseline_p_w", f, "Battery power from the mode, after constraints and ramp", "W"),
@@ -229,7 +231,7 @@ class SiteControl(Program):
         names = ("limit_charge_w", "limit_discharge_w", "mode", "import_limit_w", "export_limit_w",
                  "soc_reserve_pct", "ramp_w_per_s", "q_setpoint_var", "ext_heartbeat", "local_heartbeat",
                  "mode_active", "mode_reason", "baseline_p_w", "mode_request_w", "q_request_var", "net_load_w",
-                 "control_hold", "control_hold_reason", "heartbeat_ok", "sleep_request")
+                 "control_hold", "control_hold_reason", "heartbeat_ok", "sleep_request", "trim_kp", "trim_ki")
         self.tag = {name: tags[name] for name in names}
         # Grid services (when present) reserve headroom that the baseline must leave free.
         self.reserve_up = tags.get("service_reserve_up_w")
@@ -257,6 +259,9 @@ class SiteControl(Program):
         if mode is not self.active:
             self._switch(mode, reason, m)
         active = self.modes[mode]
+        tracker = getattr(active, "tracker", None)
+        if tracker is not None:  # the trim's gains may change at run time (SCADA, the cloud's twin); ki bumpless
+            tracker.trim.kp, tracker.trim.ki = tag["trim_kp"].value, tag["trim_ki"].value
         if self._handover_w is not None and hold not in INVALID:
             active.start(self._handover_w, m)
             self.ramp.reset(self._handover_w)

@@ -164,6 +164,28 @@ class HubClient:
 
         self._caller.call(lambda: setattr(self.client, "on_method_request_received", handle), self.timeout_s)
 
+    def on_desired(self, apply: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Hand every desired-properties patch to `apply` (the SDK's handler thread) and report what
+        it returns (nothing when it returns {})."""
+        def handle(patch: dict[str, Any]) -> None:
+            reported = apply(patch)
+            if reported:
+                try:
+                    self._caller_for_answers.call(lambda: self.client.patch_twin_reported_properties(reported),
+                                                  self.timeout_s)
+                except Exception as exc:  # noqa: BLE001 - reported again at the next connect
+                    log.warning("cloud link: reported properties not sent: %s: %s", type(exc).__name__, exc)
+
+        self._caller.call(lambda: setattr(self.client, "on_twin_desired_properties_patch_received", handle),
+                          self.timeout_s)
+
+    def get_twin(self) -> dict[str, Any]:
+        """The whole twin ({"desired": ..., "reported": ...}); bounded (the SDK's call is not)."""
+        return dict(self._caller.call(self.client.get_twin, self.timeout_s))
+
+    def report(self, reported: dict[str, Any]) -> None:
+        self._caller.call(lambda: self.client.patch_twin_reported_properties(reported), self.timeout_s)
+
     def close(self) -> None:
         """Shut the client down (bounded too: a dead broker must not hold the stop)."""
         self._caller.cancel = threading.Event()  # even when the link is stopping

@@ -35,6 +35,7 @@ from plc.tags import TagSpec
 from runtime.cloud import hub, messages
 from runtime.cloud.methods import Methods
 from runtime.cloud.queue import Message, MessageQueue, Put
+from runtime.cloud.twin import Twin
 from runtime.config.schema import CloudConfig
 from runtime.events import Event
 from runtime.image import ProcessImage, Snapshot
@@ -73,7 +74,7 @@ class CloudLink:
 
     def __init__(self, cfg: CloudConfig, queue_path: Path, make_client: Callable[[], hub.HubClient],
                  site_id: str, telemetry: Sequence[TagSpec], wall: Callable[[], float],
-                 methods: Methods | None = None, rng: random.Random | None = None):
+                 methods: Methods | None = None, twin: Twin | None = None, rng: random.Random | None = None):
         self.cfg = cfg
         self.queue_path = queue_path
         self.make_client = make_client
@@ -81,6 +82,8 @@ class CloudLink:
         self.telemetry = tuple(telemetry)
         self.wall = wall
         self.methods = methods  # the direct methods' answers (None: the link takes no method)
+        self.twin = twin  # the device twin's parameters and reports (None: no twin)
+        self._reported_at = -math.inf
         self.rng = rng or random.Random()
         self.status = LinkStatus()
         self.queue: MessageQueue | None = None
@@ -145,6 +148,8 @@ class CloudLink:
             if not self._online and time.monotonic() >= self._retry_at:
                 self._connect()
             busy = self._connected() and self._send_some()
+            if self._connected() and not busy:
+                self._report_if_due()
             self._publish(self._state())
             if not busy:
                 self._wake.wait(self._idle_wait())
@@ -194,6 +199,11 @@ class CloudLink:
             if self.methods is not None:
                 methods = self.methods
                 self._client.on_method(lambda name, payload: methods.answer(name, payload).pair)
+            if self.twin is not None:
+                self._client.on_desired(self.twin.desired)
+                came = self.twin.desired(self._client.get_twin().get("desired", {}))  # what changed while away
+                self._client.report({**self.twin.reported(self._link_report()), **came})
+                self._reported_at = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - any failure of the SDK or the network: back off
             self._failed("connect", exc)
             return
@@ -219,6 +229,22 @@ class CloudLink:
         self.queue.ack(m.seq for m in batch)
         self._sent += len(batch)
         return True
+
+    def _report_if_due(self) -> None:
+        """The twin's reported properties, once per spot interval."""
+        if self.twin is None or time.monotonic() - self._reported_at < self.cfg.spot_interval_s:
+            return
+        assert self._client is not None
+        self._reported_at = time.monotonic()
+        try:
+            self._client.report(self.twin.reported(self._link_report()))
+        except Exception as exc:  # noqa: BLE001 - the connection went: back off as for a send
+            self._failed("report", exc)
+
+    def _link_report(self) -> dict[str, Any]:
+        status = self.status
+        return {"state": status.state.name.lower(), "queue_depth": status.depth, "sent": status.sent,
+                "evicted": status.evicted, "reconnects": status.reconnects}
 
     def _transmission(self, batch: Sequence[Message]) -> tuple[bytes, str, str, dict[str, str]]:
         """(payload, content encoding, message id, properties) of one hub message."""
@@ -291,7 +317,7 @@ def attach(site: Any, data_dir: Path, cfg: CloudConfig, event_log: Any | None) -
         return hub.HubClient(hub.create_client(cfg, base), cfg.call_timeout_s, link.cancel)
 
     link = CloudLink(cfg, data_dir / cfg.queue_file, make_client, site.io_map.site.id, telemetry, site.clock.wall,
-                     Methods(site.image))
+                     Methods(site.image), Twin(site.image))
     site.image.subscribe(link.on_snapshot)
     if event_log is not None:
         event_log.listeners.append(link.on_event)
