@@ -33,7 +33,8 @@ log = logging.getLogger(__name__)
 
 GOOD = Quality.GOOD
 
-LEAD_MARGIN_S = 0.003  # a poll is timed to end this long before the scan deadline it feeds
+LEAD_MARGIN_S = 0.008  # a poll is timed to end this long before the scan deadline it feeds (a stall of
+# a few ms on a loaded machine must not push a read past the scan: that costs a whole period)
 LEAD_WINDOW = 16  # the last polls of a shape whose slowest times the next one
 MAX_LEAD_FRACTION = 0.9  # a poll starts at most this part of its period before the deadline
 

@@ -1,7 +1,7 @@
 """The IO cycle: each poll ends just before the scan deadline it feeds (runtime/io/driver.py).
 
 On the real clock, a driver started on the scan's grid times each poll to end LEAD_MARGIN_S
-(3 ms) before a deadline, by the slowest of its last polls of the same shape. Before, polls
+(8 ms) before a deadline, by the slowest of its last polls of the same shape. Before, polls
 fell half a period off the scan's grid: at 100 ms the scan used inputs 50 ms + a poll old.
 """
 
@@ -65,7 +65,7 @@ def margins(device: TimedDevice, slow: bool) -> list[float]:
 def test_a_poll_ends_a_few_ms_before_the_scan_deadline_not_half_a_period_off_it() -> None:
     device = polled(fast_s=0.015, slow_s=0.015)
     left = margins(device, False) + margins(device, True)
-    assert 0.0 < statistics.median(left) < 0.020, f"poll ends {statistics.median(left) * 1e3:.1f} ms before"
+    assert 0.0 < statistics.median(left) < 0.025, f"poll ends {statistics.median(left) * 1e3:.1f} ms before"
     assert sum(1 for m in left if m > 0) >= 0.8 * len(left), "most polls end before their deadline"
 
 
@@ -75,7 +75,7 @@ def test_a_slower_kind_of_poll_starts_earlier_so_both_end_just_before_their_dead
     device = polled(fast_s=0.005, slow_s=0.035, polls=36)
     for slow in (False, True):
         left = margins(device, slow)
-        assert 0.0 < statistics.median(left) < 0.020, \
+        assert 0.0 < statistics.median(left) < 0.025, \
             f"{'slow' if slow else 'fast'} polls end {statistics.median(left) * 1e3:.1f} ms before their deadline"
 
 
