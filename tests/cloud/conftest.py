@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cloud_kit import Running, site_io_map, started_site
 
 from ems.hubsim.broker import Broker, BrokerError
 from ems.hubsim.certs import CertificateAuthority
@@ -99,3 +100,14 @@ def device_certificates_required(broker: Broker, hub: Hub) -> Iterator[Broker]:
         broker.restart(require_certificate=False)
         hub.wait_connected()
 
+
+
+@pytest.fixture
+def running(tmp_path: Path, local: LocalHub, hub: Hub, device_id: str) -> Iterator[Running]:
+    """The home site with [cloud] at the local hub, scanning in a thread of its own, connected."""
+    data = tmp_path / "data"
+    site = started_site(site_io_map(tmp_path, local, device_id), data)
+    try:
+        yield Running(site, hub, device_id, data)
+    finally:
+        site.stop()

@@ -8,10 +8,7 @@ take a second or two); the link, its queue and the SDK run on the real clock, as
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
-import re
 from datetime import datetime
 from itertools import pairwise
 from pathlib import Path
@@ -19,18 +16,28 @@ from typing import Any
 
 import jsonschema
 import pytest
+from cloud_kit import (
+    RETRYING,
+    check_body,
+    drained,
+    entries,
+    of_type,
+    run_until,
+    seqs,
+    site_io_map,
+    started_site,
+)
 from testkit.waiting import wait_until
 
 from ems.hubsim.broker import Broker
-from ems.hubsim.hub import Hub, Telemetry
+from ems.hubsim.hub import Hub
 from ems.hubsim.local import LocalHub
 from runtime.clock import VirtualClock
 from runtime.cloud.queue import MessageQueue
 from runtime.config.io_map import load_io_map
 from runtime.secret_files import SecretFileError
-from runtime.site import Site, build_site
+from runtime.site import build_site
 
-ROOT = Path(__file__).resolve().parents[2]
 # the home site's telemetry tags: its io_map's, and the site state and mode the programs declare
 TELEMETRY = ("grid_power_w", "grid_frequency_hz", "inverter_p_w", "pv_power_w", "load_power_w", "soc_pct",
              "site_state", "mode_active")
@@ -39,89 +46,6 @@ pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:ssl.PROTOCOL_TLSv1_2 is deprecated:DeprecationWarning"),
 ]
-
-
-def site_io_map(tmp_path: Path, local: LocalHub, device_id: str, mode: int = 0o600, extra: str = "") -> Path:
-    """The home site with [cloud] pointing at the local hub."""
-    secret = tmp_path / "cloud.connection"
-    secret.write_text(local.connection_string(device_id) + "\n")
-    secret.chmod(mode)
-    text = (ROOT / "io_maps" / "sim_home.toml").read_text()
-    text += f"""
-[cloud]
-enabled = true
-connection_string_file = "{secret}"
-ca_file = "{local.ca.cert_file}"
-backoff_base_s = 0.2
-backoff_cap_s = 1.0
-call_timeout_s = 5.0
-{extra}"""
-    path = tmp_path / "site.toml"
-    path.write_text(text)
-    return path
-
-
-def started_site(path: Path, data_dir: Path) -> Site:
-    site = build_site(load_io_map(path), VirtualClock())
-    site.attach_services(data_dir)
-    site.start()
-    return site
-
-
-def doc_schemas() -> dict[str, Any]:
-    """The JSON Schemas of docs/cloud.md, by name (its ```json schema=NAME blocks)."""
-    text = (ROOT / "docs" / "cloud.md").read_text()
-    return {name: json.loads(body) for name, body in re.findall(r"```json schema=(\S+)\n(.*?)```", text, re.DOTALL)}
-
-
-SCHEMAS = doc_schemas()
-
-
-def check_body(kind: str, body: Any) -> None:
-    """A message body against docs/cloud.md: the common fields and its type's."""
-    jsonschema.validate(body, SCHEMAS["common"])
-    jsonschema.validate(body, SCHEMAS["SC_Spot_10s" if kind == "SC_Spot_10s" else "event"])
-    assert body["type"] == kind
-
-
-def entries(telemetry: list[Telemetry]) -> list[dict[str, Any]]:
-    """Every message the hub got, batches unpacked, as {"id", "type", "body"} in arrival order;
-    each checked against its schema in docs/cloud.md on the way."""
-    out = []
-    for t in telemetry:
-        assert t.content_type == "application/json" and t.content_encoding in ("utf-8", "gzip")
-        assert t.custom_properties["site_id"] == "sim-home" and t.custom_properties["schema"] == "1"
-        payload = json.loads(gzip.decompress(t.payload) if t.content_encoding == "gzip" else t.payload)
-        if t.custom_properties["type"] == "batch":
-            jsonschema.validate(payload, SCHEMAS["batch"])
-            assert t.custom_properties["count"] == str(len(payload))
-            out.extend(payload)
-        else:
-            out.append({"id": t.message_id, "type": t.custom_properties["type"], "body": payload})
-    for entry in out:
-        check_body(entry["type"], entry["body"])
-    return out
-
-
-def seqs(found: list[dict[str, Any]]) -> list[int]:
-    return [int(e["id"].rsplit("-", 1)[1]) for e in found]
-
-
-def of_type(hub: Hub, device_id: str, kind: str, at_least: int = 1) -> list[dict[str, Any]] | None:
-    found = [e for e in entries(hub.telemetry(device_id)) if e["type"] == kind]
-    return found if len(found) >= at_least else None
-
-
-def run_until(site: Site, condition: Any, timeout_s: float, what: str) -> None:
-    """Run the site a second of site time at a time until `condition()` holds."""
-    wait_until(lambda: site.run(1.0) or condition(), timeout_s, what)
-
-
-CONNECTED, RETRYING = 2, 3  # cloud_state
-
-
-def drained(site: Site) -> bool:
-    return bool(site.image["cloud_state"].value == CONNECTED and site.image["cloud_queue_depth"].value == 0)
 
 
 def test_spot_telemetry_reaches_the_hub_every_10_s_of_site_time(tmp_path: Path, local: LocalHub, hub: Hub,
@@ -252,3 +176,42 @@ def test_the_schemas_of_docs_cloud_md_refuse_a_wrong_message() -> None:
              "kind": "state", "severity": "info", "source": "site", "name": "site_state"}
     with pytest.raises(jsonschema.ValidationError, match="'text' is a required property"):
         check_body("SC_state_event", event)
+
+
+def test_the_link_over_websockets_sends_telemetry(tmp_path: Path, local: LocalHub, hub: Hub, device_id: str) -> None:
+    """transport = "websockets": MQTT over TLS on 443, the way through a firewall that passes only HTTPS."""
+    site = started_site(site_io_map(tmp_path, local, device_id, extra='transport = "websockets"\n'),
+                        tmp_path / "data")
+    try:
+        site.run(20.0)
+        assert wait_until(lambda: of_type(hub, device_id, "SC_Spot_10s", 2), 20.0, "spot messages over WebSockets")
+    finally:
+        site.stop()
+
+
+def test_the_link_with_a_device_certificate_sends_telemetry(tmp_path: Path, local: LocalHub, hub: Hub,
+                                                            device_id: str, device_certificates_required: Any) -> None:
+    """auth = "x509": the broker demands a client certificate signed by its CA (the hub's device registry)."""
+    pair = local.device_cert(device_id)
+    pair.key_file.chmod(0o600)
+    extra = (f'auth = "x509"\nhost = "localhost"\ndevice_id = "{device_id}"\ncert_file = "{pair.cert_file}"\n'
+             f'key_file = "{pair.key_file}"\n')
+    site = started_site(site_io_map(tmp_path, local, device_id, extra=extra), tmp_path / "data")
+    try:
+        site.run(20.0)
+        assert wait_until(lambda: of_type(hub, device_id, "SC_Spot_10s", 2), 20.0, "spot messages with X.509")
+    finally:
+        site.stop()
+
+
+def test_a_device_key_readable_by_others_stops_the_start_with_one_line(tmp_path: Path, local: LocalHub,
+                                                                       device_id: str) -> None:
+    pair = local.device_cert(device_id)
+    pair.key_file.chmod(0o644)
+    extra = (f'auth = "x509"\nhost = "localhost"\ndevice_id = "{device_id}"\ncert_file = "{pair.cert_file}"\n'
+             f'key_file = "{pair.key_file}"\n')
+    site = build_site(load_io_map(site_io_map(tmp_path, local, device_id, extra=extra)), VirtualClock())
+    site.attach_services(tmp_path / "data")
+    with pytest.raises(SecretFileError, match=r"cloud device key file .* is readable by others \(mode 0644\)"):
+        site.start()
+    site.stop()

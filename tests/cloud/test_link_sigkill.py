@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_link import entries, site_io_map
+from cloud_kit import entries, site_io_map
 from testkit.waiting import wait_until
 
 from ems.hubsim.broker import Broker

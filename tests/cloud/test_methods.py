@@ -8,55 +8,24 @@ home site scans on the virtual clock in a thread of its own for the whole test.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_link import site_io_map, started_site
+from cloud_kit import Running, site_io_map
 from testkit.waiting import wait_until
 
-from ems.hubsim.hub import Hub, MethodResult
 from ems.hubsim.local import LocalHub
 from runtime.clock import VirtualClock
 from runtime.cloud.methods import METHODS, Methods
 from runtime.config.io_map import load_io_map
 from runtime.events import read_events
-from runtime.site import Site, build_site
+from runtime.site import build_site
 
 pytestmark = [
     pytest.mark.timeout(120),
     pytest.mark.filterwarnings("ignore:ssl.PROTOCOL_TLSv1_2 is deprecated:DeprecationWarning"),
 ]
-
-
-class Running:
-    """A started site scanning in its own thread, and a way to call its methods through the hub."""
-
-    def __init__(self, site: Site, hub: Hub, device_id: str, data: Path):
-        self.site, self.hub, self.device_id, self.data = site, hub, device_id, data
-        self.thread = threading.Thread(target=site.run, name="test-site", daemon=True)
-        self.thread.start()
-        wait_until(lambda: self.value("cloud_state") == 2 and self.value("site_state") == 1, 30.0,
-                   "the site running and its link connected")
-
-    def value(self, name: str) -> Any:
-        snapshot = self.site.image.snapshot
-        return None if snapshot is None else snapshot.value(name)
-
-    def call(self, name: str, payload: Any = None) -> MethodResult:
-        return self.hub.invoke_method(self.device_id, name, payload, timeout_s=15.0)
-
-
-@pytest.fixture
-def running(tmp_path: Path, local: LocalHub, hub: Hub, device_id: str) -> Iterator[Running]:
-    data = tmp_path / "data"
-    site = started_site(site_io_map(tmp_path, local, device_id), data)
-    try:
-        yield Running(site, hub, device_id, data)
-    finally:
-        site.stop()
 
 
 def test_going_idle_and_running_again(running: Running) -> None:

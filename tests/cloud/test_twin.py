@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_link import site_io_map, started_site
-from test_methods import Running
+from cloud_kit import Running, site_io_map, started_site
 from testkit.waiting import wait_until
 
 from ems.hubsim.broker import Broker
@@ -38,16 +37,6 @@ def reported_version(hub: Hub, device_id: str, version: int) -> dict[str, Any] |
     if parameters.get("version") == version or parameters.get("refused_version") == version:
         return dict(parameters)
     return None
-
-
-@pytest.fixture
-def running(tmp_path: Path, local: LocalHub, hub: Hub, device_id: str) -> Any:
-    data = tmp_path / "data"
-    site = started_site(site_io_map(tmp_path, local, device_id), data)
-    try:
-        yield Running(site, hub, device_id, data)
-    finally:
-        site.stop()
 
 
 def test_a_patch_of_the_pi_gains_and_the_peak_shaving_limit_is_applied_at_one_scan_boundary_and_reported(
