@@ -59,7 +59,7 @@ class Event:
 
     wall_s: float
     t_s: float
-    kind: str  # state, mode, error, monitor, write, service
+    kind: str  # KINDS: state, mode, error, monitor, write, service, clock, cluster, aem
     severity: int
     source: str
     code: int
@@ -167,16 +167,29 @@ class EventLog:
         self.writer.close()
 
 
+# a cluster node's role, the leader it follows, the Raft term and the members online (kind "cluster")
+CLUSTER_TAGS = ("cluster_role", "cluster_leader", "cluster_term", "cluster_members_online")
+
+
+def _label(tag: Any, value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(tag.spec.label(value)) if value != "" else "none"
+
+
 class EventRecorder:
-    """After each scan: state and mode changes, the programs' event queues; writes as they apply."""
+    """After each scan: state and mode changes, cluster role, leader, term and membership changes,
+    AEM on and off (grid services), the programs' event queues; writes as they apply."""
 
     def __init__(self, image: ProcessImage, programs: Iterable[Any], sink: EventLog, wall: Any,
                  ignore_writes: Iterable[str] = ()):
         self.sink = sink
         self.wall = wall  # the clock's wall(): event times for writes applied outside a program
-        self.watch = [(image[state], image.get(reason), kind)
-                      for state, reason, kind in (("site_state", "site_state_reason", "state"),
-                                                  ("mode_active", "mode_reason", "mode")) if state in image]
+        watched = [("site_state", "site_state_reason", "state"), ("mode_active", "mode_reason", "mode"),
+                   *((name, None, "cluster") for name in CLUSTER_TAGS),
+                   *((tag.name, None, "aem") for tag in image if tag.name.startswith("aem_active_"))]
+        self.watch = [(image[state], image.get(reason) if reason else None, kind)
+                      for state, reason, kind in watched if state in image]
         self.last: list[Any] = [None] * len(self.watch)
         self.queues: list[deque[Any]] = [p.events for p in programs if isinstance(getattr(p, "events", None), deque)]
         self.ignore = re.compile("|".join(fnmatch.translate(p) for p in ignore_writes)) if ignore_writes else None
@@ -198,10 +211,11 @@ class EventRecorder:
     def _changed(self, ctx: ScanContext, i: int, tag: Any, reason: Any, kind: str, value: Any) -> None:
         before = self.last[i]
         self.last[i] = value
-        label = tag.spec.label(value)
+        label, was = _label(tag, value), _label(tag, before)
         why = f" ({reason.value})" if reason is not None and reason.value else ""
-        message = f"{tag.spec.label(before)} -> {label}{why}" if before is not None else f"{label}{why}"
-        severity = 2 if kind == "state" and label == "error" else 0
+        message = f"{tag.name}: " if kind in ("cluster", "aem") else ""
+        message += f"{was} -> {label}{why}" if before is not None else f"{label}{why}"
+        severity = 2 if kind == "state" and label == "error" else 1 if kind == "aem" and value else 0
         self.sink.append(Event(ctx.wall_s, ctx.t_s, kind, severity, "site", 0, tag.name, message))
 
     def _program_event(self, e: Any) -> None:
@@ -244,7 +258,7 @@ class EventRecorder:
 
 
 # --- reading -------------------------------------------------------------------------------------
-KINDS = ("state", "mode", "error", "monitor", "write", "service", "clock")  # what the log records
+KINDS = ("state", "mode", "error", "monitor", "write", "service", "clock", "cluster", "aem")  # what the log records
 
 
 def parse_kinds(kinds: Iterable[str]) -> tuple[str, ...]:

@@ -10,6 +10,8 @@ are in SI units, as the tags hold them; a tag's quality goes with its value.
   SC_error_event    errors raised, cleared and acknowledged (event log kind error)
   SC_setpoint_event an accepted write from outside: a setpoint, a limit, a schedule (kind write)
   SC_service_event  the controller's start and stop, clock steps, monitor findings
+  SC_cluster_state_event  this node's Raft role, leader, term, members online (kind cluster)
+  SC_aem_event      a grid service's AEM alarm on and off (kind aem)
 
 A batch (when several messages wait: draining the queue) is one hub message of type `batch`
 whose body is a JSON array of `{"id": message id, "type": message type, "body": body}`, in
@@ -35,7 +37,7 @@ SPOT = "SC_Spot_10s"
 BATCH = "batch"
 EVENT_TYPES = {"state": "SC_state_event", "mode": "SC_state_event", "error": "SC_error_event",
                "write": "SC_setpoint_event", "service": "SC_service_event", "clock": "SC_service_event",
-               "monitor": "SC_service_event"}
+               "monitor": "SC_service_event", "cluster": "SC_cluster_state_event", "aem": "SC_aem_event"}
 MESSAGE_TYPES = (SPOT, *sorted(set(EVENT_TYPES.values())))
 
 

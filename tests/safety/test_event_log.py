@@ -109,3 +109,46 @@ def test_ems_events_says_what_is_wrong_with_its_arguments(tmp_path):
     assert bad.returncode == 2 and "info, warning, error, critical" in bad.stderr
     missing = ems_events(tmp_path / "nowhere")
     assert missing.returncode == 1 and "no database" in missing.stderr
+
+
+class Sink(list):  # type: ignore[type-arg]
+    """An event log that keeps what it is given, in memory."""
+
+    def append(self, event: Event, on_done: object = None) -> None:  # type: ignore[override]
+        super().append(event)
+
+
+def recorded(changes: list[dict[str, object]]) -> list[Event]:
+    """The events of a recorder watching an AEM flag and a node's cluster tags through `changes`."""
+    from types import SimpleNamespace
+
+    from plc.tags import Area, DType, TagSpec
+    from programs.cluster.node import Role
+    from programs.enums import labels
+    from runtime.events import EventRecorder
+    from runtime.image import ProcessImage
+
+    image = ProcessImage([
+        TagSpec("aem_active_fcr_n", DType.BOOL, Area.MEMORY, initial=False),
+        TagSpec("cluster_role", DType.ENUM, Area.MEMORY, enum_labels=labels(Role), initial=0),
+        TagSpec("cluster_leader", DType.STRING, Area.MEMORY, length=16, initial=""),
+        TagSpec("cluster_term", DType.UINT32, Area.MEMORY, initial=0)])
+    sink = Sink()
+    recorder = EventRecorder(image, [], sink, lambda: 0.0)  # type: ignore[arg-type]
+    for i, change in enumerate([{}, *changes]):
+        for name, value in change.items():
+            image[name].set(value)
+        recorder(SimpleNamespace(wall_s=float(i), t_s=float(i)))  # type: ignore[arg-type]
+    return [e for e in sink if e.wall_s > 0]  # not the first scan's starting values
+
+
+def test_aem_on_and_off_are_logged_the_on_as_a_warning() -> None:
+    events = recorded([{"aem_active_fcr_n": True}, {"aem_active_fcr_n": False}])
+    assert [(e.kind, e.severity, e.message) for e in events] == [
+        ("aem", 1, "aem_active_fcr_n: off -> on"), ("aem", 0, "aem_active_fcr_n: on -> off")]
+
+
+def test_a_new_leader_and_term_are_logged_as_cluster_events() -> None:
+    events = recorded([{"cluster_term": 4, "cluster_leader": "node2"}])
+    assert sorted((e.kind, e.message) for e in events) == [
+        ("cluster", "cluster_leader: none -> node2"), ("cluster", "cluster_term: 0 -> 4")]
