@@ -215,3 +215,19 @@ def test_a_device_key_readable_by_others_stops_the_start_with_one_line(tmp_path:
     with pytest.raises(SecretFileError, match=r"cloud device key file .* is readable by others \(mode 0644\)"):
         site.start()
     site.stop()
+
+
+def test_a_hub_whose_certificate_does_not_chain_to_the_ca_is_never_trusted_and_the_site_controls_on(
+        tmp_path: Path, local: LocalHub, other_ca: Any, hub: Hub, device_id: str) -> None:
+    """ca_file of another CA: the TLS handshake fails at every attempt; the link says why, queues, and the
+    scan runs on (the site reaches Run as without a cloud)."""
+    path = site_io_map(tmp_path, local, device_id)
+    path.write_text(path.read_text().replace(str(local.ca.cert_file), str(other_ca.cert_file)))
+    site = started_site(path, tmp_path / "data")
+    try:
+        run_until(site, lambda: site.image["cloud_state"].value == RETRYING and site.image["site_state"].value == 1
+                  and site.image["cloud_queue_depth"].value >= 3, 20.0, "retrying, queueing, and the site running")
+        assert "TLS" in site.image["cloud_last_error"].value or "tls" in site.image["cloud_last_error"].value.lower()
+    finally:
+        site.stop()
+    assert hub.telemetry(device_id) == []
