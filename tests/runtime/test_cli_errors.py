@@ -153,7 +153,8 @@ def test_the_readme_profile_example_runs_as_written_from_any_directory(tmp_path:
 def test_an_unknown_event_kind_is_refused(tmp_path: Path):
     result = ems("events", "--kind", "bogus", "--data-dir", str(tmp_path))
     assert result.returncode == EXIT_CONFIG
-    assert one_line(result) == "ems events: --kind 'bogus': one of state, mode, error, monitor, write, service, clock"
+    assert one_line(result) == ("ems events: --kind 'bogus': one of state, mode, error, monitor, write, service, "
+                                "clock, cluster, aem")
 
 
 def test_an_empty_result_says_no_events(tmp_path: Path):
