@@ -147,8 +147,8 @@ class CloudLink:
                 self._failed("connection", ConnectionError("lost"))
             if not self._online and time.monotonic() >= self._retry_at:
                 self._connect()
-            busy = self._connected() and self._send_some()
-            if self._connected() and not busy:
+            busy = self._online and self._send_some()
+            if self._online and not busy:
                 self._report_if_due()
             self._publish(self._state())
             if not busy:
@@ -156,7 +156,7 @@ class CloudLink:
                 self._wake.clear()
 
     def _idle_wait(self) -> float:
-        if self._connected():
+        if self._online:
             return 1.0
         return max(0.0, min(1.0, self._retry_at - time.monotonic()))
 
@@ -183,11 +183,8 @@ class CloudLink:
         if self.event_sink is not None:
             self.event_sink(Event(self.wall(), time.monotonic(), "service", 1, "cloud", 0, "cloud_queue_evicted", text))
 
-    def _connected(self) -> bool:
-        return self._online
-
     def _state(self) -> LinkState:
-        if self._connected():
+        if self._online:
             return LinkState.CONNECTED
         return LinkState.RETRYING if self._failures else LinkState.CONNECTING
 
