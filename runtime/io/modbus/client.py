@@ -272,10 +272,14 @@ class ModbusDriver(Driver):
         A block is read at the poll nearest its due time: a poll a wake-up early (the group's
         clock and the poll grid a fraction of a millisecond apart) must not put it off a whole
         poll period, late every time after."""
-        slack = self.settings.poll_period_s / 2.0
-        due = [i for i, state in enumerate(self._states) if now + slack >= state.next_due]
+        due = [i for i, state in enumerate(self._states) if now + self._slack >= state.next_due]
         groups = self.profile.poll_groups
         return sorted(due, key=lambda i: -groups[self.blocks[i].group].period_s)
+
+    @property
+    def _slack(self) -> float:
+        """How far from its due time a block is still read on time: half a poll period."""
+        return self.settings.poll_period_s / 2.0
 
     def poll_shape(self, at: float) -> tuple[int, ...]:
         """The blocks due at `at`: a poll's duration is mostly theirs (see Driver.lead_s)."""
@@ -301,7 +305,7 @@ class ModbusDriver(Driver):
                 log.info("device %s: %s recovered", self.name, self._block_label(block))
             state.error, state.hard, state.last_good = "", False, now
         period = self.profile.poll_groups[block.group].period_s
-        if now - state.next_due > self.settings.poll_period_s / 2.0 and state.next_due > -math.inf:
+        if now - state.next_due > self._slack and state.next_due > -math.inf:
             self.stats.late_reads += 1  # at least one poll after it was due
             self.stats.late_by_group[block.group] = self.stats.late_by_group.get(block.group, 0) + 1
         state.next_due = now + period if state.next_due < now - period else state.next_due + period
