@@ -308,21 +308,23 @@ class Hub:
         device = self._sender_of(topic) if self._sender_of is not None else None
         return device or self.default_device
 
-    def _twin_get(self, topic: str) -> None:
+    def _twin_request(self, topic: str, what: str) -> tuple[str, str | None]:
+        """(request id, device) of a twin request; the device None (answered 404) when unknown."""
         rid = _query(topic).get("rid", "")
         device = self._device_of(topic)
         if device is None:
-            self.errors.append(f"twin GET from an unknown device: {topic}")
+            self.errors.append(f"{what} from an unknown device: {topic}")
             self._publish(f"$iothub/twin/res/404/?$rid={rid}", {"message": "unknown device"})
-            return
-        self._publish(f"$iothub/twin/res/200/?$rid={rid}", self.twin(device))
+        return rid, device
+
+    def _twin_get(self, topic: str) -> None:
+        rid, device = self._twin_request(topic, "twin GET")
+        if device is not None:
+            self._publish(f"$iothub/twin/res/200/?$rid={rid}", self.twin(device))
 
     def _twin_reported(self, topic: str, payload: bytes) -> None:
-        rid = _query(topic).get("rid", "")
-        device = self._device_of(topic)
+        rid, device = self._twin_request(topic, "reported patch")
         if device is None:
-            self.errors.append(f"reported patch from an unknown device: {topic}")
-            self._publish(f"$iothub/twin/res/404/?$rid={rid}", {"message": "unknown device"})
             return
         try:
             patch = json.loads(payload or b"{}")

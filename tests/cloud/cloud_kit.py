@@ -45,6 +45,12 @@ call_timeout_s = 5.0
     return path
 
 
+def x509_cloud(pair: Any, device_id: str) -> str:
+    """The [cloud] keys of X.509 authentication with `pair` (a device certificate and its key)."""
+    return (f'auth = "x509"\nhost = "localhost"\ndevice_id = "{device_id}"\ncert_file = "{pair.cert_file}"\n'
+            f'key_file = "{pair.key_file}"\n')
+
+
 def started_site(path: Path, data_dir: Path) -> Site:
     site = build_site(load_io_map(path), VirtualClock())
     site.attach_services(data_dir)

@@ -26,6 +26,7 @@ from cloud_kit import (
     seqs,
     site_io_map,
     started_site,
+    x509_cloud,
 )
 from testkit.waiting import wait_until
 
@@ -194,8 +195,7 @@ def test_the_link_with_a_device_certificate_sends_telemetry(tmp_path: Path, loca
     """auth = "x509": the broker demands a client certificate signed by its CA (the hub's device registry)."""
     pair = local.device_cert(device_id)
     pair.key_file.chmod(0o600)
-    extra = (f'auth = "x509"\nhost = "localhost"\ndevice_id = "{device_id}"\ncert_file = "{pair.cert_file}"\n'
-             f'key_file = "{pair.key_file}"\n')
+    extra = x509_cloud(pair, device_id)
     site = started_site(site_io_map(tmp_path, local, device_id, extra=extra), tmp_path / "data")
     try:
         site.run(20.0)
@@ -208,8 +208,7 @@ def test_a_device_key_readable_by_others_stops_the_start_with_one_line(tmp_path:
                                                                        device_id: str) -> None:
     pair = local.device_cert(device_id)
     pair.key_file.chmod(0o644)
-    extra = (f'auth = "x509"\nhost = "localhost"\ndevice_id = "{device_id}"\ncert_file = "{pair.cert_file}"\n'
-             f'key_file = "{pair.key_file}"\n')
+    extra = x509_cloud(pair, device_id)
     site = build_site(load_io_map(site_io_map(tmp_path, local, device_id, extra=extra)), VirtualClock())
     site.attach_services(tmp_path / "data")
     with pytest.raises(SecretFileError, match=r"cloud device key file .* is readable by others \(mode 0644\)"):
@@ -231,3 +230,11 @@ def test_a_hub_whose_certificate_does_not_chain_to_the_ca_is_never_trusted_and_t
     finally:
         site.stop()
     assert hub.telemetry(device_id) == []
+
+
+def test_the_cloud_state_tag_labels_are_the_link_states() -> None:
+    """runtime/scan_stats.py declares the tag's labels; runtime/cloud/link.py sets its values."""
+    from runtime.cloud.link import LinkState
+    from runtime.scan_stats import STATS_TAG_EXTRAS
+
+    assert STATS_TAG_EXTRAS["cloud_state"]["enum_labels"] == tuple(state.name.lower() for state in LinkState)
