@@ -47,14 +47,6 @@ def connection_string(cfg: CloudConfig, base: Path) -> str:
     return text
 
 
-def device_id(cfg: CloudConfig, base: Path) -> str:
-    """The device id the hub knows this controller by."""
-    if cfg.auth == "x509":
-        return cfg.device_id
-    parts = dict(part.split("=", 1) for part in connection_string(cfg, base).split(";") if "=" in part)
-    return parts["DeviceId"]
-
-
 def create_client(cfg: CloudConfig, base: Path) -> Any:
     """An IoTHubDeviceClient for `cfg`, not connected yet."""
     from azure.iot.device import X509, IoTHubDeviceClient
